@@ -1,0 +1,129 @@
+"""Run directories: ``arrays.npz`` + ``run.json`` (+ ``model.pt``), written atomically.
+
+A run directory is complete exactly when it exists under its final name: writers build it
+in a sibling temporary directory and rename it into place as the last step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from .errors import UserError
+
+ARRAYS_FILE = "arrays.npz"
+RUN_FILE = "run.json"
+MODEL_FILE = "model.pt"
+
+# Arrays over the stream (one entry per seen sample) and their on-disk dtypes.
+STREAM_ARRAYS = {
+    "u": np.float64,  # uncertainty 1 - max mean prob
+    "k": np.int64,  # update count when the sample was seen
+    "g": np.float64,  # SAG threshold used for the sample's step (may be +inf)
+    "c": np.int8,  # novice correct (0/1)
+    "r": np.int8,  # teacher reward: +1 queried & correct, -1 queried & wrong, 0 not queried
+    "q": np.int8,  # queried (random or active)
+    "q_a": np.int8,  # queried actively (u >= gamma)
+}
+# Optional arrays: stream_idx is absent in runs imported from the authors' format.
+INDEX_ARRAYS = {"stream_idx": np.int64, "train_idx": np.int64}
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, indent=2, sort_keys=True, default=_json_default)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def atomic_dir(final: Path, fill: Callable[[Path], None]) -> Path:
+    """Create directory ``final`` atomically: ``fill(tmpdir)`` writes the files, then rename.
+
+    An existing ``final`` is replaced. If ``fill`` raises, nothing is left behind.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        fill(tmp)
+        if final.exists():
+            old = final.with_name(f".{final.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(final, old)
+            os.replace(tmp, final)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return final
+
+
+def pack_arrays(arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Cast the run arrays to their on-disk dtypes; checks that stream arrays agree in length."""
+    out: dict[str, np.ndarray] = {}
+    for name, dtype in STREAM_ARRAYS.items():
+        if name not in arrays:
+            raise ValueError(f"run arrays lack {name!r}")
+        out[name] = np.asarray(arrays[name]).astype(dtype, copy=False)
+    n = len(out["u"])
+    for name in STREAM_ARRAYS:
+        if out[name].shape != (n,):
+            raise ValueError(f"run array {name!r} has shape {out[name].shape}, expected ({n},)")
+    for name, dtype in INDEX_ARRAYS.items():
+        if arrays.get(name) is not None:
+            out[name] = np.asarray(arrays[name]).astype(dtype, copy=False)
+    return out
+
+
+def write_run_files(directory: Path, arrays: Mapping[str, Any], info: Mapping[str, Any]) -> None:
+    """Write arrays.npz and run.json into an (unpublished) directory."""
+    directory = Path(directory)
+    np.savez_compressed(directory / ARRAYS_FILE, **pack_arrays(arrays))
+    write_json_atomic(directory / RUN_FILE, info)
+
+
+def read_arrays(run_dir: Path) -> dict[str, np.ndarray]:
+    path = Path(run_dir) / ARRAYS_FILE
+    if not path.is_file():
+        raise UserError(f"{path} is missing: the run is incomplete; re-run its train job.")
+    with np.load(path, allow_pickle=False) as npz:
+        return {name: npz[name] for name in npz.files}
+
+
+def read_info(run_dir: Path) -> dict[str, Any]:
+    path = Path(run_dir) / RUN_FILE
+    if not path.is_file():
+        raise UserError(f"{path} is missing: the run is incomplete; re-run its train job.")
+    with open(path) as fh:
+        return json.load(fh)
+
+
+def is_complete_run(run_dir: Path) -> bool:
+    run_dir = Path(run_dir)
+    return (run_dir / ARRAYS_FILE).is_file() and (run_dir / RUN_FILE).is_file()
