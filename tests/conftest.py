@@ -1,0 +1,59 @@
+"""Shared test fixtures: paths to the real data and a local HTTP file server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+MNIST_ROOT = SHARED / "data" / "mnist"  # holds MNIST/raw/*.gz, as torchvision lays it out
+MNIST_RAW = MNIST_ROOT / "MNIST" / "raw"
+REFERENCE_RESULTS = SHARED / "reference" / "original_results"
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+
+class FileServer:
+    """Serves a directory over HTTP on 127.0.0.1 (a random free port) in a thread."""
+
+    def __init__(self, directory: Path):
+        handler = functools.partial(_QuietHandler, directory=str(directory))
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def serve_dir():
+    """Factory: ``serve_dir(path)`` -> base URL (ends with '/'), stopped after the test."""
+    servers: list[FileServer] = []
+
+    def start(directory: Path) -> str:
+        server = FileServer(Path(directory))
+        servers.append(server)
+        return server.url
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture
+def mnist_mirror(serve_dir):
+    """A local MNIST mirror serving the real raw .gz files of ../shared/data/mnist."""
+    if not MNIST_RAW.is_dir():
+        pytest.fail(f"real MNIST is expected at {MNIST_RAW}")
+    return serve_dir(MNIST_RAW)
