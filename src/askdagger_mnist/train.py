@@ -1,0 +1,175 @@
+"""CLI: one interactive SAG training run on MNIST (the script the ``train`` rule calls).
+
+    python -m askdagger_mnist.train --mode sensitivity --s-des 0.9 --rep 0 \\
+        --data-root resources/mnist --out results/runs/sensitivity/sag/s0.9/rep0
+
+Rerunning the same command after an interruption resumes from the checkpoint
+(default ``<out>.checkpoint.pt``, beside the run directory).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import socket
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .data import load_mnist_train
+from .errors import UserError
+from .loop import run_loop
+from .metrics import whole_run_metrics
+from .runio import MODEL_FILE, atomic_dir, write_run_files
+from .settings import MODES, STREAM_STEPS, RunSettings
+
+DEFAULTS = RunSettings()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m askdagger_mnist.train", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    g = p.add_argument_group("experiment")
+    g.add_argument("--mode", choices=MODES, required=True, help="what SAG tracks")
+    g.add_argument("--s-des", type=float, required=True, help="desired value, in (0, 1)")
+    g.add_argument("--rep", type=int, default=0, help="repetition (seeds the run)")
+    g.add_argument("--variant", default="sag", help="variant name recorded in run.json")
+    g.add_argument("--p-rand", type=float, default=DEFAULTS.p_rand, help="random query rate")
+    g.add_argument("--no-normalization", action="store_true", help="SAG without normalization")
+    g.add_argument("--no-imputation", action="store_true", help="SAG without imputation")
+    g.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    g.add_argument("--update-every", type=int, default=DEFAULTS.update_every)
+    g.add_argument("--mc-samples", type=int, default=DEFAULTS.mc_samples)
+    g.add_argument("--dropout", type=float, default=DEFAULTS.dropout)
+    g.add_argument("--n-min", type=int, default=DEFAULTS.n_min)
+    g.add_argument("--n-rep", type=int, default=DEFAULTS.n_rep)
+    g.add_argument("--max-steps", type=int, default=STREAM_STEPS,
+                   help=f"stream length in steps (default {STREAM_STEPS}; fewer: a short run)")
+    g.add_argument("--seed-root", type=int, default=0, help="root entropy of all run seeds")
+    g = p.add_argument_group("input, output, execution")
+    g.add_argument("--data-root", type=Path, required=True,
+                   help="folder holding MNIST/raw/*.gz")
+    g.add_argument("--out", type=Path, required=True, help="run directory to create")
+    g.add_argument("--checkpoint", type=Path, help="checkpoint file (default <out>.checkpoint.pt)")
+    g.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints (0: none)")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    g.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    g.add_argument("--progress-every", type=int, default=50, help="steps between progress lines")
+    g.add_argument("--halt-after", type=int, help=argparse.SUPPRESS)  # tests: simulated crash
+    return p
+
+
+def settings_from_args(args: argparse.Namespace) -> RunSettings:
+    try:
+        return RunSettings(
+            mode=args.mode, s_des=args.s_des, rep=args.rep, p_rand=args.p_rand,
+            normalization=not args.no_normalization, imputation=not args.no_imputation,
+            batch_size=args.batch_size, update_every=args.update_every,
+            mc_samples=args.mc_samples, dropout=args.dropout, n_min=args.n_min,
+            n_rep=args.n_rep, steps=args.max_steps, seed_root=args.seed_root,
+        )
+    except ValueError as exc:
+        raise UserError(f"invalid setting: {exc}.") from exc
+
+
+def pick_device(choice: str) -> torch.device:
+    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda was asked for but no CUDA GPU is visible: use --device cpu or auto.")
+        return torch.device("cuda", 0)  # first GPU of CUDA_VISIBLE_DEVICES
+    return torch.device("cpu")
+
+
+def device_description(device: torch.device) -> str:
+    if device.type == "cuda":
+        return f"cuda:{device.index} ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.processor() or platform.machine()})"
+
+
+def cluster_record() -> dict | None:
+    env = os.environ
+    if "SLURM_JOB_ID" not in env:
+        return None
+    return {
+        "job_id": env.get("SLURM_JOB_ID"),
+        "job_name": env.get("SLURM_JOB_NAME"),
+        "node": env.get("SLURMD_NODENAME"),
+        "partition": env.get("SLURM_JOB_PARTITION"),
+        "gpus": env.get("SLURM_JOB_GPUS") or env.get("SLURM_GPUS_ON_NODE"),
+        "cuda_visible_devices": env.get("CUDA_VISIBLE_DEVICES"),
+    }
+
+
+def versions() -> dict:
+    import torchvision
+
+    return {
+        "askdagger_mnist": __version__, "python": platform.python_version(),
+        "numpy": np.__version__, "torch": torch.__version__, "torchvision": torchvision.__version__,
+    }
+
+
+def run(args: argparse.Namespace) -> Path:
+    settings = settings_from_args(args)
+    if args.threads < 1:
+        raise UserError(f"--threads must be >= 1, not {args.threads}.")
+    torch.set_num_threads(args.threads)
+    device = pick_device(args.device)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True)
+    images, labels = load_mnist_train(args.data_root)
+    checkpoint = args.checkpoint or args.out.with_name(args.out.name + ".checkpoint.pt")
+    state, model = run_loop(
+        settings, images, labels, device, checkpoint=checkpoint,
+        checkpoint_every=args.checkpoint_every, progress_every=args.progress_every,
+        halt_after=args.halt_after,
+    )
+    metrics = whole_run_metrics(state.arrays["c"], state.arrays["q"])
+    metrics["train_set_size"] = len(state.train_set)
+    seed_seq = settings.seed_sequence()
+    info = {
+        "settings": {**settings.to_dict(), "variant": args.variant},
+        "seed": {"entropy": str(seed_seq.entropy), "variant_key": settings.variant_key()},
+        "versions": versions(),
+        "device": device_description(device),
+        "threads": torch.get_num_threads(),
+        "host": socket.gethostname(),
+        "n_steps": state.step,
+        "wall_time_s": round(state.elapsed_s, 3),
+        "resumed_at_steps": state.resumed_at,
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "metrics": metrics,
+        "source": "train",
+        "slurm": cluster_record(),
+    }
+    arrays = {**state.arrays, "train_idx": np.asarray(state.train_set, dtype=np.int64)}
+
+    def fill(tmp: Path) -> None:
+        write_run_files(tmp, arrays, info)
+        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp / MODEL_FILE)
+
+    atomic_dir(args.out, fill)
+    Path(checkpoint).unlink(missing_ok=True)
+    return args.out
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        out = run(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"run written to {out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
