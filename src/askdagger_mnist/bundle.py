@@ -1,0 +1,202 @@
+"""Result bundles: a finished sweep packed into one zip that others can download and reuse.
+
+Layout of ``bundle.zip``::
+
+    manifest.json                 format, package versions, runs (path, settings, source),
+                                  files (path, size, sha256) of everything else in the zip
+    runs/{mode}/{variant}/s{s_des}/rep{rep}/arrays.npz, run.json[, model.pt]
+    metrics/...                   (if results/metrics existed when packing)
+
+Packing is deterministic (sorted members, fixed timestamps): the same runs give the same
+bytes. Unpacking extracts safely, then checks every file against the manifest and refuses
+files the manifest does not list; the run directories come out byte-identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import zipfile
+from importlib import metadata
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from . import runio
+from .errors import UserError
+from .safe_extract import DEFAULT_LIMITS, Limits, check_members, open_zip, safe_extract
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+METRICS_DIR = "_metrics"  # where unpack puts the bundle's metrics/ inside the staging folder
+FORMAT = "askdagger-mnist-bundle"
+FORMAT_VERSION = 1
+_EPOCH = (1980, 1, 1, 0, 0, 0)
+_PACKAGES = ("askdagger-mnist", "numpy", "torch", "torchvision", "pandas", "matplotlib", "snakemake", "requests")
+
+
+def package_versions() -> dict[str, str]:
+    out = {}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def find_run_dirs(runs_root: Path) -> list[Path]:
+    """Complete run directories ``{mode}/{variant}/s{s}/rep{r}`` below ``runs_root``, sorted."""
+    runs_root = Path(runs_root)
+    return sorted(
+        p
+        for p in runs_root.glob("*/*/s*/rep*")
+        if p.is_dir() and not p.name.startswith(".") and runio.is_complete_run(p)
+    )
+
+
+def pack(runs_root: Path, out: Path, metrics_dir: Path | None = None) -> dict[str, Any]:
+    """Pack all complete runs below ``runs_root`` (+ ``metrics_dir``) into ``out``; returns the manifest."""
+    runs_root = Path(runs_root)
+    run_dirs = find_run_dirs(runs_root)
+    if not run_dirs:
+        raise UserError(f"{runs_root} holds no complete runs ({{mode}}/{{variant}}/s{{s}}/rep{{r}} with "
+                        "arrays.npz and run.json): run the sweep first.")
+    members: list[tuple[str, Path]] = []
+    runs = []
+    for run_dir in run_dirs:
+        rel = PurePosixPath("runs", run_dir.relative_to(runs_root).as_posix())
+        info = runio.read_info(run_dir)
+        runs.append({"path": str(rel), "settings": info.get("settings"), "source": info.get("source")})
+        for f in sorted(run_dir.iterdir()):
+            if f.is_file() and not f.name.startswith("."):
+                members.append((str(rel / f.name), f))
+    if metrics_dir is not None and Path(metrics_dir).is_dir():
+        for f in sorted(Path(metrics_dir).rglob("*")):
+            if f.is_file() and not f.name.startswith("."):
+                members.append((str(PurePosixPath("metrics", f.relative_to(metrics_dir).as_posix())), f))
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "package_versions": package_versions(),
+        "runs": runs,
+        "files": [{"path": name, "size": f.stat().st_size, "sha256": _sha256(f)} for name, f in members],
+    }
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            _write(zf, MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n")
+            for name, f in members:
+                _write(zf, name, f.read_bytes())
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    log.info(f"packed {len(runs)} runs ({len(members)} files) into {out}")
+    return manifest
+
+
+def _write(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
+    info = zipfile.ZipInfo(name, date_time=_EPOCH)
+    info.external_attr = 0o100644 << 16  # a regular file, rw-r--r--
+    info.create_system = 3
+    info.compress_type = zipfile.ZIP_STORED if name.endswith((".npz", ".gz")) else zipfile.ZIP_DEFLATED
+    zf.writestr(info, data)
+
+
+def read_manifest(zf: zipfile.ZipFile, archive: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads(zf.read(MANIFEST))
+    except KeyError:
+        raise UserError(f"{archive} has no {MANIFEST}: it is not a results bundle; check the format of this archive.") from None
+    except (ValueError, zipfile.BadZipFile) as exc:
+        raise UserError(f"{archive} has an unreadable {MANIFEST} ({exc}): the bundle is corrupt.") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise UserError(f"{archive}: {MANIFEST} is not a {FORMAT} manifest; check the format of this archive.")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise UserError(
+            f"{archive} is bundle format version {manifest.get('format_version')}, this code reads "
+            f"version {FORMAT_VERSION}: update askdagger-mnist."
+        )
+    files = manifest.get("files")
+    if not isinstance(files, list) or not all(
+        isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("size"), int)
+        and isinstance(f.get("sha256"), str) for f in files
+    ):
+        raise UserError(f"{archive}: {MANIFEST} has no valid file list; the bundle is corrupt.")
+    return manifest
+
+
+def check_structure(archive: Path, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    """Cheap check of a downloaded bundle (safe member names, a manifest that lists its files)."""
+    with open_zip(archive) as zf:
+        members = check_members(zf, Path(archive), limits)
+        manifest = read_manifest(zf, Path(archive))
+        names = {str(rel) for _i, rel, kind in members if kind == "file"}
+    listed = {f["path"] for f in manifest["files"]}
+    if listed | {MANIFEST} != names:
+        extra = sorted(names - listed - {MANIFEST})[:3]
+        missing = sorted(listed - names)[:3]
+        raise UserError(
+            f"{archive} does not match its manifest (unlisted: {extra}, missing: {missing}): the "
+            "bundle is corrupt or was altered."
+        )
+    return manifest
+
+
+def unpack(archive: Path, staging: Path, provenance: dict[str, Any] | None = None,
+           limits: Limits = DEFAULT_LIMITS) -> list[Path]:
+    """Verify ``archive`` and place its runs as ``staging/{mode}/{variant}/s{s}/rep{r}``.
+
+    ``staging`` is created atomically (it must not exist). Run files come out byte-identical;
+    ``staging/bundle.json`` records the manifest and the provenance (url, sha256).
+    """
+    archive, staging = Path(archive), Path(staging)
+    if staging.exists() and any(staging.iterdir()):
+        raise UserError(f"{staging} already exists and is not empty: remove it before unpacking {archive}.")
+    manifest = check_structure(archive, limits)
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{staging.name}.", suffix=".unpack", dir=staging.parent))
+    try:
+        extracted = work / "zip"
+        safe_extract(archive, extracted, limits)
+        for entry in manifest["files"]:
+            path = extracted / entry["path"]
+            if path.stat().st_size != entry["size"] or _sha256(path) != entry["sha256"]:
+                raise UserError(
+                    f"{archive}: {entry['path']} does not match the sha256/size in {MANIFEST}: the "
+                    "bundle is corrupt or was altered; download it again."
+                )
+        out = work / "staging"
+        runs_dir = extracted / "runs"
+        if runs_dir.is_dir():
+            os.replace(runs_dir, out)
+        else:
+            out.mkdir()
+        run_dirs = find_run_dirs(out)
+        if not run_dirs:
+            raise UserError(f"{archive} holds no complete runs: the bundle is empty.")
+        record = {"provenance": provenance or {}, "manifest": manifest}
+        runio.write_json_atomic(out / "bundle.json", record)
+        if (extracted / "metrics").is_dir():
+            os.replace(extracted / "metrics", out / METRICS_DIR)
+        os.replace(out, staging)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    log.info(f"unpacked {len(run_dirs)} runs from {archive} into {staging}")
+    return [staging / p.relative_to(out) for p in run_dirs]

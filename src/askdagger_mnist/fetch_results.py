@@ -1,0 +1,244 @@
+"""CLI for prebuilt results: download an archive, import its runs, pick one run, pack a bundle.
+
+    python -m askdagger_mnist.fetch_results download --url URL|gdrive:ID [--sha256 HEX] \\
+        --format authors|bundle --out resources/archives/NAME.zip
+    python -m askdagger_mnist.fetch_results import --archive ZIP --format authors|bundle \\
+        --out results/imported/NAME [--url URL] [--variants JSON] [--default-mode MODE] \\
+        [--batch-size N] [--update-every N] [--no-model]
+    python -m askdagger_mnist.fetch_results fetch --url URL [--sha256 HEX] --format F \\
+        --archive ZIP --out STAGING [import options]           (download + import in one go)
+    python -m askdagger_mnist.fetch_results pick --staging DIR [DIR ...] --mode M \\
+        --variant V --s-des S --rep R --out results/runs/M/V/sS/repR
+    python -m askdagger_mnist.fetch_results pack --runs results/runs [--metrics results/metrics] \\
+        --out results/bundle.zip
+
+A staging folder holds runs as ``{staging}/{mode}/{variant}/s{s_des}/rep{rep}/`` (our run
+format) plus ``import.json`` (authors) or ``bundle.json`` (bundles) with the provenance.
+Without --sha256 (allowed for the authors' archives, whose hashes cannot be known in advance)
+the computed hash is logged and the archive's structure is checked instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from . import authors_format, bundle, runio
+from .download import Options, download, sha256_file
+from .errors import UserError
+from .safe_extract import check_members, open_zip, safe_extract
+from .settings import MODES, run_subdir
+
+log = logging.getLogger("askdagger_mnist.fetch_results")
+
+FORMATS = ("authors", "bundle")
+# The paper's variants; the workflow passes config["variants"] instead.
+DEFAULT_VARIANTS = {
+    "sag": {"p_rand": 0.1, "normalization": True, "imputation": True},
+    "no_normalization": {"p_rand": 0.1, "normalization": False, "imputation": True},
+    "no_imputation": {"p_rand": 0.1, "normalization": True, "imputation": False},
+    "prand0.05": {"p_rand": 0.05, "normalization": True, "imputation": True},
+    "prand0.2": {"p_rand": 0.2, "normalization": True, "imputation": True},
+}
+
+
+def _reject_html(path: Path, source: str) -> None:
+    with open(path, "rb") as fh:
+        head = fh.read(512).lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html", b"<head", b"<body", b"<?xml")):
+        raise UserError(
+            f"{source} sent an HTML page, not a zip archive (a login, quota or error page): "
+            "check that the url points at the file itself and that it is public."
+        )
+
+
+def check_authors_structure(path: Path) -> int:
+    """The zip has safe member names and at least one authors' run; returns how many."""
+    with open_zip(path) as zf:
+        members = check_members(zf, Path(path))
+    n = 0
+    for _info, rel, kind in members:
+        parts = rel.parts
+        if (kind == "file" and len(parts) >= 3 and parts[-1] == "results.npy"
+                and parts[-2].isdigit() and authors_format.parse_run_dirname(parts[-3])):
+            n += 1
+    if n == 0:
+        raise UserError(
+            f"{path} holds no results_{{mode}}/r..._s..._u..._i..._b..._e.../{{rep}}/results.npy: "
+            "it is not an archive of the authors' results; check its url and format."
+        )
+    return n
+
+
+def verify_archive(path: Path, fmt: str, source: str) -> None:
+    _reject_html(path, source)
+    if fmt == "authors":
+        n = check_authors_structure(path)
+        log.info(f"{source}: structure ok, {n} authors' runs")
+    else:
+        manifest = bundle.check_structure(path)
+        log.info(f"{source}: structure ok, bundle of {len(manifest['runs'])} runs")
+
+
+def cmd_download(url: str, out: Path, sha256: str | None, fmt: str, attempts: int) -> str:
+    got = download(url, out, sha256, options=Options(attempts=attempts),
+                   verify=lambda part: verify_archive(part, fmt, url))
+    if sha256:
+        log.info(f"{out}: sha256 {got} (as expected)")
+    else:
+        log.info(f"{out}: sha256 {got} (no sha256 configured: put it into the config to pin this archive)")
+    return got
+
+
+def cmd_import(archive: Path, out: Path, fmt: str, url: str | None, variants: dict,
+               default_mode: str, batch_size: int | None, update_every: int | None,
+               with_model: bool) -> list[Path]:
+    archive, out = Path(archive), Path(out)
+    digest = sha256_file(archive)
+    provenance = {"url": url or str(archive), "archive_sha256": digest, "archive": archive.name}
+    if fmt == "bundle":
+        return bundle.unpack(archive, out, provenance)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".extract", dir=out.parent))
+    imported: list[Path] = []
+    try:
+        extracted = work / "zip"
+        safe_extract(archive, extracted)
+
+        def fill(tmp: Path) -> None:
+            done = authors_format.import_tree(
+                extracted, tmp, variants, provenance, default_mode, batch_size, update_every,
+                with_model,
+            )
+            imported.extend(out / p.relative_to(tmp) for p in done)
+            runio.write_json_atomic(tmp / "import.json", {
+                "provenance": provenance,
+                "runs": [str(p.relative_to(tmp)) for p in done],
+            })
+
+        runio.atomic_dir(out, fill)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    log.info(f"imported {len(imported)} runs from {archive} into {out}")
+    return imported
+
+
+def cmd_pick(stagings: list[Path], mode: str, variant: str, s_des: float, rep: int, out: Path) -> Path:
+    sub = run_subdir(mode, variant, s_des, rep)
+    for staging in stagings:
+        src = Path(staging) / sub
+        if runio.is_complete_run(src):
+            def fill(tmp: Path) -> None:
+                for f in sorted(src.iterdir()):
+                    if f.is_file():
+                        shutil.copy2(f, tmp / f.name)
+
+            runio.atomic_dir(Path(out), fill)
+            log.info(f"run {sub} taken from {staging}")
+            return Path(out)
+    raise UserError(
+        f"no downloaded archive provides run {sub.as_posix()} (searched "
+        f"{', '.join(str(s) for s in stagings) or 'nothing'}): add an archive with it to "
+        "results_archives, leave it out of the sweep, or set results_source: train."
+    )
+
+
+def _variants(text: str | None) -> dict:
+    if not text:
+        return DEFAULT_VARIANTS
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise UserError(f"--variants is not valid JSON ({exc}): pass config['variants'] as JSON.") from None
+    if not isinstance(value, dict) or not all(
+        isinstance(v, dict) and {"p_rand", "normalization", "imputation"} <= set(v) for v in value.values()
+    ):
+        raise UserError("--variants must map names to {p_rand, normalization, imputation}: check config key variants.")
+    return value
+
+
+def _add_import_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--variants", help="JSON of config['variants'] (default: the paper's five)")
+    p.add_argument("--default-mode", default="sensitivity", choices=MODES,
+                   help="mode of authors' runs whose path names none (the ablations archive)")
+    p.add_argument("--batch-size", type=int, help="import only authors' runs with this batch size")
+    p.add_argument("--update-every", type=int, help="import only authors' runs with this update_every")
+    p.add_argument("--no-model", action="store_true", help="do not convert the .pt state dicts")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m askdagger_mnist.fetch_results", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("download", help="download and verify one archive")
+    p.add_argument("--url", required=True, help="http(s) URL or gdrive:<file id>")
+    p.add_argument("--sha256")
+    p.add_argument("--format", choices=FORMATS, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--attempts", type=int, default=Options.attempts)
+
+    p = sub.add_parser("import", help="import a downloaded archive into a staging folder")
+    p.add_argument("--archive", type=Path, required=True)
+    p.add_argument("--format", choices=FORMATS, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--url", help="where the archive came from (recorded as provenance)")
+    _add_import_options(p)
+
+    p = sub.add_parser("fetch", help="download + import")
+    p.add_argument("--url", required=True)
+    p.add_argument("--sha256")
+    p.add_argument("--format", choices=FORMATS, required=True)
+    p.add_argument("--archive", type=Path, required=True, help="where to keep the downloaded zip")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--attempts", type=int, default=Options.attempts)
+    _add_import_options(p)
+
+    p = sub.add_parser("pick", help="copy one run out of the staging folders (first that has it)")
+    p.add_argument("--staging", type=Path, nargs="*", default=[])
+    p.add_argument("--mode", required=True, choices=MODES)
+    p.add_argument("--variant", required=True)
+    p.add_argument("--s-des", type=float, required=True)
+    p.add_argument("--rep", type=int, required=True)
+    p.add_argument("--out", type=Path, required=True)
+
+    p = sub.add_parser("pack", help="pack finished runs into a bundle zip")
+    p.add_argument("--runs", type=Path, required=True)
+    p.add_argument("--metrics", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    return ap
+
+
+def run(args: argparse.Namespace) -> Any:
+    if args.cmd in ("download", "fetch"):
+        cmd_download(args.url, args.out if args.cmd == "download" else args.archive,
+                     args.sha256, args.format, args.attempts)
+    if args.cmd in ("import", "fetch"):
+        return cmd_import(args.archive, args.out, args.format, args.url, _variants(args.variants),
+                          args.default_mode, args.batch_size, args.update_every, not args.no_model)
+    if args.cmd == "pick":
+        return cmd_pick(args.staging, args.mode, args.variant, args.s_des, args.rep, args.out)
+    if args.cmd == "pack":
+        return bundle.pack(args.runs, args.out, args.metrics)
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    try:
+        run(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""Zip extraction that never trusts the archive.
+
+Every member is checked before a single byte is written: no absolute paths or drive letters,
+no ``..`` components, only regular files and directories (no symlinks, devices, fifos), no
+encrypted members, no duplicate or clashing names, and sizes below the limits (zip bombs).
+Extraction then goes into a fresh temporary directory beside the destination, enforces the
+declared sizes while copying, and is renamed into place only when everything succeeded.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from .errors import UserError
+
+MiB = 1 << 20
+GiB = 1 << 30
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_member_bytes: int = 1 * GiB  # one uncompressed member
+    max_total_bytes: int = 32 * GiB  # all members together
+    max_members: int = 200_000
+    max_ratio: float = 1000.0  # uncompressed / compressed, for members above ratio_floor
+    ratio_floor: int = 4 * MiB
+
+
+DEFAULT_LIMITS = Limits()
+_COPY_CHUNK = 1 << 20
+
+
+def _member_path(info: zipfile.ZipInfo, archive: Path) -> PurePosixPath | None:
+    """The member's relative path, or None for the root entry; raises for unsafe names."""
+    name = info.filename
+    what = f"{archive} holds a member named {name!r}"
+    if "\x00" in name:
+        raise UserError(f"{what} with a NUL byte: the archive is corrupt or hostile; do not use it.")
+    if "\\" in name:
+        raise UserError(f"{what} with a backslash: refusing ambiguous paths; do not use the archive.")
+    if name.startswith("/") or (len(name) >= 2 and name[1] == ":"):
+        raise UserError(f"{what}, an absolute path: refusing to extract it; do not use the archive.")
+    parts = [p for p in name.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise UserError(f"{what} with a '..' component: refusing to extract it; do not use the archive.")
+    if not parts:
+        return None
+    return PurePosixPath(*parts)
+
+
+def _member_kind(info: zipfile.ZipInfo, archive: Path) -> str:
+    """'dir' or 'file'; raises for symlinks, devices and other non-regular members."""
+    mode = info.external_attr >> 16
+    fmt = stat.S_IFMT(mode)
+    if info.create_system == 3 and fmt not in (0, stat.S_IFREG, stat.S_IFDIR):
+        kind = "a symbolic link" if stat.S_ISLNK(mode) else "not a regular file"
+        raise UserError(
+            f"{archive} member {info.filename!r} is {kind}: refusing to extract it; "
+            "do not use the archive."
+        )
+    if info.flag_bits & 0x1:
+        raise UserError(f"{archive} member {info.filename!r} is encrypted: it cannot be used.")
+    if info.is_dir() or fmt == stat.S_IFDIR:
+        return "dir"
+    return "file"
+
+
+def check_members(
+    zf: zipfile.ZipFile, archive: Path, limits: Limits = DEFAULT_LIMITS
+) -> list[tuple[zipfile.ZipInfo, PurePosixPath, str]]:
+    """Validate all members; returns (info, relative path, kind) for each non-root member."""
+    infos = zf.infolist()
+    if len(infos) > limits.max_members:
+        raise UserError(
+            f"{archive} has {len(infos)} members, more than the limit of {limits.max_members}: "
+            "refusing to extract it."
+        )
+    checked = []
+    seen: dict[str, str] = {}
+    total = 0
+    for info in infos:
+        rel = _member_path(info, archive)
+        kind = _member_kind(info, archive)
+        if rel is None:
+            if kind == "dir":
+                continue
+            raise UserError(f"{archive} holds a file without a name: the archive is corrupt.")
+        if kind == "file":
+            if info.file_size > limits.max_member_bytes:
+                raise UserError(
+                    f"{archive} member {info.filename!r} unpacks to {info.file_size} bytes, above "
+                    f"the limit of {limits.max_member_bytes}: refusing to extract it."
+                )
+            if (
+                info.file_size > limits.ratio_floor
+                and info.file_size > limits.max_ratio * max(info.compress_size, 1)
+            ):
+                raise UserError(
+                    f"{archive} member {info.filename!r} compresses {info.file_size} bytes into "
+                    f"{info.compress_size} (a zip bomb?): refusing to extract it."
+                )
+            total += info.file_size
+            if total > limits.max_total_bytes:
+                raise UserError(
+                    f"{archive} unpacks to more than {limits.max_total_bytes} bytes: refusing to "
+                    "extract it."
+                )
+        key = str(rel).casefold()  # also catch names that clash on case-insensitive disks
+        if key in seen:
+            if kind == "dir" and seen[key] == "dir":
+                continue  # a directory listed twice is harmless
+            raise UserError(
+                f"{archive} holds {info.filename!r} more than once: refusing an ambiguous archive."
+            )
+        seen[key] = kind
+        checked.append((info, rel, kind))
+    # A file may not also be a parent directory of another member.
+    for _info, rel, _kind in checked:
+        for parent in list(rel.parents)[:-1]:
+            if seen.get(str(parent).casefold()) == "file":
+                raise UserError(
+                    f"{archive} uses {str(parent)!r} both as a file and as a directory: refusing "
+                    "an ambiguous archive."
+                )
+    return checked
+
+
+def open_zip(archive: Path) -> zipfile.ZipFile:
+    """Open a zip file; a truncated or non-zip file becomes a UserError."""
+    archive = Path(archive)
+    try:
+        return zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise UserError(
+            f"{archive} is not a complete zip archive ({exc}): delete it and download it again."
+        ) from None
+
+
+def _copy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, archive: Path) -> None:
+    written = 0
+    with zf.open(info) as src, open(target, "xb") as dst:
+        while True:
+            chunk = src.read(_COPY_CHUNK)
+            if not chunk:
+                break
+            written += len(chunk)
+            if written > info.file_size:
+                raise UserError(
+                    f"{archive} member {info.filename!r} unpacks to more than its declared size: "
+                    "the archive is corrupt or hostile."
+                )
+            dst.write(chunk)
+    if written != info.file_size:
+        raise UserError(
+            f"{archive} member {info.filename!r} is shorter than declared: the archive is corrupt; "
+            "download it again."
+        )
+
+
+def safe_extract(archive: Path, dest: Path, limits: Limits = DEFAULT_LIMITS) -> list[Path]:
+    """Extract ``archive`` into the new directory ``dest`` (which must not exist yet).
+
+    Returns the extracted regular files. On any problem nothing is left: the checks run before
+    anything is written, and a failure while copying removes the temporary directory.
+    """
+    archive, dest = Path(archive), Path(dest)
+    if dest.exists():
+        raise UserError(f"{dest} already exists: remove it before extracting {archive} there.")
+    with open_zip(archive) as zf:
+        members = check_members(zf, archive, limits)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".extract", dir=dest.parent))
+        files = []
+        try:
+            for info, rel, kind in members:
+                target = tmp.joinpath(*rel.parts)
+                if kind == "dir":
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    _copy_member(zf, info, target, archive)
+                except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
+                    raise UserError(
+                        f"{archive} member {info.filename!r} cannot be read ({exc}): the archive "
+                        "is corrupt or truncated; delete it and download it again."
+                    ) from None
+                files.append(dest.joinpath(*rel.parts))
+            os.replace(tmp, dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    return files
