@@ -83,8 +83,13 @@ class SlurmCluster:
 
     # --- environment for clients -------------------------------------------------------
     def env(self, base: dict | None = None) -> dict:
+        """An environment whose SLURM clients talk to this cluster: SLURM_CONF set, and
+        ``<root>/bin`` (client wrappers that set SLURM_CONF) first on PATH, because the
+        Snakemake job-step plugin strips SLURM_* variables before its nested ``srun``; a
+        real cluster finds its config in /etc/slurm instead."""
         env = dict(os.environ if base is None else base)
         env["SLURM_CONF"] = str(self.conf)
+        env["PATH"] = f"{self.root / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         for key in [k for k in env if k.startswith(("SLURM_", "SBATCH_", "SQUEUE_"))]:
             if key != "SLURM_CONF":
                 del env[key]
@@ -149,6 +154,15 @@ PartitionName=cpu Nodes={NODE} Default=YES MaxTime=INFINITE State=UP
 PartitionName=gpu Nodes={NODE} Default=NO MaxTime=INFINITE State=UP
 """
         )
+        bindir = self.root / "bin"
+        bindir.mkdir(exist_ok=True)
+        for client in CLIENTS + ("srun", "sacct", "salloc"):
+            real = shutil.which(client, path=os.defpath + ":/usr/bin:/usr/sbin")
+            if real is None:
+                continue
+            wrapper = bindir / client
+            wrapper.write_text(f'#!/bin/sh\nexport SLURM_CONF="{self.conf}"\nexec {real} "$@"\n')
+            wrapper.chmod(0o755)
         gres_lines = [f"NodeName={NODE} Name=gpu File={dev}" for dev in gpu_files]
         (self.root / "etc" / "gres.conf").write_text("AutoDetect=off\n" + "\n".join(gres_lines) + "\n")
         (self.root / "etc" / "cgroup.conf").write_text(
