@@ -1,0 +1,161 @@
+"""The interactive loop on real MNIST: bookkeeping, determinism, and bit-identical resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from askdagger_mnist.data import load_mnist_train
+from askdagger_mnist.loop import run_loop
+from askdagger_mnist.runio import read_arrays, read_info
+from askdagger_mnist.settings import RunSettings
+from conftest import MNIST_ROOT
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load_mnist_train(MNIST_ROOT)
+
+
+@pytest.fixture(scope="module")
+def short_run(mnist):
+    torch.set_num_threads(1)
+    settings = RunSettings(mode="sensitivity", s_des=0.9, steps=45)
+    state, _ = run_loop(settings, *mnist, CPU, progress_every=0)
+    return settings, state
+
+
+def test_update_bookkeeping(short_run):
+    settings, state = short_run
+    a, B = state.arrays, settings.batch_size
+    k_per_step = a["k"].reshape(45, B)
+    assert np.all(k_per_step == k_per_step[:, :1])  # one k per step
+    # Updates after steps 5, 10, ..., 25: k of step s = number of updates before it.
+    expected = np.array([max(0, (s - 1) // 5) for s in range(45)])
+    np.testing.assert_array_equal(k_per_step[:, 0], expected)
+    assert state.k == 8  # updates at steps 5, 10, ..., 40
+
+
+def test_stream_and_training_set(short_run, mnist):
+    settings, state = short_run
+    a = state.arrays
+    idx = a["stream_idx"]
+    assert len(np.unique(idx)) == len(idx) == 45 * 128  # each image seen once
+    assert len(state.unseen) == 60000 - len(idx) and not np.isin(state.unseen, idx).any()
+    q = a["q"].astype(bool)
+    assert state.train_set == idx[q].tolist()  # queried indices, in stream order
+    c = a["c"].astype(bool)
+    np.testing.assert_array_equal(a["r"], np.where(q, np.where(c, 1, -1), 0))
+    assert np.all(a["q"] >= a["q_a"])
+    np.testing.assert_array_equal(a["q_a"].astype(bool), a["u"] >= a["g"])
+    # c is the privileged correctness of the prediction: labels agree with MNIST.
+    assert np.all((a["u"] >= 0) & (a["u"] <= 1))
+
+
+def test_novice_learns(short_run):
+    _, state = short_run
+    c = state.arrays["c"].reshape(45, -1)
+    assert c[:5].mean() < 0.2  # untrained: about chance (0.1)
+    assert c[-5:].mean() > 0.25  # after 8 updates on the queried samples (as the authors' runs)
+
+
+def test_same_settings_same_arrays(mnist, short_run):
+    settings, state = short_run
+    again, _ = run_loop(settings, *mnist, CPU, progress_every=0)
+    for name, arr in state.arrays.items():
+        np.testing.assert_array_equal(arr, again.arrays[name], err_msg=name)
+    other, _ = run_loop(RunSettings(mode="sensitivity", s_des=0.9, steps=45, rep=1), *mnist, CPU,
+                        progress_every=0)
+    assert not np.array_equal(other.arrays["stream_idx"], state.arrays["stream_idx"])
+
+
+def _train(out, *extra, **kw):
+    cmd = [sys.executable, "-m", "askdagger_mnist.train", "--mode", "success", "--s-des", "0.8",
+           "--rep", "3", "--max-steps", "24", "--data-root", str(MNIST_ROOT), "--out", str(out),
+           "--device", "cpu", "--threads", "1", "--progress-every", "4", *extra]
+    return subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _assert_same_run(a_dir, b_dir):
+    a, b = read_arrays(a_dir), read_arrays(b_dir)
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    sa = torch.load(a_dir / "model.pt", weights_only=True)
+    sb = torch.load(b_dir / "model.pt", weights_only=True)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert read_info(a_dir)["metrics"] == read_info(b_dir)["metrics"]
+
+
+@pytest.mark.slow
+def test_resume_after_crash_and_after_sigkill_is_bit_identical(tmp_path):
+    ref = tmp_path / "ref"
+    assert _train(ref, "--checkpoint-every", "0").wait() == 0
+    info = read_info(ref)
+    assert info["n_steps"] == 24 and info["resumed_at_steps"] == []
+    assert info["settings"]["mode"] == "success" and info["source"] == "train"
+
+    # Simulated crash right after the checkpoint of step 8.
+    out = tmp_path / "crash"
+    proc = _train(out, "--checkpoint-every", "8", "--halt-after", "8")
+    assert proc.wait() == 3
+    ckpt = tmp_path / "crash.checkpoint.pt"
+    assert ckpt.is_file() and not out.exists()  # nothing that looks finished
+    proc = _train(out, "--checkpoint-every", "8")
+    _, err = proc.communicate()
+    assert proc.returncode == 0, err
+    assert "resuming from checkpoint at step 8" in err
+    assert not ckpt.exists()  # removed on completion
+    assert read_info(out)["resumed_at_steps"] == [8]
+    _assert_same_run(ref, out)
+
+    # A real SIGKILL as soon as a checkpoint exists.
+    out = tmp_path / "killed"
+    ckpt = tmp_path / "killed.checkpoint.pt"
+    proc = _train(out, "--checkpoint-every", "4", stdout=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists() and not out.exists()
+    proc = _train(out, "--checkpoint-every", "4")
+    _, err = proc.communicate()
+    assert proc.returncode == 0, err
+    step = int(err.split("resuming from checkpoint at step ")[1].split()[0])
+    assert 4 <= step < 24
+    _assert_same_run(ref, out)
+
+
+def test_checkpoint_of_other_settings_is_refused(tmp_path):
+    out = tmp_path / "run"
+    assert _train(out, "--checkpoint-every", "4", "--halt-after", "4").wait() == 3
+    proc = subprocess.run(
+        [sys.executable, "-m", "askdagger_mnist.train", "--mode", "success", "--s-des", "0.7",
+         "--rep", "3", "--max-steps", "24", "--data-root", str(MNIST_ROOT), "--out", str(out),
+         "--device", "cpu", "--checkpoint-every", "4"],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 1
+    assert "was written for other settings" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bad_setting_is_one_clear_sentence(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "askdagger_mnist.train", "--mode", "success", "--s-des", "1.5",
+         "--data-root", str(MNIST_ROOT), "--out", str(tmp_path / "x")],
+        capture_output=True, text=True,
+    )
+    assert proc.returncode == 1
+    assert "s_des must lie strictly between 0 and 1" in proc.stderr
+    assert not (tmp_path / "x").exists()
