@@ -268,3 +268,51 @@ def test_hostile_state_dict_is_not_loaded(tmp_path):
     assert not (run_out / "model.pt").exists()
     assert runio.read_info(run_out)["provenance"]["model"].startswith("not converted")
     assert find_runs(tmp_path / "src")[0].mode == "success"
+
+
+# --- the workflow's download entry point ---------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_snakemake_download_entry_point_builds_figure_without_training(tmp_path, serve_dir):
+    """results_source: download -> figures/mnist.pdf from the served authors' archives, no train job."""
+    import subprocess
+    import sys
+
+    import yaml
+
+    from conftest import REPO
+
+    modes = ("success",)  # one column of the figure keeps the test short; the rest is the same
+    srv = tmp_path / "srv"
+    srv.mkdir()
+    for mode in modes:
+        _zip_dir(REFERENCE_RESULTS, f"results_{mode}", srv / f"results_{mode}.zip")
+    base = serve_dir(srv)
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "dl.yaml").write_text(yaml.safe_dump({
+        "results_source": "download",
+        "results_archives": [
+            {"name": f"authors_{m}", "url": f"{base}results_{m}.zip", "sha256": None, "format": "authors"}
+            for m in modes
+        ],
+        "modes": list(modes),
+        "s_des": [0.9],
+        "repetitions": 2,
+    }))
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(work),
+         "--cores", "1", "--configfile", str(work / "dl.yaml"), "--", "figures/mnist.pdf"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (work / "figures" / "mnist.pdf").stat().st_size > 0
+    ran = set(re.findall(r"^(?:local)?rule (\w+):", proc.stderr, re.M))
+    assert ran == {"fetch_archive", "import_archive", "import_run", "aggregate_group", "plot_main"}, ran
+    table = _reference_table()
+    for mode in modes:
+        for rep in (0, 1):
+            info = runio.read_info(work / "results" / "runs" / run_subdir(mode, "sag", 0.9, rep))
+            assert info["source"] == "authors"
+            assert round(info["metrics"]["sensitivity"], 3) == table[(mode, rep)]["sensitivity"]

@@ -310,3 +310,17 @@ def test_zip_without_authors_runs_is_rejected(server, tmp_path):
     with pytest.raises(UserError, match="not an archive of the authors' results"):
         fetch_results.cmd_download(server.url + "/x.zip", tmp_path / "x.zip", None, "authors", 2)
     assert _leftovers(tmp_path) == []
+
+
+def test_file_url_is_copied_and_checked_like_a_download(tmp_path, payload):
+    src = tmp_path / "by hand" / "results.zip"
+    src.parent.mkdir()
+    src.write_bytes(payload)
+    url = "file://" + urllib.parse.quote(str(src))
+    assert dl.download(url, tmp_path / "out" / "a.zip", _sha(payload)) == _sha(payload)
+    assert (tmp_path / "out" / "a.zip").read_bytes() == payload
+    with pytest.raises(UserError, match="sha256"):
+        dl.download(url, tmp_path / "out" / "b.zip", "f" * 64)
+    with pytest.raises(UserError, match="does not exist"):
+        dl.download("file:///nonexistent/x.zip", tmp_path / "out" / "c.zip")
+    assert _leftovers(tmp_path / "out") == ["a.zip"]

@@ -67,10 +67,19 @@ def find_run_dirs(runs_root: Path) -> list[Path]:
     )
 
 
-def pack(runs_root: Path, out: Path, metrics_dir: Path | None = None) -> dict[str, Any]:
-    """Pack all complete runs below ``runs_root`` (+ ``metrics_dir``) into ``out``; returns the manifest."""
+def pack(runs_root: Path, out: Path, metrics_dir: Path | None = None,
+         select: list[Path] | None = None) -> dict[str, Any]:
+    """Pack the complete runs below ``runs_root`` (only those in ``select``, if given) and the
+    files of ``metrics_dir`` into ``out``; returns the manifest."""
     runs_root = Path(runs_root)
     run_dirs = find_run_dirs(runs_root)
+    if select is not None:
+        wanted = {Path(p).resolve() for p in select}
+        missing = wanted - {p.resolve() for p in run_dirs}
+        if missing:
+            raise UserError(f"{sorted(missing)[0]} is not a complete run below {runs_root}: "
+                            "finish the sweep (or drop it from the selection) before packing.")
+        run_dirs = [p for p in run_dirs if p.resolve() in wanted]
     if not run_dirs:
         raise UserError(f"{runs_root} holds no complete runs ({{mode}}/{{variant}}/s{{s}}/rep{{r}} with "
                         "arrays.npz and run.json): run the sweep first.")

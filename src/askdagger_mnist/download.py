@@ -6,7 +6,8 @@ transfer with an HTTP Range request (and starts afresh when the server ignores R
 the sha256, and only then renames the file into place. A final failure removes the ``.part``
 and raises a UserError that names the URL, the attempts and the last error.
 
-A source is an http(s) URL or ``gdrive:<file id>``. Everything specific to Google Drive (its
+A source is an http(s) URL, ``gdrive:<file id>`` or ``file:///path`` (an archive fetched by
+hand: copied, then checked like a download). Everything specific to Google Drive (its
 download endpoint and the confirmation page it shows for large files) lives in the
 ``gdrive_*`` functions at the end of this module.
 """
@@ -18,6 +19,7 @@ import html.parser
 import logging
 import os
 import re
+import shutil
 import sys
 import time
 import urllib.parse
@@ -180,6 +182,13 @@ def _fetch_once(
         return None
 
 
+def _copy_local(src: Path, part: Path) -> None:
+    if not src.is_file():
+        raise UserError(f"{src} does not exist: fix the file:// url or put the archive there.")
+    shutil.copyfile(src, part)
+    log.info(f"{src.name}: copied {_fmt_bytes(part.stat().st_size)} from {src}")
+
+
 def _read_bounded(resp: requests.Response, limit: int) -> bytes:
     buf = b""
     for chunk in resp.iter_content(64 * 1024):
@@ -215,11 +224,16 @@ def download(
     hops = 0
     attempt = 0
     part.unlink(missing_ok=True)  # a leftover from an earlier, different run is not trusted
+    local = _local_path(url)
     try:
         while attempt < opts.attempts:
             attempt += 1
             try:
-                next_url = _fetch_once(session, url, part, opts, validators, on_html)
+                if local is not None:
+                    _copy_local(local, part)
+                    next_url = None
+                else:
+                    next_url = _fetch_once(session, url, part, opts, validators, on_html)
             except _Restart as exc:
                 log.info(f"{url}: {exc}; starting again from 0")
                 part.unlink(missing_ok=True)
@@ -288,9 +302,21 @@ def resolve_source(source: str) -> tuple[str, Callable | None]:
 
         return gdrive_download_url(file_id), on_html
     parsed = urllib.parse.urlsplit(source)
+    if parsed.scheme == "file" and parsed.path:
+        return source, None
     if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise UserError(f"{source!r} is not an http(s) URL or gdrive:<id>: check the url.")
+        raise UserError(f"{source!r} is not an http(s) or file:// URL or gdrive:<id>: check the url.")
     return source, None
+
+
+def _local_path(url: str) -> Path | None:
+    """The file behind a ``file://`` URL (an archive fetched by hand), else None."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme != "file":
+        return None
+    if parsed.netloc not in ("", "localhost"):
+        raise UserError(f"{url!r} names another host: use file:///absolute/path/to/archive.zip.")
+    return Path(urllib.parse.unquote(parsed.path))
 
 
 # --- Google Drive -------------------------------------------------------------------------

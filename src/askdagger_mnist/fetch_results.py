@@ -10,7 +10,7 @@
     python -m askdagger_mnist.fetch_results pick --staging DIR [DIR ...] --mode M \\
         --variant V --s-des S --rep R --out results/runs/M/V/sS/repR
     python -m askdagger_mnist.fetch_results pack --runs results/runs [--metrics results/metrics] \\
-        --out results/bundle.zip
+        [--select RUN_DIR ...] --out results/bundle.zip
 
 A staging folder holds runs as ``{staging}/{mode}/{variant}/s{s_des}/rep{rep}/`` (our run
 format) plus ``import.json`` (authors) or ``bundle.json`` (bundles) with the provenance.
@@ -210,7 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pack", help="pack finished runs into a bundle zip")
     p.add_argument("--runs", type=Path, required=True)
-    p.add_argument("--metrics", type=Path)
+    p.add_argument("--metrics", type=Path, help="a folder of aggregated metrics to include")
+    p.add_argument("--select", type=Path, nargs="+",
+                   help="pack only these run directories (default: every complete run below --runs)")
     p.add_argument("--out", type=Path, required=True)
     return ap
 
@@ -225,7 +227,7 @@ def run(args: argparse.Namespace) -> Any:
     if args.cmd == "pick":
         return cmd_pick(args.staging, args.mode, args.variant, args.s_des, args.rep, args.out)
     if args.cmd == "pack":
-        return bundle.pack(args.runs, args.out, args.metrics)
+        return bundle.pack(args.runs, args.out, args.metrics, args.select)
     return None
 
 
