@@ -247,8 +247,12 @@ def sag_figure(call: SagCall, title: str):
         if call.recorded_gamma is not None:
             rec = call.recorded_gamma
             rec_text = f"{rec:.3f}" if np.isfinite(rec) else "$+\\infty$"
-            line = ax_d.axvline if np.isfinite(rec) else (lambda *a, **kw: ax_d.plot([], [], **kw))
-            line(rec, color="tab:green", linestyle=":", linewidth=1.6, label=f"{gamma_tex} the run recorded = {rec_text}")
+            style_kw = {"color": "tab:green", "linestyle": ":", "linewidth": 1.6,
+                        "label": f"{gamma_tex} the run recorded = {rec_text}"}
+            if np.isfinite(rec):
+                ax_d.axvline(rec, **style_kw)
+            else:
+                ax_d.plot([], [], **style_kw)  # legend entry only
         ax_d.set_ylim(0, 1.45 * bottom.max())  # room for the legend and the note
         # An infinite gamma queries nothing actively; the note holds all the same.
         ax_d.text(0.98, 0.97, _achieved_note(call.config, scores, labels, d.gamma), transform=ax_d.transAxes,
