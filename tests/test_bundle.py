@@ -143,3 +143,14 @@ def test_pack_without_runs_says_so(tmp_path, capsys):
     assert fetch_results.main(["pack", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "b.zip")]) == 1
     assert "holds no complete runs" in capsys.readouterr().err
     assert not (tmp_path / "b.zip").exists()
+
+
+def test_pack_only_selected_runs(results, tmp_path):
+    runs = results / "runs"
+    pick = [runs / "sensitivity/sag/s0.9/rep1", runs / "specificity/sag/s0.5/rep0"]
+    manifest = bundle.pack(runs, tmp_path / "b.zip", select=pick)
+    assert [r["path"] for r in manifest["runs"]] == ["runs/sensitivity/sag/s0.9/rep1", "runs/specificity/sag/s0.5/rep0"]
+    assert sorted(zipfile.ZipFile(tmp_path / "b.zip").namelist())[0] == "manifest.json"
+    with pytest.raises(UserError, match="rep7 is not a complete run"):
+        bundle.pack(runs, tmp_path / "c.zip", select=[*pick, runs / "success/sag/s0.9/rep7"])
+    assert not (tmp_path / "c.zip").exists()

@@ -100,11 +100,6 @@ def _content_range_start(value: str | None) -> tuple[int, int | None] | None:
     return int(m.group(1)), (None if m.group(3) == "*" else int(m.group(3)))
 
 
-def _looks_like_html(first_bytes: bytes) -> bool:
-    head = first_bytes.lstrip()[:64].lower()
-    return head.startswith((b"<!doctype html", b"<html", b"<head", b"<body"))
-
-
 def _fetch_once(
     session: requests.Session,
     url: str,
@@ -119,7 +114,8 @@ def _fetch_once(
     _Restart when the partial file must be discarded, UserError for permanent failures.
     """
     have = part.stat().st_size if part.exists() else 0
-    headers = {"User-Agent": USER_AGENT, **opts.headers}
+    # identity: byte counts and Range offsets then refer to the file itself, not a gzip stream
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **opts.headers}
     if have:
         headers["Range"] = f"bytes={have}-"
         # Resume only if the file is still the same one; otherwise the server sends it whole.
@@ -155,7 +151,8 @@ def _fetch_once(
         else:  # 200: a full body, either asked for or because the server ignored Range
             if have:
                 log.info(f"{url}: the server ignored the Range request; starting again from 0")
-            total = int(resp.headers["Content-Length"]) if "Content-Length" in resp.headers else None
+            length = resp.headers.get("Content-Length", "")
+            total = int(length) if length.isdigit() else None
             mode, start = "wb", 0
             validators.clear()
             if resp.headers.get("ETag") and not resp.headers["ETag"].startswith("W/"):
@@ -163,10 +160,14 @@ def _fetch_once(
             elif resp.headers.get("Last-Modified"):
                 validators["last_modified"] = resp.headers["Last-Modified"]
         content_type = resp.headers.get("Content-Type", "")
+        lost = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
         if on_html is not None and start == 0 and content_type.startswith("text/html"):
-            page = _read_bounded(resp, MAX_PAGE_BYTES)
+            try:
+                page = _read_bounded(resp, MAX_PAGE_BYTES)
+            except lost as exc:
+                raise _Retry(f"connection lost while reading a page ({type(exc).__name__})") from None
             return on_html(resp.url, page)  # the URL behind the page, or it raises
-        progress = _Progress(Path(urllib.parse.urlsplit(url).path).name or url, start, total)
+        progress = _Progress(part.name.removesuffix(".part"), start, total)
         done = start
         try:
             with open(part, mode) as fh:
@@ -174,7 +175,7 @@ def _fetch_once(
                     fh.write(chunk)
                     done += len(chunk)
                     progress.update(done)
-        except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
+        except lost as exc:
             raise _Retry(f"connection lost after {done} bytes ({type(exc).__name__})") from None
         if total is not None and done != total:
             raise _Retry(f"got {done} of {total} bytes")
