@@ -1,0 +1,50 @@
+# askdagger-mnist: the MNIST experiments of S-Aware Gating (ASkDAgger, Luijkx et al., TMLR 2025).
+#
+#   MNIST  --download_mnist-->  resources/mnist/MNIST/raw/*.gz
+#          --train (630 jobs)-->  results/runs/{mode}/{variant}/s{s_des}/rep{rep}/
+#          --aggregate------->  results/metrics/[{group}/]{runs.csv,curves.csv.gz}
+#          --plot_*---------->  figures/*.pdf, results/tables/*.{csv,md,tex}
+#
+# Usage and every config key: docs/workflow.md and config.yaml.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: os.path.join(workflow.basedir, "config.yaml")
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+
+
+check_config(config)
+
+
+wildcard_constraints:
+    mode=wildcard_alternatives(["sensitivity", "specificity", "success"]),
+    variant=wildcard_alternatives(config["variants"]),
+    s_des=r"\d[\d.e+-]*",
+    rep=r"\d+",
+    group=wildcard_alternatives(FIGURE_GROUPS),
+    ablation=wildcard_alternatives(ABLATIONS),
+
+
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/results.smk"
+include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/plots.smk"
+
+
+localrules:
+    all,
+
+
+rule all:
+    default_target: True
+    input:
+        final_targets(),

@@ -1,0 +1,38 @@
+# One interactive SAG training run per mode x variant x s_des x repetition.
+# With results_source: download the run directories come from results.smk instead.
+
+
+if config["results_source"] == "train":
+
+    rule train:
+        input:
+            # MD5-verified content never changes: a re-download must not retrain anything.
+            mnist=ancient(mnist_files()),
+        output:
+            # Created atomically by the script. The mid-run checkpoint lives beside it
+            # (<run dir>.checkpoint.pt), outside the output, so Snakemake keeps it when a
+            # job dies and the rerun resumes from it.
+            run=directory(f"{RUNS}/{{mode}}/{{variant}}/s{{s_des}}/rep{{rep}}"),
+        log:
+            f"{LOGS}/train/{{mode}}/{{variant}}/s{{s_des}}/rep{{rep}}.log",
+        benchmark:
+            f"{BENCHMARKS}/train/{{mode}}/{{variant}}/s{{s_des}}/rep{{rep}}.tsv"
+        conda:
+            "../../envs/train.yaml"
+        threads: config["threads"]
+        resources:
+            gpu=config["train_resources"]["gpu"],
+            mem_mb=config["train_resources"]["mem_mb"],
+            runtime=config["train_resources"]["runtime"],
+            # Execution choices, not settings: changing them re-runs nothing.
+            device=config["device"],
+            checkpoint_every=config["checkpoint_every"],
+        params:
+            settings=train_settings,
+            data_root=lambda wildcards, input: Path(input.mnist[0]).parents[2],
+        shell:
+            "python -m askdagger_mnist.train --mode {wildcards.mode} --variant {wildcards.variant}"
+            " --s-des {wildcards.s_des} --rep {wildcards.rep} {params.settings}"
+            " --data-root {params.data_root:q} --out {output.run:q}"
+            " --device {resources.device} --threads {threads}"
+            " --checkpoint-every {resources.checkpoint_every} > {log:q} 2>&1"
