@@ -7,6 +7,7 @@ band, and names the number of repetitions it averages.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from contextlib import contextmanager
@@ -25,6 +26,10 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from .plot_inputs import series  # noqa: E402
 from .settings import format_s_des  # noqa: E402
+
+# fontTools warns, while subsetting matplotlib's bundled Computer Modern fonts for mathtext,
+# that their header dates are "very low": harmless noise in every log.
+logging.getLogger("fontTools.ttLib.tables._h_e_a_d").setLevel(logging.ERROR)
 
 STYLE = {
     "pdf.fonttype": 42,  # embed TrueType, never Type 3
