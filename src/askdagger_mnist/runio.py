@@ -43,6 +43,7 @@ def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
         with os.fdopen(fd, "w") as fh:
             json.dump(data, fh, indent=2, sort_keys=True, default=_json_default)
             fh.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; run files are for every reader
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -68,6 +69,7 @@ def atomic_dir(final: Path, fill: Callable[[Path], None]) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
     try:
+        os.chmod(tmp, 0o755)  # mkdtemp makes 0700
         fill(tmp)
         if final.exists():
             old = final.with_name(f".{final.name}.old")
