@@ -149,13 +149,13 @@ def _group_ends(sorted_scores: np.ndarray) -> np.ndarray:
 def _roc_counts(scores: np.ndarray, labels: np.ndarray):
     """Thresholds t = [+inf, distinct scores descending] and, per label row, the counts of
     failures (f = +1) and successes (f = -1) with s >= t (as sklearn's roc_curve,
-    drop_intermediate=False)."""
+    drop_intermediate=False). Labels are all +1 or -1."""
     order = np.argsort(-scores, kind="mergesort")
     s = scores[order]
     ends = _group_ends(s)
     thresholds = np.r_[np.inf, s[ends]]
-    pos = np.cumsum(labels[:, order] == 1, axis=1)[:, ends]
-    neg = np.cumsum(labels[:, order] == -1, axis=1)[:, ends]
+    pos = np.cumsum(labels[:, order] == 1, axis=1, dtype=np.int32)[:, ends]
+    neg = (ends + 1)[None, :] - pos
     zeros = np.zeros((labels.shape[0], 1), dtype=pos.dtype)
     return thresholds, np.hstack([zeros, pos]), np.hstack([zeros, neg])
 
@@ -167,7 +167,7 @@ def _success_curves(scores: np.ndarray, labels: np.ndarray):
     order = np.argsort(scores, kind="mergesort")
     s = scores[order]
     ends = _group_ends(s)
-    fn = np.cumsum(labels[:, order] == 1, axis=1)[:, ends]  # failures passed, incl. ties
+    fn = np.cumsum(labels[:, order] == 1, axis=1, dtype=np.int32)[:, ends]  # failures passed, incl. ties
     success = 1.0 - fn / n
     distinct = s[ends]
     if distinct[0] == 0.0:
@@ -231,7 +231,7 @@ def sag_details(
     else:
         a, b = 0.0, 0.0
         u_n = u_w
-    f = -r_w.astype(np.int64)  # +1 failure, -1 success, 0 unknown
+    f = -r_w.astype(np.int8)  # +1 failure, -1 success, 0 unknown
     known = f != 0
     logit = None
     if config.impute:
@@ -240,7 +240,7 @@ def sag_details(
         p_fail = sigmoid(logit[0] + logit[1] * u_n[unknown])
         draws = rng.random((config.n_rep, len(unknown)))
         labels = np.broadcast_to(f, (config.n_rep, len(f))).copy()
-        labels[:, unknown] = np.where(p_fail > draws, 1, -1)
+        labels[:, unknown] = np.where(p_fail > draws, np.int8(1), np.int8(-1))
         gammas = mode_gammas(u_n, labels, config)
         gamma = float(np.median(gammas))
     else:
