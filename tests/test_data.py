@@ -79,3 +79,12 @@ def test_cli_reports_failure_in_one_sentence(tmp_path):
     assert proc.returncode == 1
     assert proc.stderr.startswith("error: could not download MNIST file(s)")
     assert "Traceback" not in proc.stderr
+
+
+def test_restated_checksums_and_mirrors_are_torchvision_s():
+    from torchvision.datasets import MNIST
+
+    from askdagger_mnist.data import DEFAULT_MIRRORS
+
+    assert list(RESOURCES) == [tuple(r) for r in MNIST.resources]
+    assert list(DEFAULT_MIRRORS) == list(MNIST.mirrors)

@@ -7,18 +7,27 @@ reads the ``.gz`` files directly, so a read-only folder with only the four archi
 from __future__ import annotations
 
 import gzip
+import hashlib
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
 import numpy as np
 import torch
-from torchvision.datasets import MNIST
-from torchvision.datasets.utils import check_md5
 
 from .errors import UserError
 
-DEFAULT_MIRRORS: tuple[str, ...] = tuple(MNIST.mirrors)
-RESOURCES: tuple[tuple[str, str], ...] = tuple(MNIST.resources)  # (file name, md5)
+# torchvision.datasets.MNIST's mirrors and (file, MD5) list, restated so that loading does not
+# import torchvision (seconds per job); tests/test_data.py checks they equal torchvision's.
+DEFAULT_MIRRORS: tuple[str, ...] = (
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+)
+RESOURCES: tuple[tuple[str, str], ...] = (
+    ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+    ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
+    ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
+    ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
+)
 TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"
 
 
@@ -28,6 +37,15 @@ def raw_folder(root: Path) -> Path:
 
 def _md5_of(name: str) -> str:
     return dict(RESOURCES)[name]
+
+
+def check_md5(path: str, md5: str) -> bool:
+    """As torchvision.datasets.utils.check_md5."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest() == md5
 
 
 def _corrupt(path: Path) -> UserError:
@@ -63,6 +81,8 @@ def ensure_mnist(root: Path, mirrors: Sequence[str] = DEFAULT_MIRRORS) -> list[s
     mirrors = [m if m.endswith("/") else m + "/" for m in mirrors]
     if not mirrors:
         raise UserError("no MNIST mirror is configured (mnist_mirrors): add at least one base URL.")
+
+    from torchvision.datasets import MNIST  # the download itself is torchvision's
 
     class ConfiguredMNIST(MNIST):
         pass
