@@ -1,0 +1,422 @@
+"""The Snakemake workflow without running a job: lint, formatting, the DAG of the paper config,
+config errors, and the conda environments (checked statically: no conda channel is reachable
+here).
+
+Every Snakemake call works in a temporary directory (``--directory``), so nothing lands in the
+repository.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+import yaml
+
+from askdagger_mnist.settings import MODES, run_subdir
+from conftest import REPO
+
+SNAKEFILE = REPO / "Snakefile"
+RULE_FILES = sorted((REPO / "workflow" / "rules").glob("*.smk"))
+PAPER_S_DES = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+ABLATION_VARIANTS = {
+    "reg_ablation": ["sag", "no_normalization", "no_imputation"],
+    "prand_ablation": ["prand0.05", "sag", "prand0.2"],
+}
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            str(SNAKEFILE),
+            "--directory",
+            str(workdir),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run as {rule: count}."""
+    table = output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    counts = {}
+    for line in table.strip().splitlines()[2:]:
+        rule, count = line.split()
+        counts[rule] = int(count)
+    return counts
+
+
+def planned_outputs(output: str, rule: str) -> set[str]:
+    """Output paths of the jobs of ``rule`` in a dry run's listing."""
+    outs = set()
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
+        if re.match(rf"(?:local)?rule {rule}:", block):
+            line = re.search(r"^\s+output: (.*)$", block, re.M).group(1)
+            outs.update(line.split(", "))
+    return outs
+
+
+def run_dirs(modes, variants, s_des, reps) -> set[str]:
+    """Expected run directories, named by the package's own convention."""
+    return {
+        str(Path("results/runs") / run_subdir(m, v, s, r))
+        for m in modes
+        for v in variants
+        for s in s_des
+        for r in range(reps)
+    }
+
+
+def test_lint_is_clean(tmp_path):
+    proc = snakemake(tmp_path, "--lint")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "Lints for" not in out, out
+
+
+def test_snakefmt_check_passes():
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakefmt",
+            "--check",
+            "--diff",
+            str(SNAKEFILE),
+            *map(str, RULE_FILES),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_paper_config_dry_run_has_630_train_jobs_and_every_target(tmp_path):
+    proc = snakemake(tmp_path, "--dry-run", "--printshellcmds")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout + proc.stderr
+    counts = job_counts(out)
+    assert counts == {
+        "download_mnist": 1,
+        "train": 630,
+        "aggregate": 1,
+        "aggregate_group": 3,
+        "plot_main": 1,
+        "plot_ablation": 2,
+        "plot_sag": 1,
+        "all": 1,
+        "total": 640,
+    }
+    expected = run_dirs(MODES, ["sag"], PAPER_S_DES, 10)
+    for variants in ABLATION_VARIANTS.values():
+        expected |= run_dirs(["sensitivity"], variants, PAPER_S_DES, 10)
+    assert len(expected) == 630
+    assert planned_outputs(out, "train") == expected
+    targets = {
+        "figures/mnist.pdf",
+        "figures/mnist_reg_ablation.pdf",
+        "figures/mnist_prand_ablation.pdf",
+        "figures/sag.pdf",
+        "results/metrics/runs.csv",
+        "results/metrics/curves.csv.gz",
+        *(f"results/tables/{t}.{ext}" for t in ABLATION_VARIANTS for ext in ("csv", "md", "tex")),
+    }
+    inputs_of_all = re.search(r"rule all:\n\s+input: (.*)\n", out).group(1).split(", ")
+    assert set(inputs_of_all) == targets
+    # Every job of the paper config runs the whole stream with the paper's settings.
+    shell = next(
+        line
+        for line in out.splitlines()
+        if "askdagger_mnist.train" in line
+        and "--mode success" in line
+        and "--s-des 0.3 " in line
+        and "--rep 7 " in line
+    )
+    for flag in (
+        "--mode success",
+        "--variant sag",
+        "--s-des 0.3",
+        "--rep 7",
+        "--p-rand 0.1",
+        "--batch-size 128",
+        "--update-every 5",
+        "--mc-samples 16",
+        "--dropout 0.4",
+        "--n-min 50",
+        "--n-rep 10",
+        "--device auto",
+        "--threads 1",
+    ):
+        assert f"{flag} " in shell, (flag, shell)
+    assert "--max-steps" not in shell and "--no-" not in shell
+
+
+@pytest.mark.parametrize(
+    "target, train_jobs, expected_runs",
+    [
+        ("figures/mnist.pdf", 270, run_dirs(MODES, ["sag"], PAPER_S_DES, 10)),
+        (
+            "figures/mnist_reg_ablation.pdf",
+            270,
+            run_dirs(["sensitivity"], ABLATION_VARIANTS["reg_ablation"], PAPER_S_DES, 10),
+        ),
+    ],
+)
+def test_each_figure_requires_only_its_own_runs(tmp_path, target, train_jobs, expected_runs):
+    proc = snakemake(tmp_path, "--dry-run", target)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout + proc.stderr
+    assert job_counts(out)["train"] == train_jobs
+    assert planned_outputs(out, "train") == expected_runs
+    assert "aggregate:" not in out  # the all-runs tables are not needed for one figure
+
+
+def test_smoke_preset_is_small_and_short(tmp_path):
+    proc = snakemake(
+        tmp_path,
+        "--dry-run",
+        "--printshellcmds",
+        "--configfile",
+        str(REPO / "workflow/presets/smoke.yaml"),
+    )
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout + proc.stderr
+    assert job_counts(out)["train"] == 14  # 2 s_des x 1 rep x (3 modes + 4 ablation variants)
+    train_cmds = re.findall(r"python -m askdagger_mnist\.train .*", out)
+    assert len(train_cmds) == 14 and all("--max-steps 40 " in c for c in train_cmds)
+    assert sum("--no-normalization" in c for c in train_cmds) == 2
+    assert sum("--no-imputation" in c for c in train_cmds) == 2
+    assert sum("--p-rand 0.05 " in c for c in train_cmds) == 2
+
+
+BAD_CONFIGS = [
+    # (how it is given, the key the sentence must name, a phrase of the explanation)
+    (["--config", "modes=[sensitivity,sideways]"], "modes[1]", "'sideways' is not one of"),
+    (["--config", "s_des=[0.5,1.5]"], "s_des[1]", "strictly between 0 and 1"),
+    (["--config", "repetitions=-2"], "repetitions", "integer >= 1"),
+    ({"variants": {"prand0.2": {"p_rand": 1.0}}}, "variants.prand0.2.p_rand", "in [0, 1)"),
+    (["--config", "batch_size=0"], "batch_size", "integer >= 1"),
+    ({"reptitions": 3}, "'reptitions'", "did you mean 'repetitions'?"),
+    (
+        {"figures": {"reg_ablation": {"variants": ["sag", "no_norm"]}}},
+        "figures.reg_ablation.variants",
+        "'no_norm'",
+    ),
+    (["--config", "device=tpu"], "device", "auto, cpu or cuda"),
+]
+
+
+@pytest.fixture(scope="module")
+def bad_config_runs(tmp_path_factory):
+    """Snakemake on each bad config, all started at once (each is ~2 s of Python start-up)."""
+
+    def run(case):
+        given, key, _ = case
+        tmp = tmp_path_factory.mktemp("bad")
+        if isinstance(given, dict):  # given as a --configfile
+            path = tmp / "bad.yaml"
+            path.write_text(yaml.safe_dump(given))
+            given = ["--configfile", str(path)]
+        workdir = tmp / "work"
+        workdir.mkdir()
+        return key, (snakemake(workdir, "--cores", "1", *given), workdir)
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return dict(pool.map(run, BAD_CONFIGS))
+
+
+@pytest.mark.parametrize("given, key, phrase", BAD_CONFIGS, ids=[b[1] for b in BAD_CONFIGS])
+def test_bad_config_stops_before_any_job_with_one_sentence(bad_config_runs, given, key, phrase):
+    proc, workdir = bad_config_runs[key]
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("error: ")]
+    assert len(errors) == 1, proc.stderr
+    sentence = errors[0]
+    assert key in sentence and phrase in sentence, sentence
+    assert sentence.endswith(".") and sentence.count(". ") == 0, sentence
+    assert "Traceback" not in proc.stderr and "Building DAG" not in proc.stderr + proc.stdout
+    assert sorted(p.name for p in workdir.iterdir()) in ([], [".snakemake"])  # nothing ran
+
+
+def test_config_from_the_command_line_is_typed(tmp_path):
+    """--config hands nested values over as strings; the workflow restores the types."""
+    proc = snakemake(
+        tmp_path,
+        "--dry-run",
+        "--printshellcmds",
+        "results/runs/sensitivity/sag/s0.25/rep0",
+        "--config",
+        "s_des=[0.25]",
+        "variants={sag: {p_rand: 0.3, normalization: false, imputation: true}}",
+        "max_steps=7",
+    )
+    assert proc.returncode == 0, proc.stderr
+    shell = re.search(r"python -m askdagger_mnist\.train .*", proc.stdout).group(0)
+    assert "--p-rand 0.3 " in shell and "--no-normalization" in shell and "--max-steps 7 " in shell
+    assert "--no-imputation" not in shell
+
+
+# ---- conda environments -------------------------------------------------------------------------
+
+# import name -> conda-forge package name (what a rule's script may import)
+CONDA_NAME = {
+    "torch": "pytorch",
+    "torchvision": "torchvision",
+    "numpy": "numpy",
+    "pandas": "pandas",
+    "matplotlib": "matplotlib-base",
+    "requests": "requests",
+    "yaml": "pyyaml",
+}
+# conda-forge package -> the distribution pip installs here
+PIP_NAME = {"pytorch": "torch", "matplotlib-base": "matplotlib", "pyyaml": "PyYAML"}
+PACKAGE = REPO / "src" / "askdagger_mnist"
+
+
+def rules_with_envs() -> list[tuple[str, Path, str]]:
+    """(rule name, .smk file, shell/script text) of every rule, with its conda env path.
+
+    A small parser for snakefmt-formatted rule files: a rule's block is the lines indented
+    deeper than its header."""
+    found = []
+    for smk in [SNAKEFILE, *RULE_FILES]:
+        lines = smk.read_text().splitlines()
+        for i, line in enumerate(lines):
+            header = re.match(r"^(\s*)(?:rule|checkpoint) (\w+):", line)
+            if not header:
+                continue
+            indent = len(header.group(1))
+            block = []
+            for nxt in lines[i + 1 :]:
+                if nxt.strip() and len(nxt) - len(nxt.lstrip()) <= indent:
+                    break
+                block.append(nxt)
+            text = "\n".join(block)
+            runs_something = re.search(r"^\s+(shell|script|run|notebook|wrapper):", text, re.M)
+            conda = re.search(r"^\s+conda:\s*\n\s+\"([^\"]+)\"", text, re.M)
+            found.append(
+                (header.group(2), smk, text, runs_something is not None, conda and conda.group(1))
+            )
+    return found
+
+
+def third_party_imports(module: str, seen: set[str] | None = None) -> set[str]:
+    """Top-level third-party modules imported (anywhere, also lazily) by a package module
+    and, transitively, by the package modules it imports."""
+    seen = set() if seen is None else seen
+    if module in seen:
+        return set()
+    seen.add(module)
+    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level > 0 or (node.module or "").startswith("askdagger_mnist"):
+                base = (node.module or "").removeprefix("askdagger_mnist").lstrip(".")
+                subs = [base] if base else [a.name for a in node.names]
+                for sub in subs:
+                    if (PACKAGE / f"{sub.split('.')[0]}.py").is_file():
+                        found |= third_party_imports(sub.split(".")[0], seen)
+                continue
+            names = [node.module]
+        else:
+            continue
+        for name in names:
+            top = name.split(".")[0]
+            if top not in sys.stdlib_module_names and top != "askdagger_mnist":
+                found.add(top)
+    return found
+
+
+def env_packages(env_file: Path) -> dict[str, str]:
+    env = yaml.safe_load(env_file.read_text())
+    assert isinstance(env, dict), f"{env_file} is not a conda environment file"
+    channels = env.get("channels") or []
+    assert (
+        "conda-forge" in channels and "nodefaults" in channels
+    ), f"{env_file}: channels {channels}"
+    assert "defaults" not in channels, f"{env_file} uses the defaults channel"
+    packages = {}
+    for dep in env.get("dependencies") or []:
+        assert isinstance(dep, str), f"{env_file}: no pip section expected, found {dep!r}"
+        m = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*==?\s*([0-9][0-9A-Za-z.]*)", dep.strip())
+        assert m, f"{env_file}: {dep!r} is not pinned to a version (name =X.Y.Z)"
+        assert "::" not in dep, f"{env_file}: {dep!r} names a channel"
+        packages[m.group(1)] = m.group(2)
+    return packages
+
+
+def test_every_rule_has_a_pinned_conda_env_listing_what_its_script_imports():
+    rules = rules_with_envs()
+    names = {r[0] for r in rules}
+    assert {
+        "download_mnist",
+        "train",
+        "aggregate",
+        "aggregate_group",
+        "plot_main",
+        "plot_ablation",
+        "plot_sag",
+    } <= names
+    checked = 0
+    for name, smk, text, runs_something, env_path in rules:
+        if not runs_something:
+            continue  # target-only rules such as all
+        assert env_path, f"rule {name} ({smk.name}) has no conda: environment"
+        env_file = (smk.parent / env_path).resolve()
+        assert env_file.is_file(), f"rule {name}: {env_file} does not exist"
+        assert env_file.parent == REPO / "envs", f"rule {name}: env {env_file} is not under envs/"
+        packages = env_packages(env_file)
+        assert "python" in packages, f"{env_file} does not pin python"
+        modules = set(re.findall(r"python -m askdagger_mnist\.(\w+)", text))
+        assert modules, f"rule {name} calls no askdagger_mnist CLI"
+        for module in modules:
+            for imported in third_party_imports(module):
+                assert (
+                    imported in CONDA_NAME
+                ), f"askdagger_mnist.{module} imports {imported}: add it to CONDA_NAME"
+                assert CONDA_NAME[imported] in packages, (
+                    f"rule {name} runs askdagger_mnist.{module}, which imports {imported}, "
+                    f"but {env_file.name} does not list {CONDA_NAME[imported]}"
+                )
+        checked += 1
+    assert checked >= 7
+
+
+def test_env_pins_match_the_versions_pip_installs():
+    """Same major.minor as the pip install that the tests run under (and python itself)."""
+    for env_file in sorted((REPO / "envs").glob("*.yaml")):
+        for package, pinned in env_packages(env_file).items():
+            if package == "python":
+                installed = f"{sys.version_info.major}.{sys.version_info.minor}"
+            else:
+                installed = metadata.version(PIP_NAME.get(package, package)).split("+")[0]
+            assert pinned.split(".")[:2] == installed.split(".")[:2], (
+                f"{env_file.name} pins {package} ={pinned} but pip installs {installed}: "
+                "update the pin"
+            )
+
+
+def test_static_check_sees_the_imports_of_each_cli():
+    """The import scan itself: it must find torch behind train (via loop/model) and
+    matplotlib behind plots, or the env check above proves nothing."""
+    assert {"torch", "torchvision", "numpy"} <= third_party_imports("train")
+    assert "matplotlib" in third_party_imports("plots")
+    assert "pandas" in third_party_imports("aggregate")
+    assert "torch" not in third_party_imports("aggregate")
