@@ -27,7 +27,7 @@ check_config(config)
 wildcard_constraints:
     mode=wildcard_alternatives(["sensitivity", "specificity", "success"]),
     variant=wildcard_alternatives(config["variants"]),
-    s_des=r"\d[\d.e+-]*",
+    s_des=wildcard_alternatives(fmt_s(s) for s in config["s_des"]),
     rep=r"\d+",
     group=wildcard_alternatives(FIGURE_GROUPS),
     ablation=wildcard_alternatives(ABLATIONS),
