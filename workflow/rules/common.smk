@@ -247,6 +247,11 @@ def final_targets():
     ]
 
 
+def results_archive(wildcards):
+    """The results_archives entry named by the {name} wildcard (rules of results.smk)."""
+    return {a["name"]: a for a in config["results_archives"]}[wildcards.name]
+
+
 def wildcard_alternatives(names):
     return "|".join(re.escape(str(n)) for n in names)
 
