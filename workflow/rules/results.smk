@@ -15,17 +15,15 @@ ARCHIVE_DIR = "resources/archives"
 _SHOW_LOG_ON_ERROR = "|| {{ tail -n 3 {log:q} >&2; exit 1; }}"
 
 
-def _archive(wildcards):
-    return ARCHIVES[wildcards.name]
-
-
 localrules:
-    fetch_archive,
-    import_run,
     bundle,
 
 
 if config["results_source"] == "download":
+
+    localrules:
+        fetch_archive,
+        import_run,
 
     rule fetch_archive:
         output:
@@ -39,14 +37,14 @@ if config["results_source"] == "download":
         conda:
             "../../envs/results.yaml"
         params:
-            url=lambda wildcards: _archive(wildcards)["url"],
+            url=lambda wildcards: results_archive(wildcards)["url"],
             # Without a configured sha256 the computed one is logged and the structure checked.
             sha256=lambda wildcards: (
-                f"--sha256 {_archive(wildcards)['sha256']}"
-                if _archive(wildcards).get("sha256")
+                f"--sha256 {results_archive(wildcards)['sha256']}"
+                if results_archive(wildcards).get("sha256")
                 else ""
             ),
-            format=lambda wildcards: _archive(wildcards)["format"],
+            format=lambda wildcards: results_archive(wildcards)["format"],
         shell:
             "python -m askdagger_mnist.fetch_results download --url {params.url:q}"
             " {params.sha256} --format {params.format} --out {output:q} > {log:q} 2>&1 "
@@ -66,8 +64,8 @@ if config["results_source"] == "download":
         conda:
             "../../envs/results.yaml"
         params:
-            url=lambda wildcards: _archive(wildcards)["url"],
-            format=lambda wildcards: _archive(wildcards)["format"],
+            url=lambda wildcards: results_archive(wildcards)["url"],
+            format=lambda wildcards: results_archive(wildcards)["format"],
             # authors' runs: mapped to a variant by (p_rand, normalization, imputation) and
             # kept only with the configured batch size and update interval
             variants=json.dumps(config["variants"], sort_keys=True),
@@ -109,8 +107,8 @@ rule bundle:
     conda:
         "../../envs/results.yaml"
     params:
-        runs=RUNS,
-        metrics=METRICS,
+        runs=lambda wildcards, input: Path(input.runs[0]).parents[3],
+        metrics=lambda wildcards, input: Path(input.metrics[0]).parent,
     shell:
         "python -m askdagger_mnist.fetch_results pack --runs {params.runs:q} --select {input.runs:q}"
         " --metrics {params.metrics:q} --out {output:q} > {log:q} 2>&1 "
