@@ -159,3 +159,20 @@ def test_bad_setting_is_one_clear_sentence(tmp_path):
     assert proc.returncode == 1
     assert "s_des must lie strictly between 0 and 1" in proc.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_a_run_still_being_written_elsewhere_is_refused(tmp_path):
+    import fcntl
+
+    out = tmp_path / "run"
+    lock = tmp_path / "run.checkpoint.pt.lock"
+    with open(lock, "w") as fh:
+        fh.write("pid 12345 on node7")
+        fh.flush()
+        fcntl.flock(fh, fcntl.LOCK_EX)  # as an orphaned train process would hold it
+        proc = _train(out, "--checkpoint-every", "4")
+        _, err = proc.communicate()
+    assert proc.returncode == 1
+    assert "another training process (pid 12345 on node7) is still writing this run" in err
+    assert not out.exists()
+    assert lock.exists()  # the holder's lock is left alone

@@ -6,8 +6,10 @@ reads the ``.gz`` files directly, so a read-only folder with only the four archi
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import io
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
@@ -94,7 +96,10 @@ def ensure_mnist(root: Path, mirrors: Sequence[str] = DEFAULT_MIRRORS) -> list[s
         raw.mkdir(parents=True, exist_ok=True)
         downloader = ConfiguredMNIST.__new__(ConfiguredMNIST)
         downloader.root = str(root)
-        downloader.download()
+        # torchvision prints "Downloading URL to PATH" per file (kept: stdout) and a "\r..%"
+        # progress tick per 32 KiB chunk to stderr, which floods a log file: dropped.
+        with contextlib.redirect_stderr(io.StringIO()):
+            downloader.download()
     except (RuntimeError, OSError) as exc:
         _remove_invalid(raw, missing)
         last = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__

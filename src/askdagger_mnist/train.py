@@ -10,6 +10,8 @@ Rerunning the same command after an interruption resumes from the checkpoint
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import os
 import platform
 import socket
@@ -134,6 +136,32 @@ def tune_malloc() -> None:
             pass
 
 
+@contextlib.contextmanager
+def exclusive_run_lock(checkpoint: Path):
+    """Hold ``<checkpoint>.lock`` for the whole run, so that a rerun cannot write the same run
+    while an orphaned process (say, a job left behind by a killed Snakemake) still does."""
+    lock_path = Path(f"{checkpoint}.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            raise UserError(
+                f"another training process ({holder}) is still writing this run ({lock_path} is "
+                "locked): wait for it to finish or kill it, then rerun."
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        fh.flush()
+        try:
+            yield
+        finally:
+            lock_path.unlink(missing_ok=True)
+
+
 def run(args: argparse.Namespace) -> Path:
     settings = settings_from_args(args)
     if args.threads < 1:
@@ -145,6 +173,11 @@ def run(args: argparse.Namespace) -> Path:
         torch.use_deterministic_algorithms(True)
     images, labels = load_mnist_train(args.data_root)
     checkpoint = args.checkpoint or args.out.with_name(args.out.name + ".checkpoint.pt")
+    with exclusive_run_lock(checkpoint):
+        return _run_locked(args, settings, device, images, labels, checkpoint)
+
+
+def _run_locked(args, settings, device, images, labels, checkpoint: Path) -> Path:
     state, model = run_loop(
         settings, images, labels, device, checkpoint=checkpoint,
         checkpoint_every=args.checkpoint_every, progress_every=args.progress_every,
