@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from .errors import UserError
 from .metrics import whole_run_metrics
 from .model import LeNet, mc_uncertainty, normalize_pixels, train_transform
+from .optim import NesterovSGD
 from .sag import SagConfig, sag_threshold
 from .settings import RunSettings
 
@@ -152,7 +153,7 @@ def train_update(model, optimizer, images: torch.Tensor, labels: torch.Tensor,
         pos += batch_size
         x = train_transform(images[batch])
         loss = F.cross_entropy(model(x), labels[batch])
-        optimizer.zero_grad(set_to_none=True)
+        optimizer.zero_grad()
         loss.backward()
         optimizer.step()
 
@@ -188,8 +189,8 @@ def run_loop(
     torch.manual_seed(torch_seed)
     random.seed(torch_seed)
     model = LeNet(settings.dropout).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True,
-                                weight_decay=5e-4)
+    # One SGD (lr 0.1, Nesterov momentum 0.9, weight decay 5e-4) for the whole run.
+    optimizer = NesterovSGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
     state = new_state(settings, len(images))
     if checkpoint is not None and Path(checkpoint).is_file():
         load_checkpoint(checkpoint, settings, state, model, optimizer, np_rng)
