@@ -36,13 +36,16 @@ def main() -> int:
         start = time.perf_counter()
         subprocess.run(cmd, check=True)
         wall = time.perf_counter() - start
-        rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        rss_mb = usage.ru_maxrss / 1024
         info = json.loads((out / "run.json").read_text())
     m = info["metrics"]
     print(f"full run ({info['n_steps']} steps, {args.mode}, s_des {args.s_des}, "
           f"{info['threads']} thread(s), {info['device']})")
     print(f"  wall time, process start to exit : {wall:7.2f} s")
     print(f"  loop time (run.json wall_time_s)  : {info['wall_time_s']:7.2f} s")
+    print(f"  CPU time (user + system)          : {usage.ru_utime + usage.ru_stime:7.2f} s"
+          f"  (user {usage.ru_utime:.2f}, system {usage.ru_stime:.2f}; less sensitive to a busy machine)")
     print(f"  peak RSS                          : {rss_mb:7.0f} MB")
     print(f"  sensitivity {m['sensitivity']:.3f}  specificity {m['specificity']:.3f}  "
           f"query rate {m['query_rate']:.3f}  novice acc {m['novice_success']:.3f}  "

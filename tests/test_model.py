@@ -81,3 +81,18 @@ def test_train_transform_pads_crops_and_normalizes():
     padded_rows = torch.isclose(x[:, 0, :, 0], torch.tensor(pad)).sum(1)
     assert padded_rows.max() == 28 and padded_rows.min() == 0  # offsets vary in 0..8
     assert (x == pad).reshape(200, -1).sum(1).max() <= 4 * 28 * 2 + 4 * 28 * 2
+
+
+def test_conv1_gradient_equals_torch_s():
+    from askdagger_mnist.model import _Conv2dBatchCorrelationGrad
+
+    torch.manual_seed(4)
+    x = torch.randn(3, 2, 9, 9, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 2, 5, 5, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_Conv2dBatchCorrelationGrad.apply, (x, w, b))
+    g = torch.randn(3, 4, 5, 5, dtype=torch.float64)
+    ours = torch.autograd.grad(_Conv2dBatchCorrelationGrad.apply(x, w, b), (x, w, b), g)
+    ref = torch.autograd.grad(F.conv2d(x, w, b), (x, w, b), g)
+    for a, r in zip(ours, ref):
+        assert torch.allclose(a, r, rtol=1e-12, atol=1e-12)

@@ -42,6 +42,7 @@ class LoopState:
     arrays: dict  # name -> preallocated array over the stream
     elapsed_s: float = 0.0
     resumed_at: list = field(default_factory=list)
+    phase_s: dict = field(default_factory=lambda: {"query": 0.0, "sag": 0.0, "update": 0.0})
 
 
 def _seeds(settings: RunSettings) -> tuple[np.random.Generator, int]:
@@ -208,13 +209,18 @@ def run_loop(
         pos = np.sort(np_rng.choice(len(state.unseen), B, replace=False))
         idx = state.unseen[pos]
         state.unseen = np.delete(state.unseen, pos)
+        t0 = time.perf_counter()
         idx_t = torch.from_numpy(idx).to(device)
         u, pred = mc_uncertainty(model, normalize_pixels(images[idx_t]), settings.mc_samples,
                                  settings.dropout)
         u = u.double().cpu().numpy()
         c = (pred == labels[idx_t]).cpu().numpy()
         a["stream_idx"][lo:hi], a["u"][lo:hi], a["k"][lo:hi], a["c"][lo:hi] = idx, u, state.k, c
+        t1 = time.perf_counter()
         gamma = sag_threshold(a["u"][:hi], a["r"][:hi], a["k"][:hi], sag_config, np_rng)
+        t2 = time.perf_counter()
+        state.phase_s["query"] += t1 - t0
+        state.phase_s["sag"] += t2 - t1
         q_rand = np_rng.random(B) < settings.p_rand
         q_a = u >= gamma
         q = q_rand | q_a
@@ -222,13 +228,18 @@ def run_loop(
         a["r"][lo:hi] = np.where(q, np.where(c, 1, -1), 0)
         state.train_set.extend(idx[q].tolist())
         if step > 0 and step % settings.update_every == 0:
+            t3 = time.perf_counter()
             train_update(model, optimizer, images, labels, state.train_set,
                          settings.update_every, B)
+            state.phase_s["update"] += time.perf_counter() - t3
             state.k += 1
         state.step += 1
         state.elapsed_s = time.perf_counter() - started
         if progress_every and (state.step % progress_every == 0 or state.step == settings.steps):
             log(progress_line(settings, state, state.elapsed_s))
+    if progress_every:
+        log("time by phase (this process): " + ", ".join(
+            f"{name} {secs:.1f}s" for name, secs in state.phase_s.items()))
         if checkpoint is not None and checkpoint_every and state.step % checkpoint_every == 0 \
                 and state.step < settings.steps:
             save_checkpoint(checkpoint, settings, state, model, optimizer, np_rng)

@@ -27,6 +27,24 @@ MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 N_CLASSES = 10
 
 
+class _Conv2dBatchCorrelationGrad(torch.autograd.Function):
+    """conv2d whose weight gradient is computed as one correlation over the batch
+    (conv2d of x^T with grad^T). Same gradient as torch's; for conv1 (a single input channel,
+    whose input needs no gradient) about 3x faster on CPU than torch's convolution_backward."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.save_for_backward(x, weight)
+        return F.conv2d(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad_x = F.conv_transpose2d(grad, weight) if ctx.needs_input_grad[0] else None
+        grad_w = F.conv2d(x.transpose(0, 1), grad.transpose(0, 1)).transpose(0, 1)
+        return grad_x, grad_w, grad.sum((0, 2, 3))
+
+
 class LeNet(nn.Module):
     def __init__(self, dropout: float = 0.4):
         super().__init__()
@@ -41,7 +59,8 @@ class LeNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """One pass (dropout active in train mode): logits (B, 10)."""
-        x = F.max_pool2d(self.drop_conv(F.relu(self.conv1(x))), 2)
+        z1 = _Conv2dBatchCorrelationGrad.apply(x, self.conv1.weight, self.conv1.bias)
+        x = F.max_pool2d(self.drop_conv(F.relu(z1)), 2)
         x = F.max_pool2d(self.drop_conv(F.relu(self.conv2(x))), 2)
         x = torch.flatten(x, 1)
         x = self.drop_fc(F.relu(self.fc1(x)))
@@ -97,8 +116,11 @@ def mc_probs(model: LeNet, x: torch.Tensor, masks: DropoutMasks) -> torch.Tensor
     # conv2 split by input channel: weight (16, 6, 5, 5) -> (6*16, 1, 5, 5), groups=6.
     w2 = model.conv2.weight.transpose(0, 1).reshape(6 * 16, 1, 5, 5)
     parts = F.conv2d(h1, w2, groups=6).reshape(B, 6, 16 * 64)  # (B, in=6, out*8*8)
-    z2 = torch.bmm(masks.conv1.transpose(0, 1), parts)  # (B, C, 16*64)
-    z2 = z2.reshape(B, C, 16, 8, 8) + model.conv2.bias.view(1, 1, 16, 1, 1)
+    # The bias rides along as a 7th, never-dropped "channel" (cheaper than a broadcast add).
+    bias = model.conv2.bias.repeat_interleave(64).expand(B, 1, 16 * 64)
+    parts = torch.cat([parts, bias], dim=1)  # (B, 7, 1024)
+    mix = torch.cat([masks.conv1.transpose(0, 1), masks.conv1.new_ones(B, C, 1)], dim=2)
+    z2 = torch.bmm(mix, parts).reshape(B, C, 16, 8, 8)  # conv2 output of every pass
     h2 = F.relu(max_pool2(z2)).reshape(B, C, 16, 16)
     h2 = h2 * masks.conv2.transpose(0, 1).unsqueeze(-1)  # (B, C, 16, 16)
     h = h2.reshape(B, C, 256)
