@@ -47,6 +47,19 @@ def _program(name: str) -> str:
     return path
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: ask the kernel for SIGTERM when the process that started
+    the daemon dies, so that even a test run killed with SIGKILL (where no finalizer runs)
+    leaves no daemon behind. Linux only; elsewhere stop() is the only cleanup."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _free_ports(n: int) -> list[int]:
     """n distinct TCP ports that are free right now on 127.0.0.1."""
     socks, ports = [], []
@@ -79,6 +92,7 @@ class SlurmCluster:
         self.conf = self.root / "etc" / "slurm.conf"
         self.log_dir = self.root / "log"
         self.procs: dict[str, subprocess.Popen] = {}
+        self.gpus_indexed = False  # True when jobs see CUDA_VISIBLE_DEVICES (char device)
         self.memory_mb = max(1024, int(_total_memory_mb() * 0.8))
 
     # --- environment for clients -------------------------------------------------------
@@ -179,6 +193,7 @@ PartitionName=gpu Nodes={NODE} Default=NO MaxTime=INFINITE State=UP
                 os.mknod(dev, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
             except OSError:
                 dev.write_text("a plain file standing in for a GPU device\n")
+        self.gpus_indexed = stat.S_ISCHR(dev.stat().st_mode)
         return dev
 
     # --- processes ---------------------------------------------------------------------
@@ -187,7 +202,7 @@ PartitionName=gpu Nodes={NODE} Default=NO MaxTime=INFINITE State=UP
         try:
             self.procs[name] = subprocess.Popen(
                 args, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
+                start_new_session=True, preexec_fn=_die_with_parent,
             )
         finally:
             log.close()

@@ -93,3 +93,142 @@ def test_gpu_jobs_run_one_at_a_time_on_the_fake_gpu(cluster, tmp_path):
         spans.append((float(words[words.index("start") + 1]), float(words[words.index("end") + 1])))
     (s0, e0), (s1, e1) = sorted(spans)
     assert s1 >= e0 - 0.05, f"two --gpus=1 jobs overlapped on one GPU: {spans}"
+
+
+# ---- the workflow on the cluster ------------------------------------------------------------
+
+PROFILE = REPO / "workflow" / "profiles" / "slurm-gpu" / "profile.yaml"
+SMOKE = REPO / "workflow" / "presets" / "smoke.yaml"
+LOCAL_PARTITIONS = {"<cpu-partition>": "cpu", "<gpu-partition>": "gpu"}
+# Only what a site without an accounting database must add, and faster polling for the test.
+SITE_SETTINGS = {
+    "slurm-status-command": "squeue",  # without slurmdbd, sacct never sees jobs finish
+    "slurm-init-seconds-before-status-checks": 2,
+    "slurm-keep-successful-logs": True,
+}
+
+
+def site_profile(directory: Path) -> Path:
+    """Our own profile derived from the repository's, as docs/cluster.md tells users to make
+    one: the placeholders replaced by this cluster's partitions, plus the site settings."""
+    import yaml
+
+    text = PROFILE.read_text()
+    for placeholder, value in LOCAL_PARTITIONS.items():
+        assert placeholder in text, f"{PROFILE} lost its placeholder {placeholder}"
+        text = text.replace(placeholder, value)
+    profile = yaml.safe_load(text)
+    leftover = [line for line in yaml.safe_dump(profile).splitlines() if "<" in line]
+    assert not leftover, f"placeholders left in the profile: {leftover}"
+    profile.update(SITE_SETTINGS)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "profile.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
+    return directory
+
+
+def snakemake_cmd(workdir: Path, profile: Path, *extra: str) -> list[str]:
+    return [
+        "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+        "--profile", str(profile), "--configfile", str(SMOKE), *extra,
+    ]
+
+
+def train_jobs(cluster: SlurmCluster) -> dict[str, dict]:
+    return {j["JobId"]: j for j in cluster.jobs() if j.get("Comment", "").startswith("rule_train")}
+
+
+@pytest.fixture
+def slurm_workdir(cluster, tmp_path, mnist_mirror):
+    workdir = tmp_path / "wd"
+    workdir.mkdir()
+    profile = site_profile(tmp_path / "site-profile")
+    # One desired value of the smoke preset: 7 train jobs (3 modes + 4 ablation variants)
+    # instead of 14, every figure and table; the jobs queue for the one GPU, ~15 s each.
+    return workdir, profile, ["s_des=0.9", f"mnist_mirrors={mnist_mirror}"]
+
+
+@pytest.mark.slow
+def test_smoke_workflow_trains_on_the_gpu_partition(cluster, slurm_workdir):
+    workdir, profile, config = slurm_workdir
+    before = set(train_jobs(cluster))
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        snakemake_cmd(workdir, profile, "--config", *config), env=cluster.env(), cwd=workdir,
+        capture_output=True, text=True, timeout=600,
+    )
+    wall = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr[-4000:] + "\n" + cluster.log_tail()
+
+    # Every run of the preset was trained by a SLURM job in the gpu partition with one GPU.
+    runs = sorted((workdir / "results" / "runs").glob("*/*/s*/rep*/run.json"))
+    assert len(runs) == 7, [str(r) for r in runs]
+    jobs = {k: v for k, v in train_jobs(cluster).items() if k not in before}
+    import json
+
+    seen = set()
+    for path in runs:
+        record = json.loads(path.read_text())["slurm"]
+        assert record is not None, f"{path} was not trained under SLURM"
+        assert record["partition"] == "gpu", record
+        assert record["node"] == "node1", record
+        assert record["job_id"] in jobs, (record, sorted(jobs))
+        job = jobs[record["job_id"]]
+        assert job["Partition"] == "gpu" and job["TresPerJob"] == "gres:gpu:1", job
+        assert job["JobState"] == "COMPLETED", job
+        if cluster.gpus_indexed:
+            assert record["cuda_visible_devices"] == "0", record
+        seen.add(record["job_id"])
+    assert len(seen) == 7
+    # Download, aggregation and plots stayed local: the only cluster jobs are train jobs.
+    others = [j for j in cluster.jobs() if j["JobId"] not in before and j["JobId"] not in jobs]
+    assert not [j for j in others if j["WorkDir"] == str(workdir)], others
+    assert len(jobs) == 7, f"expected 7 train jobs (no retries), got {sorted(jobs)}"
+    for name in ("mnist.pdf", "mnist_reg_ablation.pdf", "mnist_prand_ablation.pdf", "sag.pdf"):
+        pdf = workdir / "figures" / name
+        assert pdf.is_file() and pdf.read_bytes()[:5] == b"%PDF-", pdf
+    print(f"smoke workflow under SLURM: {wall:.1f} s")
+
+
+@pytest.mark.slow
+def test_scancel_of_a_train_job_resumes_from_its_checkpoint(cluster, slurm_workdir):
+    """A train job cancelled mid-run on the cluster is resubmitted (the profile's retries)
+    and resumes from its checkpoint instead of step 0."""
+    import json
+
+    workdir, profile, config = slurm_workdir
+    run = "results/runs/sensitivity/sag/s0.7/rep0"
+    checkpoint = workdir / (run + ".checkpoint.pt")
+    before = set(train_jobs(cluster))
+    head = subprocess.Popen(
+        snakemake_cmd(workdir, profile, "--config", *config, "max_steps=300",
+                      "checkpoint_every=10", "--", run),
+        env=cluster.env(), cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        cancelled = None
+        while time.monotonic() < deadline and head.poll() is None:
+            running = [j for k, j in train_jobs(cluster).items()
+                       if k not in before and j["JobState"] == "RUNNING"]
+            if running and checkpoint.is_file():
+                cancelled = running[0]["JobId"]
+                cluster.run("scancel", cancelled)
+                break
+            time.sleep(0.2)
+        assert cancelled, "the train job never ran long enough to write a checkpoint"
+        out, _ = head.communicate(timeout=400)
+    finally:
+        if head.poll() is None:
+            head.kill()
+            head.wait()
+    assert head.returncode == 0, out[-4000:]
+    assert train_jobs(cluster)[cancelled]["JobState"] == "CANCELLED"
+    info = json.loads((workdir / run / "run.json").read_text())
+    assert info["slurm"]["job_id"] != cancelled, "the finished run is not from a new job"
+    assert info["slurm"]["partition"] == "gpu"
+    assert info["resumed_at_steps"] and info["resumed_at_steps"][0] > 0, info["resumed_at_steps"]
+    assert info["n_steps"] == 300
+    log = (workdir / "results" / "logs" / "train" / "sensitivity" / "sag" / "s0.7" / "rep0.log")
+    assert f"resuming from checkpoint at step {info['resumed_at_steps'][0]}" in log.read_text()
+    assert not checkpoint.exists(), "the checkpoint was not removed after the run completed"
