@@ -223,9 +223,15 @@ def test_scancel_of_a_train_job_resumes_from_its_checkpoint(cluster, slurm_workd
             head.kill()
             head.wait()
     assert head.returncode == 0, out[-4000:]
-    assert train_jobs(cluster)[cancelled]["JobState"] == "CANCELLED"
+    jobs = train_jobs(cluster)
+    assert jobs[cancelled]["JobState"] == "CANCELLED"
     info = json.loads((workdir / run / "run.json").read_text())
     assert info["slurm"]["job_id"] != cancelled, "the finished run is not from a new job"
+    # The resubmission is the profile's second attempt: twice the time, more memory.
+    first, second = jobs[cancelled], jobs[info["slurm"]["job_id"]]
+    assert (first["TimeLimit"], first["MinMemoryNode"]) == ("00:30:00", "4000M"), first
+    assert (second["TimeLimit"], second["MinMemoryNode"]) == ("01:00:00", "8000M"), second
+    assert second["TresPerJob"] == "gres:gpu:1" and second["Partition"] == "gpu", second
     assert info["slurm"]["partition"] == "gpu"
     assert info["resumed_at_steps"] and info["resumed_at_steps"][0] > 0, info["resumed_at_steps"]
     assert info["n_steps"] == 150
