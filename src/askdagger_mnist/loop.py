@@ -237,12 +237,12 @@ def run_loop(
         state.elapsed_s = time.perf_counter() - started
         if progress_every and (state.step % progress_every == 0 or state.step == settings.steps):
             log(progress_line(settings, state, state.elapsed_s))
-    if progress_every:
-        log("time by phase (this process): " + ", ".join(
-            f"{name} {secs:.1f}s" for name, secs in state.phase_s.items()))
         if checkpoint is not None and checkpoint_every and state.step % checkpoint_every == 0 \
                 and state.step < settings.steps:
             save_checkpoint(checkpoint, settings, state, model, optimizer, np_rng)
             if halt_after is not None and state.step >= halt_after:
                 raise SystemExit(3)
+    if progress_every:
+        log("time by phase (this process): " + ", ".join(
+            f"{name} {secs:.1f}s" for name, secs in state.phase_s.items()))
     return state, model
