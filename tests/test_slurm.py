@@ -190,51 +190,87 @@ def test_smoke_workflow_trains_on_the_gpu_partition(cluster, slurm_workdir):
 
 
 @pytest.mark.slow
-def test_scancel_of_a_train_job_resumes_from_its_checkpoint(cluster, slurm_workdir):
-    """A train job cancelled mid-run on the cluster is resubmitted (the profile's retries)
-    and resumes from its checkpoint instead of step 0."""
+def test_scancel_then_dead_head_then_rerun_resume_from_checkpoints(cluster, slurm_workdir):
+    """One train job through both ways a cluster job dies, as docs/cluster.md describes:
+
+    1. `scancel` of the running job while Snakemake lives: the profile's retries resubmit it
+       (second attempt: twice the time, more memory) and it resumes from its checkpoint;
+    2. the Snakemake head is killed (SIGKILL) while that job runs: the job lives on, is found
+       with `squeue --me` under the run ID and ended with `scancel --name <run id>`; the
+       directory is locked, `--unlock` and a rerun resume the run from its checkpoint again.
+    """
     import json
+    import re
+    import signal
 
     workdir, profile, config = slurm_workdir
     run = "results/runs/sensitivity/sag/s0.7/rep0"
     checkpoint = workdir / (run + ".checkpoint.pt")
+    train_log = workdir / "results" / "logs" / "train" / "sensitivity" / "sag" / "s0.7" / "rep0.log"
+    args = ["--config", *config, "s_des=0.7", "max_steps=300", "checkpoint_every=5", "--", run]
+    head_log = workdir.parent / "head.log"
     before = set(train_jobs(cluster))
-    head = subprocess.Popen(
-        snakemake_cmd(workdir, profile, "--config", *config, "s_des=0.7", "max_steps=150",
-                      "checkpoint_every=5", "--", run),
-        env=cluster.env(), cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 240
-        cancelled = None
-        while time.monotonic() < deadline and head.poll() is None:
-            running = [j for k, j in train_jobs(cluster).items()
-                       if k not in before and j["JobState"] == "RUNNING"]
-            if running and checkpoint.is_file():
-                cancelled = running[0]["JobId"]
-                cluster.run("scancel", cancelled)
-                break
+
+    def new_jobs(state: str) -> list[str]:
+        return [k for k, j in train_jobs(cluster).items() if k not in before and j["JobState"] == state]
+
+    def wait_for(cond, what: str, timeout: float = 240) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and head.poll() is None and not cond():
             time.sleep(0.2)
-        assert cancelled, f"no checkpoint ({checkpoint.name}) appeared while the train job ran"
-        out, _ = head.communicate(timeout=400)
+        assert cond(), f"{what} did not happen:\n" + head_log.read_text()[-3000:]
+
+    with open(head_log, "w") as fh:
+        head = subprocess.Popen(snakemake_cmd(workdir, profile, *args), env=cluster.env(),
+                                cwd=workdir, stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        # 1. scancel while the head lives: resubmitted, resumed.
+        wait_for(lambda: new_jobs("RUNNING") and checkpoint.is_file(), "a checkpoint of the job")
+        first = new_jobs("RUNNING")[0]
+        cluster.run("scancel", first)
+        wait_for(lambda: [k for k in new_jobs("RUNNING") if k != first]
+                 and "resuming from checkpoint" in train_log.read_text(), "the resubmitted job resuming")
+        second = [k for k in new_jobs("RUNNING") if k != first][0]
+        def stamp():
+            try:
+                return checkpoint.stat().st_mtime_ns
+            except FileNotFoundError:
+                return None
+
+        resumed_from = stamp()
+        wait_for(lambda: stamp() not in (resumed_from, None), "a newer checkpoint")
     finally:
-        if head.poll() is None:
-            head.kill()
-            head.wait()
-    assert head.returncode == 0, out[-4000:]
+        head.send_signal(signal.SIGKILL)  # 2. the head dies; its SLURM job does not
+        head.wait()
     jobs = train_jobs(cluster)
-    assert jobs[cancelled]["JobState"] == "CANCELLED"
+    assert jobs[first]["JobState"] == "CANCELLED", jobs[first]
+    assert (jobs[first]["TimeLimit"], jobs[first]["MinMemoryNode"]) == ("00:30:00", "4000M")
+    assert (jobs[second]["TimeLimit"], jobs[second]["MinMemoryNode"]) == ("01:00:00", "8000M")
+    assert jobs[second]["TresPerJob"] == "gres:gpu:1" and jobs[second]["Partition"] == "gpu"
+
+    run_id = re.search(r"SLURM run ID: (\S+)", head_log.read_text()).group(1)
+    assert run_id.startswith("askdagger_"), run_id  # the profile's job name prefix
+    mine = cluster.run("squeue", "--me", "-h", "-o", "%i %j %T").stdout.splitlines()
+    assert f"{second} {run_id} RUNNING" in mine, mine  # the orphan, under the run ID
+    cluster.run("scancel", "--name", run_id)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and train_jobs(cluster)[second]["JobState"] != "CANCELLED":
+        time.sleep(0.5)
+    assert train_jobs(cluster)[second]["JobState"] == "CANCELLED"
+
+    locked = subprocess.run(snakemake_cmd(workdir, profile, *args), env=cluster.env(),
+                            cwd=workdir, capture_output=True, text=True, timeout=120)
+    assert locked.returncode != 0 and "lock" in locked.stderr.lower(), locked.stderr[-2000:]
+    subprocess.run(snakemake_cmd(workdir, profile, "--unlock", *args), env=cluster.env(),
+                   cwd=workdir, check=True, capture_output=True, timeout=120)
+    rerun = subprocess.run(snakemake_cmd(workdir, profile, *args), env=cluster.env(),
+                           cwd=workdir, capture_output=True, text=True, timeout=400)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+
     info = json.loads((workdir / run / "run.json").read_text())
-    assert info["slurm"]["job_id"] != cancelled, "the finished run is not from a new job"
-    # The resubmission is the profile's second attempt: twice the time, more memory.
-    first, second = jobs[cancelled], jobs[info["slurm"]["job_id"]]
-    assert (first["TimeLimit"], first["MinMemoryNode"]) == ("00:30:00", "4000M"), first
-    assert (second["TimeLimit"], second["MinMemoryNode"]) == ("01:00:00", "8000M"), second
-    assert second["TresPerJob"] == "gres:gpu:1" and second["Partition"] == "gpu", second
-    assert info["slurm"]["partition"] == "gpu"
-    assert info["resumed_at_steps"] and info["resumed_at_steps"][0] > 0, info["resumed_at_steps"]
-    assert info["n_steps"] == 150
-    log = (workdir / "results" / "logs" / "train" / "sensitivity" / "sag" / "s0.7" / "rep0.log")
-    assert f"resuming from checkpoint at step {info['resumed_at_steps'][0]}" in log.read_text()
+    resumed = info["resumed_at_steps"]
+    assert len(resumed) == 2 and 0 < resumed[0] < resumed[1], resumed
+    assert f"resuming from checkpoint at step {resumed[1]}" in train_log.read_text()
+    assert info["slurm"]["job_id"] not in (first, second)
+    assert info["slurm"]["partition"] == "gpu" and info["n_steps"] == 300
     assert not checkpoint.exists(), "the checkpoint was not removed after the run completed"
