@@ -2,15 +2,24 @@
 
 1. The harness itself: a plain ``sbatch --gpus=1 -p gpu`` job runs on the node with the
    fake GPU, and two GPU jobs never overlap (one GPU GRES).
-2. The smoke workflow with the cluster profile (``workflow/profiles/slurm-gpu``) overridden
-   for the local partitions: every train job runs under SLURM in the gpu partition with a
-   GPU requested; the figures are produced; a ``scancel`` of a running train job followed
-   by a rerun resumes it from its checkpoint.
+2. The smoke workflow (one s_des) with the cluster profile (``workflow/profiles/slurm-gpu``)
+   made into a site profile for the local partitions, as docs/cluster.md says: every train
+   job runs under SLURM in the gpu partition with a GPU requested, download/aggregation/plots
+   stay local, the figures and tables are produced.
+3. One train job through ``scancel`` (resubmitted with grown resources, resumed from its
+   checkpoint) and a killed Snakemake head (orphan found and cancelled by run ID, unlock,
+   rerun resumed from the newer checkpoint).
+
+The cluster has no accounting database, so the site profile uses ``slurm-status-command:
+squeue``; ``cluster`` is module-scoped (started once, stopped by PID also on failure).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -153,8 +162,8 @@ def test_smoke_workflow_trains_on_the_gpu_partition(cluster, slurm_workdir):
     proc = subprocess.run(
         # One desired value of the smoke preset: 7 train jobs (3 modes + 4 ablation variants)
         # instead of 14, and every figure and table; the jobs queue for the one GPU.
-        snakemake_cmd(workdir, profile, "--config", *config, "s_des=0.9"), env=cluster.env(), cwd=workdir,
-        capture_output=True, text=True, timeout=600,
+        snakemake_cmd(workdir, profile, "--config", *config, "s_des=0.9"),
+        env=cluster.env(), cwd=workdir, capture_output=True, text=True, timeout=600,
     )
     wall = time.monotonic() - t0
     assert proc.returncode == 0, proc.stderr[-4000:] + "\n" + cluster.log_tail()
@@ -163,8 +172,6 @@ def test_smoke_workflow_trains_on_the_gpu_partition(cluster, slurm_workdir):
     runs = sorted((workdir / "results" / "runs").glob("*/*/s*/rep*/run.json"))
     assert len(runs) == 7, [str(r) for r in runs]
     jobs = {k: v for k, v in train_jobs(cluster).items() if k not in before}
-    import json
-
     seen = set()
     for path in runs:
         record = json.loads(path.read_text())["slurm"]
@@ -186,6 +193,8 @@ def test_smoke_workflow_trains_on_the_gpu_partition(cluster, slurm_workdir):
     for name in ("mnist.pdf", "mnist_reg_ablation.pdf", "mnist_prand_ablation.pdf", "sag.pdf"):
         pdf = workdir / "figures" / name
         assert pdf.is_file() and pdf.read_bytes()[:5] == b"%PDF-", pdf
+    for table in ("reg_ablation", "prand_ablation"):
+        assert (workdir / "results" / "tables" / f"{table}.csv").stat().st_size > 0
     print(f"smoke workflow under SLURM: {wall:.1f} s")
 
 
@@ -199,10 +208,6 @@ def test_scancel_then_dead_head_then_rerun_resume_from_checkpoints(cluster, slur
        with `squeue --me` under the run ID and ended with `scancel --name <run id>`; the
        directory is locked, `--unlock` and a rerun resume the run from its checkpoint again.
     """
-    import json
-    import re
-    import signal
-
     workdir, profile, config = slurm_workdir
     run = "results/runs/sensitivity/sag/s0.7/rep0"
     checkpoint = workdir / (run + ".checkpoint.pt")
