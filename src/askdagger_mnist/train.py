@@ -101,7 +101,6 @@ def cluster_record() -> dict | None:
         return None
     return {
         "job_id": env.get("SLURM_JOB_ID"),
-        "job_name": env.get("SLURM_JOB_NAME"),
         "node": env.get("SLURMD_NODENAME"),
         "partition": env.get("SLURM_JOB_PARTITION"),
         "gpus": env.get("SLURM_JOB_GPUS") or env.get("SLURM_GPUS_ON_NODE"),
