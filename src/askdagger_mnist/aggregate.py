@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import os
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -25,7 +23,7 @@ import pandas as pd
 
 from .errors import UserError
 from .metrics import CURVE_COLUMNS, whole_run_metrics, windowed_curves
-from .runio import read_arrays, read_info
+from .runio import read_arrays, read_info, write_bytes_atomic
 from .settings import MODES
 
 # Columns identifying a run (unique in runs.csv; the key of curves.csv.gz).
@@ -157,23 +155,12 @@ def aggregate(run_dirs: Iterable[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def write_csv_atomic(df: pd.DataFrame, path: Path, **to_csv_kwargs: Any) -> None:
-    """Write ``df`` to ``path`` via a temporary sibling and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        text = df.to_csv(index=False, **to_csv_kwargs).encode("utf-8")
-        if path.name.endswith(".gz"):
-            # No file name and mtime 0 in the gzip header: the same runs give the same bytes.
-            text = gzip.compress(text, compresslevel=6, mtime=0)
-        with open(tmp, "wb") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``df`` to ``path`` atomically (gzip-compressed when it ends with .gz)."""
+    text = df.to_csv(index=False, **to_csv_kwargs).encode("utf-8")
+    if str(path).endswith(".gz"):
+        # No file name and mtime 0 in the gzip header: the same runs give the same bytes.
+        text = gzip.compress(text, compresslevel=6, mtime=0)
+    write_bytes_atomic(Path(path), text)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -104,18 +104,10 @@ def pack(runs_root: Path, out: Path, metrics_dir: Path | None = None,
         "files": [{"path": name, "size": f.stat().st_size, "sha256": _sha256(f)} for name, f in members],
     }
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            _write(zf, MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n")
-            for name, f in members:
-                _write(zf, name, f.read_bytes())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with runio.atomic_file(out) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        _write(zf, MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n")
+        for name, f in members:
+            _write(zf, name, f.read_bytes())
     log.info(f"packed {len(runs)} runs ({len(members)} files) into {out}")
     return manifest
 

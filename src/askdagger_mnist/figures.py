@@ -8,8 +8,6 @@ band, and names the number of repetitions it averages.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -25,6 +23,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from .plot_inputs import series  # noqa: E402
+from .runio import atomic_file  # noqa: E402
 from .settings import format_s_des  # noqa: E402
 
 # fontTools warns, while subsetting matplotlib's bundled Computer Modern fonts for mathtext,
@@ -83,19 +82,11 @@ def save_figure_atomic(fig: plt.Figure, path: Path) -> None:
     """Save via a temporary sibling and ``os.replace``; PDFs carry no creation date so that the
     same inputs give the same bytes."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fmt = path.suffix.lstrip(".").lower() or "pdf"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
     try:
         metadata = {"CreationDate": None} if fmt == "pdf" else None
-        with style():
+        with atomic_file(path) as tmp, style():
             fig.savefig(tmp, format=fmt, metadata=metadata)  # constrained layout: no "tight" redraw
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     finally:
         plt.close(fig)
 

@@ -6,12 +6,13 @@ in a sibling temporary directory and rename it into place as the last step.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
@@ -35,19 +36,31 @@ STREAM_ARRAYS = {
 INDEX_ARRAYS = {"stream_idx": np.int64, "train_idx": np.int64}
 
 
-def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path`` to write; on success it becomes ``path`` (mode
+    0644) in one rename, on error it is removed. Readers never see a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=True, default=_json_default)
-            fh.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; run files are for every reader
+        yield Path(tmp)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are for every reader
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
+    text = json.dumps(data, indent=2, sort_keys=True, default=_json_default) + "\n"
+    write_bytes_atomic(path, text.encode())
 
 
 def _json_default(obj: Any) -> Any:

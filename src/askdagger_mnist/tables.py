@@ -4,13 +4,12 @@ variant, written as ``{prefix}.csv`` (tidy, full precision), ``{prefix}.md`` and
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
+from .runio import write_bytes_atomic
 from .settings import format_s_des
 
 TABLE_COLUMNS = ("metric", "variant", "label", "p_rand", "s_des", "n_reps", "mean", "std")
@@ -115,16 +114,7 @@ def to_latex(table: pd.DataFrame, caption: str, label: str) -> str:
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_tables(
