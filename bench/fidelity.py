@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from askdagger_mnist.authors_format import find_runs, load_results_npy
+from askdagger_mnist.loop import TRACKED
 from askdagger_mnist.metrics import whole_run_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-TRACKED = {"sensitivity": "sensitivity", "specificity": "specificity", "success": "system_success"}
 COLUMNS = ("sensitivity", "specificity", "query_rate", "novice_success", "system_success")
 
 

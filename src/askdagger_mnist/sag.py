@@ -12,7 +12,7 @@ from typing import Optional
 
 import numpy as np
 
-MODES = ("sensitivity", "specificity", "success")
+from .settings import MODES
 
 
 @dataclass(frozen=True)
