@@ -219,6 +219,13 @@ def test_scancel_then_dead_head_then_rerun_resume_from_checkpoints(cluster, slur
     def new_jobs(state: str) -> list[str]:
         return [k for k, j in train_jobs(cluster).items() if k not in before and j["JobState"] == state]
 
+    def log_text() -> str:
+        # The resubmitted job's log appears only once its shell starts: RUNNING comes first.
+        try:
+            return train_log.read_text()
+        except FileNotFoundError:
+            return ""
+
     def wait_for(cond, what: str, timeout: float = 240) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and head.poll() is None and not cond():
@@ -234,7 +241,7 @@ def test_scancel_then_dead_head_then_rerun_resume_from_checkpoints(cluster, slur
         first = new_jobs("RUNNING")[0]
         cluster.run("scancel", first)
         wait_for(lambda: [k for k in new_jobs("RUNNING") if k != first]
-                 and "resuming from checkpoint" in train_log.read_text(), "the resubmitted job resuming")
+                 and "resuming from checkpoint" in log_text(), "the resubmitted job resuming")
         second = [k for k in new_jobs("RUNNING") if k != first][0]
         def stamp():
             try:
