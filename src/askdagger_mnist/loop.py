@@ -1,8 +1,8 @@
 """The interactive loop of one run (spec section 3), with atomic mid-run checkpoints.
 
-Randomness: a numpy Generator (stream draws, random queries, SAG imputations) and torch's
-global generators (model initialisation, MC-dropout masks, training shuffles, crops and
-dropout), both derived from the run's SeedSequence. A checkpoint holds every state needed to
+Randomness: a numpy Generator (stream draws, MC-dropout and training dropout masks, random
+queries, SAG imputations) and torch's global generator (model initialisation, training
+shuffles and crops), both derived from the run's SeedSequence. A checkpoint holds every state needed to
 continue, so a resumed run on CPU is bit-identical to one never interrupted.
 """
 
@@ -22,12 +22,13 @@ import torch.nn.functional as F
 
 from .errors import UserError
 from .metrics import whole_run_metrics
+from .masks import draw_masks
 from .model import LeNet, mc_uncertainty, normalize_pixels, train_transform
 from .optim import NesterovSGD
 from .sag import SagConfig, sag_threshold
 from .settings import RunSettings
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2  # 2: dropout masks from the numpy Generator
 TRACKED = {"sensitivity": "sensitivity", "specificity": "specificity", "success": "system_success"}
 
 
@@ -38,11 +39,14 @@ class LoopState:
     step: int  # next step to run
     k: int
     unseen: np.ndarray
-    train_set: list
     arrays: dict  # name -> preallocated array over the stream
     elapsed_s: float = 0.0
     resumed_at: list = field(default_factory=list)
     phase_s: dict = field(default_factory=lambda: {"query": 0.0, "sag": 0.0, "update": 0.0})
+
+    def train_set(self, n_seen: int) -> np.ndarray:
+        """The training set: the queried indices among the first ``n_seen``, in stream order."""
+        return self.arrays["stream_idx"][:n_seen][self.arrays["q"][:n_seen] != 0]
 
 
 def _seeds(settings: RunSettings) -> tuple[np.random.Generator, int]:
@@ -68,7 +72,7 @@ def new_state(settings: RunSettings, n_train: int) -> LoopState:
         "q_a": np.zeros(n, np.int8),
         "stream_idx": np.zeros(n, np.int64),
     }
-    return LoopState(0, 0, np.arange(n_train, dtype=np.int64), [], arrays)
+    return LoopState(0, 0, np.arange(n_train, dtype=np.int64), arrays)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -84,7 +88,6 @@ def save_checkpoint(path: Path, settings: RunSettings, state: LoopState, model, 
         "elapsed_s": state.elapsed_s,
         "resumed_at": list(state.resumed_at),
         "unseen": torch.from_numpy(state.unseen.copy()),
-        "train_set": torch.tensor(state.train_set, dtype=torch.int64),
         "arrays": {name: torch.from_numpy(a[: state.step * settings.batch_size].copy())
                    for name, a in state.arrays.items()},
         "model": model.state_dict(),
@@ -122,7 +125,6 @@ def load_checkpoint(path: Path, settings: RunSettings, state: LoopState, model, 
     state.elapsed_s = float(payload["elapsed_s"])
     state.resumed_at = list(payload["resumed_at"]) + [state.step]
     state.unseen = payload["unseen"].numpy().copy()
-    state.train_set = payload["train_set"].tolist()
     for name, saved in payload["arrays"].items():
         state.arrays[name][: len(saved)] = saved.numpy()
     model.load_state_dict(payload["model"])
@@ -142,10 +144,11 @@ def _as_tuple(obj):
 
 
 def train_update(model, optimizer, images: torch.Tensor, labels: torch.Tensor,
-                 train_set: list, n_steps: int, batch_size: int) -> None:
+                 train_set: np.ndarray, n_steps: int, batch_size: int, dropout: float,
+                 rng: np.random.Generator) -> None:
     """``n_steps`` SGD steps on mini-batches from a fresh shuffled pass over ``train_set``."""
     model.train()
-    pool = torch.as_tensor(train_set, dtype=torch.int64)
+    pool = torch.from_numpy(train_set)
     perm, pos = torch.randperm(len(pool)), 0
     for _ in range(n_steps):
         if pos >= len(perm):  # the pass ran out: a new shuffled pass
@@ -153,7 +156,8 @@ def train_update(model, optimizer, images: torch.Tensor, labels: torch.Tensor,
         batch = pool[perm[pos : pos + batch_size]].to(images.device)
         pos += batch_size
         x = train_transform(images[batch])
-        loss = F.cross_entropy(model(x), labels[batch])
+        masks = draw_masks(rng, len(batch), 1, dropout, x.device)
+        loss = F.cross_entropy(model.forward_masked(x, masks), labels[batch])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -212,7 +216,7 @@ def run_loop(
         t0 = time.perf_counter()
         idx_t = torch.from_numpy(idx).to(device)
         u, pred = mc_uncertainty(model, normalize_pixels(images[idx_t]), settings.mc_samples,
-                                 settings.dropout)
+                                 settings.dropout, np_rng)
         u = u.double().cpu().numpy()
         c = (pred == labels[idx_t]).cpu().numpy()
         a["stream_idx"][lo:hi], a["u"][lo:hi], a["k"][lo:hi], a["c"][lo:hi] = idx, u, state.k, c
@@ -226,11 +230,10 @@ def run_loop(
         q = q_rand | q_a
         a["g"][lo:hi], a["q_a"][lo:hi], a["q"][lo:hi] = gamma, q_a, q
         a["r"][lo:hi] = np.where(q, np.where(c, 1, -1), 0)
-        state.train_set.extend(idx[q].tolist())
         if step > 0 and step % settings.update_every == 0:
             t3 = time.perf_counter()
-            train_update(model, optimizer, images, labels, state.train_set,
-                         settings.update_every, B)
+            train_update(model, optimizer, images, labels, state.train_set(hi),
+                         settings.update_every, B, settings.dropout, np_rng)
             state.phase_s["update"] += time.perf_counter() - t3
             state.k += 1
         state.step += 1

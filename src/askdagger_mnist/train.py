@@ -184,7 +184,8 @@ def _run_locked(args, settings, device, images, labels, checkpoint: Path) -> Pat
         halt_after=args.halt_after,
     )
     metrics = whole_run_metrics(state.arrays["c"], state.arrays["q"])
-    metrics["train_set_size"] = len(state.train_set)
+    train_set = state.train_set(state.step * settings.batch_size)
+    metrics["train_set_size"] = len(train_set)
     seed_seq = settings.seed_sequence()
     info = {
         "settings": {**settings.to_dict(), "variant": args.variant},
@@ -201,7 +202,7 @@ def _run_locked(args, settings, device, images, labels, checkpoint: Path) -> Pat
         "source": "train",
         "slurm": cluster_record(),
     }
-    arrays = {**state.arrays, "train_idx": np.asarray(state.train_set, dtype=np.int64)}
+    arrays = {**state.arrays, "train_idx": train_set}
 
     def fill(tmp: Path) -> None:
         write_run_files(tmp, arrays, info)
