@@ -55,26 +55,41 @@ def window_start(r: np.ndarray, k: np.ndarray, relevant: int, n_min: int) -> Opt
     """Start index of the smallest window W(w) = {i: k_i >= k_last - w} holding at least
     ``n_min`` samples with r = relevant and one with r = -relevant; None if no w does.
 
-    k is non-decreasing along the stream, so every window is a suffix of the arrays.
+    k is non-decreasing along the stream, so every window is a suffix of the arrays, and a
+    suffix that qualifies still does when it grows. The search therefore looks at a tail of
+    the history first and widens it only while no window inside it qualifies: a late-run call
+    costs what the window costs, not what the whole history does.
     """
     n = len(k)
     if n == 0:
         return None
-    k = np.asarray(k)
+    r, k = np.asarray(r), np.asarray(k)
+    tail = 4096
+    while True:
+        lo = max(0, n - tail)
+        found = _latest_qualifying_start(r[lo:], k[lo:], lo == 0 or k[lo - 1] != k[lo],
+                                         relevant, n_min)
+        if found is not None:
+            return lo + found
+        if lo == 0:
+            return None
+        tail *= 4
+
+
+def _latest_qualifying_start(r, k, first_is_level_start: bool, relevant: int, n_min: int):
+    """Within the arrays given: the latest start of a k level whose suffix qualifies."""
+    n = len(k)
     # Window candidates start where k changes (each distinct k value, newest first).
-    starts = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])  # first index of each k level
-    rel = np.r_[0, np.cumsum(r == relevant)]
-    oth = np.r_[0, np.cumsum(r == -relevant)]
-    n_rel = rel[n] - rel[starts]  # counts in the suffix starting at each level
-    n_oth = oth[n] - oth[starts]
-    ok = (n_rel >= n_min) & (n_oth >= 1)
+    starts = np.flatnonzero(np.r_[first_is_level_start, k[1:] != k[:-1]])
+    if len(starts) == 0:
+        return None
+    rel = np.cumsum((r == relevant)[::-1])[::-1]  # rel[i]: count in the suffix from i
+    oth = np.cumsum((r == -relevant)[::-1])[::-1]
     # Smallest w = the latest start that is ok. w counts k units, and levels are the k values
     # present; a k value absent from the stream adds no samples, so the latest ok start is
     # the window of the smallest w.
-    hits = np.flatnonzero(ok)
-    if len(hits) == 0:
-        return None
-    return int(starts[hits[-1]])
+    hits = np.flatnonzero((rel[starts] >= n_min) & (oth[starts] >= 1))
+    return int(starts[hits[-1]]) if len(hits) else None
 
 
 # --------------------------------------------------------------------------- fits
@@ -93,44 +108,49 @@ def linear_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 def logistic_fit(x: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: float = 1e-10):
     """Unpenalised 1-D logistic regression P(y=1|x) = sigmoid(a + b x) by Newton (IRLS) with
-    step halving. ``y`` in {0, 1}. Returns (a, b)."""
+    step halving. ``y`` in {0, 1}. Returns (a, b).
+
+    Written with scalar 2x2 algebra and the sufficient statistics sum(y), sum(x y): one SAG
+    call per step fits a few hundred points, where numpy's per-call overhead is the cost."""
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    X = np.column_stack([np.ones_like(x), x])
-    beta = np.zeros(2)
-    p_mean = y.mean()
-    if 0.0 < p_mean < 1.0:
-        beta[0] = np.log(p_mean / (1.0 - p_mean))
+    n = len(x)
+    sum_y, sum_xy = float(y.sum()), float(x @ y)
+    a, b = 0.0, 0.0
+    if 0.0 < sum_y < n:
+        a = float(np.log(sum_y / (n - sum_y)))
 
-    def nll(bt: np.ndarray) -> float:
-        z = X @ bt
-        return float(np.sum(np.logaddexp(0.0, z) - y * z))
+    def nll(a: float, b: float) -> tuple[float, np.ndarray]:
+        z = b * x + a
+        return float(np.logaddexp(0.0, z).sum()) - (a * sum_y + b * sum_xy), z
 
-    cur = nll(beta)
+    cur, z = nll(a, b)
     for _ in range(max_iter):
-        z = X @ beta
-        p = 0.5 * (1.0 + np.tanh(0.5 * z))  # stable sigmoid
-        grad = X.T @ (p - y)
+        p = np.tanh(0.5 * z)
+        p += 1.0
+        p *= 0.5  # stable sigmoid
+        g0, g1 = float(p.sum()) - sum_y, float(p @ x) - sum_xy
         w = p * (1.0 - p)
-        hess = (X * w[:, None]).T @ X
-        try:
-            step = np.linalg.solve(hess + 1e-12 * np.eye(2), grad)
-        except np.linalg.LinAlgError:
+        wx = w * x
+        h00, h01, h11 = float(w.sum()) + 1e-12, float(wx.sum()), float(wx @ x) + 1e-12
+        det = h00 * h11 - h01 * h01
+        if not det > 0.0:
             break
+        s0, s1 = (h11 * g0 - h01 * g1) / det, (h00 * g1 - h01 * g0) / det  # Newton step
         t = 1.0
         while t > 1e-8:
-            cand = beta - t * step
-            val = nll(cand)
+            val, z_cand = nll(a - t * s0, b - t * s1)
             if val <= cur:
                 break
             t *= 0.5
         else:
             break
-        converged = abs(cur - val) <= tol * max(1.0, abs(cur)) and np.max(np.abs(t * step)) < 1e-8
-        beta, cur = cand, val
-        if converged or np.max(np.abs(t * step)) < 1e-12:
+        move = max(abs(t * s0), abs(t * s1))
+        converged = abs(cur - val) <= tol * max(1.0, abs(cur)) and move < 1e-8
+        a, b, cur, z = a - t * s0, b - t * s1, val, z_cand
+        if converged or move < 1e-12:
             break
-    return float(beta[0]), float(beta[1])
+    return a, b
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
