@@ -18,8 +18,8 @@ from typing import Callable, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from .backprop import loss_and_grads
 from .errors import UserError
 from .metrics import whole_run_metrics
 from .masks import draw_masks
@@ -147,20 +147,26 @@ def train_update(model, optimizer, images: torch.Tensor, labels: torch.Tensor,
                  train_set: np.ndarray, n_steps: int, batch_size: int, dropout: float,
                  rng: np.random.Generator) -> None:
     """``n_steps`` SGD steps on mini-batches from a fresh shuffled pass over ``train_set``."""
-    model.train()
     pool = torch.from_numpy(train_set)
-    perm, pos = torch.randperm(len(pool)), 0
+    batches, perm, pos = [], torch.randperm(len(pool)), 0
     for _ in range(n_steps):
         if pos >= len(perm):  # the pass ran out: a new shuffled pass
             perm, pos = torch.randperm(len(pool)), 0
-        batch = pool[perm[pos : pos + batch_size]].to(images.device)
+        batches.append(pool[perm[pos : pos + batch_size]])
         pos += batch_size
-        x = train_transform(images[batch])
-        masks = draw_masks(rng, len(batch), 1, dropout, x.device)
-        loss = F.cross_entropy(model.forward_masked(x, masks), labels[batch])
-        optimizer.zero_grad()
-        loss.backward()
+    # Crops and dropout masks of all the update's mini-batches at once (fewer, larger calls).
+    chosen = torch.cat(batches).to(images.device)
+    x_all, y_all = train_transform(images[chosen]), labels[chosen]
+    masks_all = draw_masks(rng, len(chosen), 1, dropout, x_all.device)
+    start = 0
+    for batch in batches:
+        stop = start + len(batch)
+        _, grads = loss_and_grads(model, x_all[start:stop], y_all[start:stop],
+                                  masks_all.rows(start, stop))
+        for param, grad in zip(model.parameters(), grads):
+            param.grad = grad
         optimizer.step()
+        start = stop
 
 
 def progress_line(settings: RunSettings, state: LoopState, elapsed: float) -> str:

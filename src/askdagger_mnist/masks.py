@@ -35,19 +35,27 @@ def base256_digits(keep: float) -> tuple[int, ...]:
     return tuple(digits)
 
 
-def bernoulli_keep(rng: np.random.Generator, n: int, keep: float) -> np.ndarray:
-    """n independent draws of Bernoulli(keep) as a bool array (see the module docstring)."""
+def random_bytes(rng: np.random.Generator, n: int) -> np.ndarray:
+    """n uniform random bytes: the raw 64-bit outputs of the generator, 8 bytes each
+    (several times faster than ``rng.bytes``)."""
+    return rng.bit_generator.random_raw((n + 7) // 8).view(np.uint8)[:n]
+
+
+def bernoulli_keep(rng: np.random.Generator, n: int, keep: float, dtype=bool) -> np.ndarray:
+    """n independent draws of Bernoulli(keep) (see the module docstring), as 0/1 of ``dtype``
+    (written directly: a float32 mask needs no conversion pass)."""
     digits = base256_digits(keep)
     if not digits:
-        return np.zeros(n, dtype=bool)
-    byte = np.frombuffer(rng.bytes(n), dtype=np.uint8)
-    out = byte < digits[0]  # a digit of 256 (keep = 1) keeps everything
+        return np.zeros(n, dtype=dtype)
+    byte = random_bytes(rng, n)
+    out = np.empty(n, dtype=dtype)
+    np.less(byte, digits[0], out=out, casting="unsafe")  # a digit of 256 (keep = 1): all kept
     pending = np.flatnonzero(byte == digits[0])
     for digit in digits[1:]:
         if pending.size == 0:
             break
-        byte = np.frombuffer(rng.bytes(pending.size), dtype=np.uint8)
-        out[pending[byte < digit]] = True
+        byte = random_bytes(rng, pending.size)
+        out[pending[byte < digit]] = 1
         pending = pending[byte == digit]
     return out  # still pending: U equals keep on every digit so far, so U >= keep: dropped
 
@@ -67,15 +75,20 @@ class DropoutMasks:
         """The mask as dropout applies it: 0 or 1 / (1 - p)."""
         return getattr(self, name) * self.scale
 
+    def rows(self, start: int, stop: int) -> "DropoutMasks":
+        """The masks of batch rows start..stop-1."""
+        return DropoutMasks(*(getattr(self, name)[start:stop] for name in WIDTHS), self.scale)
+
 
 def draw_masks(rng: np.random.Generator, batch: int, n_passes: int, p: float,
-               device: torch.device, dtype: torch.dtype = torch.float32) -> DropoutMasks:
+               device: torch.device) -> DropoutMasks:
+    """Float32 keep masks of the four dropout layers for ``n_passes`` passes of a batch."""
     if not 0.0 <= p < 1.0:
         raise ValueError(f"dropout p must be in [0, 1), got {p}")
     keep = 1.0 - p
 
     def mask(width: int) -> torch.Tensor:
-        draws = bernoulli_keep(rng, batch * n_passes * width, keep)
-        return torch.from_numpy(draws).view(batch, n_passes, width).to(device=device, dtype=dtype)
+        draws = bernoulli_keep(rng, batch * n_passes * width, keep, dtype=np.float32)
+        return torch.from_numpy(draws).view(batch, n_passes, width).to(device)
 
     return DropoutMasks(**{name: mask(w) for name, w in WIDTHS.items()}, scale=1.0 / keep)

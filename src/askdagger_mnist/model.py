@@ -15,8 +15,8 @@ dropout masks. ``mc_probs`` computes exactly the same function as C plain forwar
 Only the fully connected layers run once per pass. The masks come from ``masks.py`` (the
 distributions of torch's Dropout2d/Dropout: keep with 1 - p, scale by 1 / (1 - p)).
 
-Training uses ``LeNet.forward_masked`` with one pass of such masks: the same function as
-``forward`` with dropout active, ordered so that ReLU and the masks act after pooling.
+Training computes the loss and gradients of one masked pass in ``backprop.py``, with the
+polyphase conv1 of this module.
 """
 
 from __future__ import annotations
@@ -36,24 +36,6 @@ N_CLASSES = 10
 KERNEL = 5
 
 
-class _Conv2dBatchCorrelationGrad(torch.autograd.Function):
-    """conv2d whose weight gradient is computed as one correlation over the batch
-    (conv2d of x^T with grad^T). Same gradient as torch's; for conv1 (a single input channel,
-    whose input needs no gradient) about 3x faster on CPU than torch's convolution_backward."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias):
-        ctx.save_for_backward(x, weight)
-        return F.conv2d(x, weight, bias)
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, weight = ctx.saved_tensors
-        grad_x = F.conv_transpose2d(grad, weight) if ctx.needs_input_grad[0] else None
-        grad_w = F.conv2d(x.transpose(0, 1), grad.transpose(0, 1)).transpose(0, 1)
-        return grad_x, grad_w, grad.sum((0, 2, 3))
-
-
 class LeNet(nn.Module):
     def __init__(self, dropout: float = 0.4):
         super().__init__()
@@ -68,30 +50,11 @@ class LeNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """One pass (dropout active in train mode): logits (B, 10)."""
-        z1 = _Conv2dBatchCorrelationGrad.apply(x, self.conv1.weight, self.conv1.bias)
-        x = F.max_pool2d(self.drop_conv(F.relu(z1)), 2)
+        x = F.max_pool2d(self.drop_conv(F.relu(self.conv1(x))), 2)
         x = F.max_pool2d(self.drop_conv(F.relu(self.conv2(x))), 2)
         x = torch.flatten(x, 1)
         x = self.drop_fc(F.relu(self.fc1(x)))
         x = self.drop_fc(F.relu(self.fc2(x)))
-        return self.fc3(x)
-
-    def forward_masked(self, x: torch.Tensor, masks: DropoutMasks) -> torch.Tensor:
-        """``forward`` with dropout active and given single-pass masks (B, 1, width): logits.
-        ReLU and the channel masks act after pooling (they commute with it; same values and
-        gradients, on a quarter of the elements). conv1 runs in the polyphase layout (below):
-        its max-pool is then a maximum of four contiguous blocks, several times cheaper on CPU
-        than F.max_pool2d, with the same gradient (to the first maximum of each window)."""
-        B = x.shape[0]
-        phases = x.reshape(B, 14, 2, 14, 2).permute(0, 2, 4, 1, 3).reshape(B, 4, 14, 14)
-        w1 = _gather_weight(self.conv1.weight, _conv1_2phase_index()).view(24, 4, 3, 3)
-        z1 = _Conv2dBatchCorrelationGrad.apply(phases, w1, self.conv1.bias.repeat(4))
-        x = F.relu(_MaxOf4.apply(z1.view(B, 4, 6 * 144))).view(B, 6, 12, 12)
-        x = x * masks.scaled("conv1").view(-1, 6, 1, 1)
-        x = F.relu(F.max_pool2d(self.conv2(x), 2)) * masks.scaled("conv2").view(-1, 16, 1, 1)
-        x = torch.flatten(x, 1)
-        x = F.relu(self.fc1(x)) * masks.scaled("fc1").view(-1, 120)
-        x = F.relu(self.fc2(x)) * masks.scaled("fc2").view(-1, 84)
         return self.fc3(x)
 
 
@@ -101,97 +64,72 @@ def normalize_pixels(images_uint8: torch.Tensor) -> torch.Tensor:
     return x.sub_(MNIST_MEAN).div_(MNIST_STD).unsqueeze(1)
 
 
-# --------------------------------------------------------------------------- query time
+# --------------------------------------------------------------------------- polyphase convolutions
 #
 # Polyphase layout. A 5x5 convolution followed by a 2x2 max-pool computes, for each pooled
 # position Y and each of the four window positions w = (wy, wx), conv(input)[2Y + w]. Split the
-# input into its phases (every F-th row and column, F = 2 or 4): each window position is then a
-# plain stride-1 convolution of the phase images with a small kernel made of the 5x5 weights
+# input into its 2x2 phases (every other row and column): each window position is then a
+# plain stride-1 convolution of the phase images with a 3x3 kernel made of the 5x5 weights
 # (zeros where no weight falls). Stacking the window positions as output channels puts the four
 # values of every pooling window in four contiguous blocks, so the max-pool is three
 # element-wise maxima, and conv2's per-pass mixing and pooling run on contiguous memory.
 
 
-def _tap_offsets(n_phases_out: int) -> np.ndarray:
-    """d[w, a, r, e] = kernel row (0..4) that input phase r at tap e contributes to output
-    phase a, window position w; -1 where none. Input phases: F = 2 * n_phases_out."""
-    f = 2 * n_phases_out
-    n_taps = (KERNEL - 1 + f - 1) // f + 1
-    w, a, r, e = np.meshgrid(np.arange(2), np.arange(n_phases_out), np.arange(f),
-                             np.arange(n_taps), indexing="ij")
-    d = f * e + r - 2 * a - w
+def _tap_offsets() -> np.ndarray:
+    """d[w, r, e] = kernel row (0..4) that input phase r (of 2) at tap e (of 3) contributes to
+    window position w (of 2); -1 where none: conv row 2Y + w reads input row 2(Y + e) + r."""
+    w, r, e = np.meshgrid(np.arange(2), np.arange(2), np.arange(3), indexing="ij")
+    d = 2 * e + r - w
     return np.where((d >= 0) & (d < KERNEL), d, -1)
 
 
-@lru_cache(maxsize=None)
-def _conv1_polyphase_index() -> torch.Tensor:
-    """Gather index into [conv1.weight.flatten(), 0] for the polyphase conv1 weight
-    (96, 16, 2, 2): out channel (wy, wx, o, a, b), in channel (ry, rx) = 4x4 input phases."""
-    d = _tap_offsets(2)  # (2, 2, 4, 2)
-    wy, wx, o, a, b, ry, rx, ey, ex = np.meshgrid(
-        *(np.arange(n) for n in (2, 2, 6, 2, 2, 4, 4, 2, 2)), indexing="ij")
-    dy, dx = d[wy, a, ry, ey], d[wx, b, rx, ex]
-    idx = np.where((dy >= 0) & (dx >= 0), o * 25 + dy * 5 + dx, 6 * 25)
-    return torch.from_numpy(idx.reshape(-1))
+def split_phases(x: torch.Tensor) -> torch.Tensor:
+    """(B, C, 2H, 2W) -> (B, C * 4, H, W): the 2x2 phases (channel c, row phase, col phase)."""
+    B, C, H2, W2 = x.shape
+    return (x.reshape(B, C, H2 // 2, 2, W2 // 2, 2).permute(0, 1, 3, 5, 2, 4)
+            .reshape(B, C * 4, H2 // 2, W2 // 2))
+
+
+def conv1_windows(model: "LeNet", x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """conv1 of x (B, 1, 28, 28) in the polyphase layout: (the input phases (B, 4, 14, 14),
+    the output (B, 4, 6 * 144)), whose four blocks are the window positions (0,0), (0,1),
+    (1,0), (1,1) of the 12x12 pooled map; the max over them is the max-pool."""
+    B = x.shape[0]
+    phases = split_phases(x)
+    w1 = gather_weight(model.conv1.weight, conv1_2phase_index(x.device)).view(24, 4, 3, 3)
+    z1 = F.conv2d(phases, w1, model.conv1.bias.repeat(4))
+    return phases, z1.view(B, 4, 6 * 144)
 
 
 @lru_cache(maxsize=None)
-def _conv2_polyphase_index() -> torch.Tensor:
-    """Gather index into [conv2.weight.flatten(), 0] for the polyphase, per-input-channel
-    (groups=6) conv2 weight (384, 4, 3, 3): out channel (i, wy, wx, o), in channel (a, b)."""
-    d = _tap_offsets(1)  # (2, 1, 2, 3)
-    i, wy, wx, o, ry, rx, ey, ex = np.meshgrid(
-        *(np.arange(n) for n in (6, 2, 2, 16, 2, 2, 3, 3)), indexing="ij")
-    dy, dx = d[wy, 0, ry, ey], d[wx, 0, rx, ex]
-    idx = np.where((dy >= 0) & (dx >= 0), o * 150 + i * 25 + dy * 5 + dx, 16 * 150)
-    return torch.from_numpy(idx.reshape(-1))
-
-
-@lru_cache(maxsize=None)
-def _conv1_2phase_index() -> torch.Tensor:
+def conv1_2phase_index(device: torch.device) -> torch.Tensor:
     """Gather index into [conv1.weight.flatten(), 0] for the training-time polyphase conv1
     weight (24, 4, 3, 3): out channel (wy, wx, o), in channel (ry, rx) = 2x2 input phases;
     the output (B, 24, 12, 12) holds the four window positions of the pooled map in order."""
-    d = _tap_offsets(1)  # (2, 1, 2, 3)
+    d = _tap_offsets()
     wy, wx, o, ry, rx, ey, ex = np.meshgrid(
         *(np.arange(n) for n in (2, 2, 6, 2, 2, 3, 3)), indexing="ij")
-    dy, dx = d[wy, 0, ry, ey], d[wx, 0, rx, ex]
+    dy, dx = d[wy, ry, ey], d[wx, rx, ex]
     idx = np.where((dy >= 0) & (dx >= 0), o * 25 + dy * 5 + dx, 6 * 25)
-    return torch.from_numpy(idx.reshape(-1))
+    return torch.from_numpy(idx.reshape(-1)).to(device)
 
 
-def _gather_weight(weight: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+@lru_cache(maxsize=None)
+def conv2_polyphase_index(device: torch.device) -> torch.Tensor:
+    """Gather index into [conv2.weight.flatten(), 0] for the polyphase, per-input-channel
+    (groups=6) conv2 weight (384, 4, 3, 3): out channel (i, wy, wx, o), in channel (a, b)."""
+    d = _tap_offsets()
+    i, wy, wx, o, ry, rx, ey, ex = np.meshgrid(
+        *(np.arange(n) for n in (6, 2, 2, 16, 2, 2, 3, 3)), indexing="ij")
+    dy, dx = d[wy, ry, ey], d[wx, rx, ex]
+    idx = np.where((dy >= 0) & (dx >= 0), o * 150 + i * 25 + dy * 5 + dx, 16 * 150)
+    return torch.from_numpy(idx.reshape(-1)).to(device)
+
+
+def gather_weight(weight: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """weight.flatten() appended with a zero, gathered by a polyphase index."""
     flat = torch.cat([weight.reshape(-1), weight.new_zeros(1)])
-    return flat[index.to(weight.device)]
-
-
-class _MaxOf4(torch.autograd.Function):
-    """Max over dim 1 (size 4) of (B, 4, N), the gradient going to the first maximum, as
-    F.max_pool2d's does (raster order of the window = the order of the four blocks). Built of
-    contiguous float operations only: torch's max(dim) / where / bool kernels are slow here."""
-
-    @staticmethod
-    def forward(ctx, z):
-        a, b, c, d = z.unbind(1)
-        top, bottom = torch.maximum(a, b), torch.maximum(c, d)
-        sel = z.new_empty(3, *a.shape)  # 1.0 where the later candidate is strictly larger
-        torch.gt(b, a, out=sel[0])
-        torch.gt(d, c, out=sel[1])
-        torch.gt(bottom, top, out=sel[2])
-        ctx.save_for_backward(sel)
-        return torch.maximum(top, bottom)
-
-    @staticmethod
-    def backward(ctx, g):
-        (sel,) = ctx.saved_tensors
-        grad = g.new_empty(g.shape[0], 4, *g.shape[1:])
-        g_bottom = g * sel[2]
-        g_top = g - g_bottom
-        torch.mul(g_top, sel[0], out=grad[:, 1])
-        torch.sub(g_top, grad[:, 1], out=grad[:, 0])
-        torch.mul(g_bottom, sel[1], out=grad[:, 3])
-        torch.sub(g_bottom, grad[:, 3], out=grad[:, 2])
-        return grad
+    return flat[index]
 
 
 def _max4(z: torch.Tensor) -> torch.Tensor:
@@ -204,15 +142,13 @@ def mc_probs(model: LeNet, x: torch.Tensor, masks: DropoutMasks) -> torch.Tensor
     """Mean softmax over the C passes given by ``masks``: (B, 10). Fast, exact."""
     B, C = masks.conv1.shape[:2]
     s = masks.scale
-    # conv1 -> max-pool -> ReLU, shared by all passes; the output comes as the 2x2 phases of
-    # the pooled map, (B, 6 * 2 * 2, 6, 6), which is the input layout the polyphase conv2 takes.
-    phases = x.reshape(B, 7, 4, 7, 4).permute(0, 2, 4, 1, 3).reshape(B, 16, 7, 7)
-    w1 = _gather_weight(model.conv1.weight, _conv1_polyphase_index()).view(96, 16, 2, 2)
-    b1 = model.conv1.bias.view(1, 6, 1).expand(4, 6, 4).reshape(96)
-    h1 = _max4(F.conv2d(phases, w1, b1).view(B, 4, 24, 36)).clamp_min_(0).view(B, 24, 6, 6)
+    # conv1 -> max-pool -> ReLU, shared by all passes, then split into the 2x2 phases that
+    # the polyphase conv2 takes.
+    h1 = _max4(conv1_windows(model, x)[1]).clamp_min_(0).view(B, 6, 12, 12)
+    h1 = split_phases(h1)  # (B, 24, 6, 6)
     # conv2 split by input channel (linear in its input channels), all four window positions:
     # parts[b, i, w] = contribution of input channel i to conv2 at window position w.
-    w2 = _gather_weight(model.conv2.weight, _conv2_polyphase_index()).view(384, 4, 3, 3)
+    w2 = gather_weight(model.conv2.weight, conv2_polyphase_index(x.device)).view(384, 4, 3, 3)
     parts = F.conv2d(h1, w2, groups=6).view(B, 6, 4, 256)
     # Each pass mixes the channels with its first mask (scaled), then max-pools: a running
     # maximum over the window positions. The bias, equal at all four, is added after pooling.

@@ -78,7 +78,6 @@ def window_start(r: np.ndarray, k: np.ndarray, relevant: int, n_min: int) -> Opt
 
 def _latest_qualifying_start(r, k, first_is_level_start: bool, relevant: int, n_min: int):
     """Within the arrays given: the latest start of a k level whose suffix qualifies."""
-    n = len(k)
     # Window candidates start where k changes (each distinct k value, newest first).
     starts = np.flatnonzero(np.r_[first_is_level_start, k[1:] != k[:-1]])
     if len(starts) == 0:

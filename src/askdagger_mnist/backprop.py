@@ -1,0 +1,109 @@
+"""One training step's loss and gradients, forward and backward written out (no autograd).
+
+The function is LeNet's (spec section 2) with dropout active: cross-entropy, averaged over
+the batch, of the logits of one pass with the given masks. ``loss_and_grads`` computes it and
+its exact gradient (tests/test_model.py compares with autograd on the plain network). Written
+out because on a CPU thread the graph bookkeeping of autograd and separate ReLU, dropout and
+pooling kernels cost as much as the arithmetic of this small network:
+
+* ReLU and dropout fold into one gate per layer, (a > 0) * mask, used forward and backward;
+* ReLU and the channel masks act after max-pooling (they commute with it: same values, same
+  gradients, a quarter of the elements);
+* conv1 runs in the polyphase layout of ``model.py``: its max-pool is the maximum of four
+  contiguous blocks, with the gradient going to the first maximum as F.max_pool2d's does.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .masks import DropoutMasks
+from .model import LeNet, conv1_2phase_index, conv1_windows
+
+
+def max4_forward(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Max over dim 1 (size 4) of (B, 4, N) and what the backward pass needs: (3, B, N) of
+    1.0 where a later candidate is strictly larger (pairs (0, 1), (2, 3), then the winners).
+    Contiguous float operations only: torch's max(dim) / where / bool kernels are slow here."""
+    a, b, c, d = z.unbind(1)
+    top, bottom = torch.maximum(a, b), torch.maximum(c, d)
+    sel = z.new_empty(3, *a.shape)
+    torch.gt(b, a, out=sel[0])
+    torch.gt(d, c, out=sel[1])
+    torch.gt(bottom, top, out=sel[2])
+    return torch.maximum(top, bottom), sel
+
+
+def max4_backward(grad: torch.Tensor, sel: torch.Tensor) -> torch.Tensor:
+    """Gradient of ``max4_forward`` to its input: all of it to the first maximum."""
+    out = grad.new_empty(grad.shape[0], 4, *grad.shape[1:])
+    g_bottom = grad * sel[2]
+    g_top = grad - g_bottom
+    torch.mul(g_top, sel[0], out=out[:, 1])
+    torch.sub(g_top, out[:, 1], out=out[:, 0])
+    torch.mul(g_bottom, sel[1], out=out[:, 3])
+    torch.sub(g_bottom, out[:, 3], out=out[:, 2])
+    return out
+
+
+def _gate(pre: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(pre > 0) * mask: ReLU and dropout as one factor (mask broadcast over pre)."""
+    return torch.gt(pre, 0, out=torch.empty_like(pre)).mul_(mask)
+
+
+@torch.no_grad()
+def loss_and_grads(model: LeNet, x: torch.Tensor, y: torch.Tensor,
+                   masks: DropoutMasks) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Mean cross-entropy of one masked pass over x (B, 1, 28, 28) and its gradient, one
+    tensor per parameter in ``model.parameters()`` order."""
+    B = x.shape[0]
+    # conv1 in the 2x2 polyphase layout -> max-pool -> ReLU and mask.
+    phases, z1 = conv1_windows(model, x)
+    pool1, sel1 = max4_forward(z1)
+    gate1 = _gate(pool1.view(B, 6, 144), masks.scaled("conv1").view(B, 6, 1))
+    h1 = (pool1.view(B, 6, 144) * gate1).view(B, 6, 12, 12)
+    # conv2 -> max-pool -> ReLU and mask.
+    z2 = F.conv2d(h1, model.conv2.weight, model.conv2.bias)
+    pool2, pool2_idx = torch.ops.aten.max_pool2d_with_indices(z2, [2, 2], [2, 2])
+    gate2 = _gate(pool2, masks.scaled("conv2").view(B, 16, 1, 1))
+    h2 = (pool2 * gate2).view(B, 256)
+    # Fully connected layers.
+    a3 = torch.addmm(model.fc1.bias, h2, model.fc1.weight.t())
+    gate3 = _gate(a3, masks.scaled("fc1").view(B, 120))
+    h3 = a3 * gate3
+    a4 = torch.addmm(model.fc2.bias, h3, model.fc2.weight.t())
+    gate4 = _gate(a4, masks.scaled("fc2").view(B, 84))
+    h4 = a4 * gate4
+    logits = torch.addmm(model.fc3.bias, h4, model.fc3.weight.t())
+    log_probs = torch.log_softmax(logits, dim=1)
+    rows = torch.arange(B, device=x.device)
+    loss = -log_probs[rows, y].mean()
+
+    # Backward.
+    d_logits = log_probs.exp_()
+    d_logits[rows, y] -= 1.0
+    d_logits /= B
+    g_fc3_w, g_fc3_b = d_logits.t() @ h4, d_logits.sum(0)
+    d4 = (d_logits @ model.fc3.weight).mul_(gate4)
+    g_fc2_w, g_fc2_b = d4.t() @ h3, d4.sum(0)
+    d3 = (d4 @ model.fc2.weight).mul_(gate3)
+    g_fc1_w, g_fc1_b = d3.t() @ h2, d3.sum(0)
+    d_pool2 = (d3 @ model.fc1.weight).view(B, 16, 4, 4).mul_(gate2)
+    d_z2 = torch.ops.aten.max_pool2d_with_indices_backward(
+        d_pool2, z2, [2, 2], [2, 2], [0, 0], [1, 1], False, pool2_idx)
+    d_h1, g_conv2_w, g_conv2_b = torch.ops.aten.convolution_backward(
+        d_z2, h1, model.conv2.weight, [16], [1, 1], [0, 0], [1, 1], False, [0, 0], 1,
+        [True, True, True])
+    d_pool1 = d_h1.view(B, 6, 144).mul_(gate1).view(B, 6 * 144)
+    d_z1 = max4_backward(d_pool1, sel1).view(B, 24, 12, 12)
+    # conv1's weight gradient as one correlation over the batch (conv2d of x^T with grad^T),
+    # then summed back from the polyphase weight onto the 5x5 one.
+    g_w1 = F.conv2d(phases.transpose(0, 1), d_z1.transpose(0, 1)).transpose(0, 1)
+    g_conv1_w = torch.zeros(6 * 25 + 1, dtype=x.dtype, device=x.device)
+    g_conv1_w.index_add_(0, conv1_2phase_index(x.device), g_w1.reshape(-1))
+    g_conv1_w = g_conv1_w[:-1].view_as(model.conv1.weight)
+    g_conv1_b = d_z1.view(B, 4, 6, 144).sum((0, 1, 3))
+    grads = [g_conv1_w, g_conv1_b, g_conv2_w, g_conv2_b, g_fc1_w, g_fc1_b,
+             g_fc2_w, g_fc2_b, g_fc3_w, g_fc3_b]
+    return loss, grads
