@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .masks import DropoutMasks
-from .model import LeNet, conv1_2phase_index, conv1_windows
+from .model import LeNet, conv1_2phase_index, conv1_windows, window_blocks
 
 
 def max4_forward(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,14 +52,6 @@ def max4_backward_into(grad: torch.Tensor, sel: torch.Tensor, dest) -> None:
     torch.sub(g_top, dest[1], out=dest[0])
     torch.mul(g_bottom, sel[1], out=dest[3])
     torch.sub(g_bottom, dest[3], out=dest[2])
-
-
-def window_blocks(z: torch.Tensor) -> torch.Tensor:
-    """(B, C, 2H, 2W) -> (B, 4, C * H * W): the four positions of each 2x2 pooling window as
-    four blocks, each in (C, H, W) order (a copy)."""
-    B, C, H2, W2 = z.shape
-    return (z.view(B, C, H2 // 2, 2, W2 // 2, 2).permute(0, 3, 5, 1, 2, 4)
-            .reshape(B, 4, C * (H2 // 2) * (W2 // 2)))
 
 
 def _gate(pre: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -163,9 +163,7 @@ def train_update(model, optimizer, images: torch.Tensor, labels: torch.Tensor,
         stop = start + len(batch)
         _, grads = loss_and_grads(model, x_all[start:stop], y_all[start:stop],
                                   masks_all.rows(start, stop))
-        for param, grad in zip(model.parameters(), grads):
-            param.grad = grad
-        optimizer.step()
+        optimizer.step(grads)
         start = stop
 
 

@@ -10,8 +10,10 @@ dropout masks. ``mc_probs`` computes exactly the same function as C plain forwar
 * conv2 is linear in its input channels, so the per-input-channel convolutions are computed
   once (a grouped convolution) and each pass only mixes them with its channel mask;
 * the second Dropout2d again commutes with ReLU and max-pool;
-* both convolutions run in a polyphase layout (below) that makes every max-pool a maximum of
-  four contiguous blocks.
+* every max-pool is a maximum of four contiguous blocks, one per window position: conv1 runs
+  in a polyphase layout (below), and conv2's per-input-channel outputs are regrouped by
+  window position once, so that each pass's mixing and pooling run on contiguous memory
+  (torch's max-pool kernels are several times slower on CPU for these small maps).
 Only the fully connected layers run once per pass. The masks come from ``masks.py`` (the
 distributions of torch's Dropout2d/Dropout: keep with 1 - p, scale by 1 / (1 - p)).
 
@@ -64,7 +66,7 @@ def normalize_pixels(images_uint8: torch.Tensor) -> torch.Tensor:
     return x.sub_(MNIST_MEAN).div_(MNIST_STD).unsqueeze(1)
 
 
-# --------------------------------------------------------------------------- polyphase convolutions
+# --------------------------------------------------------------------------- pooling windows
 #
 # Polyphase layout. A 5x5 convolution followed by a 2x2 max-pool computes, for each pooled
 # position Y and each of the four window positions w = (wy, wx), conv(input)[2Y + w]. Split the
@@ -72,7 +74,7 @@ def normalize_pixels(images_uint8: torch.Tensor) -> torch.Tensor:
 # plain stride-1 convolution of the phase images with a 3x3 kernel made of the 5x5 weights
 # (zeros where no weight falls). Stacking the window positions as output channels puts the four
 # values of every pooling window in four contiguous blocks, so the max-pool is three
-# element-wise maxima, and conv2's per-pass mixing and pooling run on contiguous memory.
+# element-wise maxima.
 
 
 def _tap_offsets() -> np.ndarray:
@@ -84,10 +86,9 @@ def _tap_offsets() -> np.ndarray:
 
 
 def split_phases(x: torch.Tensor) -> torch.Tensor:
-    """(B, C, 2H, 2W) -> (B, C * 4, H, W): the 2x2 phases (channel c, row phase, col phase)."""
-    B, C, H2, W2 = x.shape
-    return (x.reshape(B, C, H2 // 2, 2, W2 // 2, 2).permute(0, 1, 3, 5, 2, 4)
-            .reshape(B, C * 4, H2 // 2, W2 // 2))
+    """(B, 1, 2H, 2W) -> (B, 4, H, W): the 2x2 phases (row phase, column phase)."""
+    B, _, H2, W2 = x.shape
+    return x.reshape(B, H2 // 2, 2, W2 // 2, 2).permute(0, 2, 4, 1, 3).reshape(B, 4, H2 // 2, W2 // 2)
 
 
 def conv1_windows(model: "LeNet", x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,7 +104,7 @@ def conv1_windows(model: "LeNet", x: torch.Tensor) -> tuple[torch.Tensor, torch.
 
 @lru_cache(maxsize=None)
 def conv1_2phase_index(device: torch.device) -> torch.Tensor:
-    """Gather index into [conv1.weight.flatten(), 0] for the training-time polyphase conv1
+    """Gather index into [conv1.weight.flatten(), 0] for the polyphase conv1
     weight (24, 4, 3, 3): out channel (wy, wx, o), in channel (ry, rx) = 2x2 input phases;
     the output (B, 24, 12, 12) holds the four window positions of the pooled map in order."""
     d = _tap_offsets()
@@ -114,16 +115,12 @@ def conv1_2phase_index(device: torch.device) -> torch.Tensor:
     return torch.from_numpy(idx.reshape(-1)).to(device)
 
 
-@lru_cache(maxsize=None)
-def conv2_polyphase_index(device: torch.device) -> torch.Tensor:
-    """Gather index into [conv2.weight.flatten(), 0] for the polyphase, per-input-channel
-    (groups=6) conv2 weight (384, 4, 3, 3): out channel (i, wy, wx, o), in channel (a, b)."""
-    d = _tap_offsets()
-    i, wy, wx, o, ry, rx, ey, ex = np.meshgrid(
-        *(np.arange(n) for n in (6, 2, 2, 16, 2, 2, 3, 3)), indexing="ij")
-    dy, dx = d[wy, ry, ey], d[wx, rx, ex]
-    idx = np.where((dy >= 0) & (dx >= 0), o * 150 + i * 25 + dy * 5 + dx, 16 * 150)
-    return torch.from_numpy(idx.reshape(-1)).to(device)
+def window_blocks(z: torch.Tensor) -> torch.Tensor:
+    """(B, C, 2H, 2W) -> (B, 4, C * H * W): the four positions of each 2x2 pooling window as
+    four blocks, each in (C, H, W) order (a copy)."""
+    B, C, H2, W2 = z.shape
+    return (z.view(B, C, H2 // 2, 2, W2 // 2, 2).permute(0, 3, 5, 1, 2, 4)
+            .reshape(B, 4, C * (H2 // 2) * (W2 // 2)))
 
 
 def gather_weight(weight: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -142,14 +139,12 @@ def mc_probs(model: LeNet, x: torch.Tensor, masks: DropoutMasks) -> torch.Tensor
     """Mean softmax over the C passes given by ``masks``: (B, 10). Fast, exact."""
     B, C = masks.conv1.shape[:2]
     s = masks.scale
-    # conv1 -> max-pool -> ReLU, shared by all passes, then split into the 2x2 phases that
-    # the polyphase conv2 takes.
+    # conv1 -> max-pool -> ReLU, shared by all passes.
     h1 = _max4(conv1_windows(model, x)[1]).clamp_min_(0).view(B, 6, 12, 12)
-    h1 = split_phases(h1)  # (B, 24, 6, 6)
-    # conv2 split by input channel (linear in its input channels), all four window positions:
-    # parts[b, i, w] = contribution of input channel i to conv2 at window position w.
-    w2 = gather_weight(model.conv2.weight, conv2_polyphase_index(x.device)).view(384, 4, 3, 3)
-    parts = F.conv2d(h1, w2, groups=6).view(B, 6, 4, 256)
+    # conv2 split by input channel (it is linear in its input channels), regrouped by window
+    # position: parts[b, i, w] = contribution of input channel i at window position w.
+    w2 = model.conv2.weight.transpose(0, 1).reshape(6 * 16, 1, KERNEL, KERNEL)
+    parts = window_blocks(F.conv2d(h1, w2, groups=6).view(B * 6, 16, 8, 8)).view(B, 6, 4, 256)
     # Each pass mixes the channels with its first mask (scaled), then max-pools: a running
     # maximum over the window positions. The bias, equal at all four, is added after pooling.
     mix = masks.conv1 * s  # (B, C, 6)

@@ -1,13 +1,14 @@
 """SGD with Nesterov momentum and weight decay, as torch.optim.SGD computes it.
 
 torch.optim's optimizers import torch._dynamo on construction (seconds per process, a large
-share of a 15 s run); this is the same arithmetic, op for op (torch's single-tensor path, the
-one it takes on CPU), so results are bit-identical (tests/test_optim.py).
+share of a 15 s run); this is the same arithmetic, op for op (torch's update rule, done with
+its multi-tensor ``_foreach`` kernels: ten parameters in five calls), so results are
+bit-identical (tests/test_optim.py).
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 import torch
 
@@ -17,33 +18,38 @@ class NesterovSGD:
                  weight_decay: float):
         self.params = list(params)
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
-        self.buffers: list[Optional[torch.Tensor]] = [None] * len(self.params)
+        self.buffers: Optional[list[torch.Tensor]] = None
 
     def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
 
     @torch.no_grad()
-    def step(self) -> None:
-        for i, p in enumerate(self.params):
-            if p.grad is None:
-                continue
-            grad = p.grad.add(p, alpha=self.weight_decay)
-            buf = self.buffers[i]
-            if buf is None:
-                buf = self.buffers[i] = torch.clone(grad).detach()
-            else:
-                buf.mul_(self.momentum).add_(grad, alpha=1.0)
-            p.add_(grad.add(buf, alpha=self.momentum), alpha=-self.lr)
+    def step(self, grads: Optional[Sequence[torch.Tensor]] = None) -> None:
+        """One update from ``grads`` (one per parameter), or from the parameters' .grad."""
+        if grads is None:
+            grads = [p.grad for p in self.params]
+        if any(g is None for g in grads):
+            raise ValueError("every parameter needs a gradient")
+        grads = torch._foreach_add(list(grads), self.params, alpha=self.weight_decay)
+        if self.buffers is None:
+            self.buffers = [g.detach().clone() for g in grads]
+        else:
+            torch._foreach_mul_(self.buffers, self.momentum)
+            torch._foreach_add_(self.buffers, grads, alpha=1.0)
+        torch._foreach_add_(grads, self.buffers, alpha=self.momentum)
+        torch._foreach_add_(self.params, grads, alpha=-self.lr)
 
     def state_dict(self) -> dict:
+        buffers = None if self.buffers is None else [b.detach().clone() for b in self.buffers]
         return {"lr": self.lr, "momentum": self.momentum, "weight_decay": self.weight_decay,
-                "buffers": [None if b is None else b.detach().clone() for b in self.buffers]}
+                "buffers": buffers}
 
     def load_state_dict(self, state: dict) -> None:
-        if len(state["buffers"]) != len(self.params):
+        buffers = state["buffers"]
+        if buffers is not None and len(buffers) != len(self.params):
             raise ValueError("optimizer state has a different number of parameters")
         self.lr, self.momentum = state["lr"], state["momentum"]
         self.weight_decay = state["weight_decay"]
-        self.buffers = [None if b is None else b.to(p.device).clone()
-                        for b, p in zip(state["buffers"], self.params)]
+        self.buffers = None if buffers is None else [
+            b.to(p.device).clone() for b, p in zip(buffers, self.params)]
