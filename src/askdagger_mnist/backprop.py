@@ -17,6 +17,8 @@ pooling kernels cost as much as the arithmetic of this small network:
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 import torch.nn.functional as F
 
@@ -52,6 +54,16 @@ def max4_backward_into(grad: torch.Tensor, sel: torch.Tensor, dest) -> None:
     torch.sub(g_top, dest[1], out=dest[0])
     torch.mul(g_bottom, sel[1], out=dest[3])
     torch.sub(g_bottom, dest[3], out=dest[2])
+
+
+@lru_cache(maxsize=None)
+def conv1_fold_matrix(device: torch.device) -> torch.Tensor:
+    """(150, 864) 0/1 matrix summing the polyphase conv1 weight's entries back onto the 5x5
+    weight they were gathered from (the transpose of the gather)."""
+    index = conv1_2phase_index(torch.device("cpu"))
+    fold = torch.zeros(6 * 25 + 1, len(index))
+    fold[index, torch.arange(len(index))] = 1.0
+    return fold[:-1].to(device)
 
 
 def _gate(pre: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -104,15 +116,13 @@ def loss_and_grads(model: LeNet, x: torch.Tensor, y: torch.Tensor,
     d_h1, g_conv2_w, g_conv2_b = torch.ops.aten.convolution_backward(
         d_z2, h1, model.conv2.weight, [16], [1, 1], [0, 0], [1, 1], False, [0, 0], 1,
         [True, True, True])
-    d_pool1 = d_h1.view(B, 6, 144).mul_(gate1).view(B, 6 * 144)
-    d_z1 = max4_backward(d_pool1, sel1).view(B, 24, 12, 12)
+    d_pool1 = d_h1.view(B, 6, 144).mul_(gate1)
+    g_conv1_b = d_pool1.sum((0, 2))  # each pooled gradient goes to exactly one window position
+    d_z1 = max4_backward(d_pool1.view(B, 6 * 144), sel1).view(B, 24, 12, 12)
     # conv1's weight gradient as one correlation over the batch (conv2d of x^T with grad^T),
     # then summed back from the polyphase weight onto the 5x5 one.
     g_w1 = F.conv2d(phases.transpose(0, 1), d_z1.transpose(0, 1)).transpose(0, 1)
-    g_conv1_w = torch.zeros(6 * 25 + 1, dtype=x.dtype, device=x.device)
-    g_conv1_w.index_add_(0, conv1_2phase_index(x.device), g_w1.reshape(-1))
-    g_conv1_w = g_conv1_w[:-1].view_as(model.conv1.weight)
-    g_conv1_b = d_z1.view(B, 4, 6, 144).sum((0, 1, 3))
+    g_conv1_w = (conv1_fold_matrix(x.device) @ g_w1.reshape(-1)).view_as(model.conv1.weight)
     grads = [g_conv1_w, g_conv1_b, g_conv2_w, g_conv2_b, g_fc1_w, g_fc1_b,
              g_fc2_w, g_fc2_b, g_fc3_w, g_fc3_b]
     return loss, grads
