@@ -209,6 +209,36 @@ def test_window_is_the_smallest_suffix_with_enough_labels():
     assert window_start(r, k, -1, 11) is None
 
 
+def _window_start_brute_force(r, k, relevant, n_min):
+    """Every level start, newest first; the first whose suffix qualifies."""
+    starts = [i for i in range(len(k)) if i == 0 or k[i] != k[i - 1]]
+    for i in reversed(starts):
+        if np.sum(r[i:] == relevant) >= n_min and np.sum(r[i:] == -relevant) >= 1:
+            return i
+    return None
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_window_search_over_long_histories_matches_brute_force(seed):
+    """Histories longer than the first tail the search looks at (4096 samples): the window
+    may lie inside it, reach past it, need the whole history, or not exist."""
+    g = np.random.default_rng(seed)
+    n = int(g.integers(5000, 30000))
+    k = np.sort(g.integers(0, 60, n))  # levels of uneven length, some k values absent
+    r = np.zeros(n, np.int8)
+    share = [0.002, 0.02, 0.3][seed % 3]  # rare labels push the window back in history
+    labelled = g.random(n) < share
+    r[labelled] = np.where(g.random(labelled.sum()) < 0.5, 1, -1)
+    for relevant in (1, -1):
+        # n_min equal to the count in a suffix starting at a tail boundary (mid-level, most
+        # likely): exactly where a search that took the tail's first sample for the start
+        # of its k level would stop too late.
+        at_tails = [int(np.sum(r[max(0, n - t):] == relevant)) for t in (4096, 4 * 4096)]
+        for n_min in (1, 20, 200, 5000, *at_tails, *(c + 1 for c in at_tails)):
+            assert window_start(r, k, relevant, n_min) == \
+                _window_start_brute_force(r, k, relevant, n_min), (n_min, relevant)
+
+
 def test_logistic_fit_matches_sklearn():
     g = np.random.default_rng(0)
     x = g.random(500)
