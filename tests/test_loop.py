@@ -149,6 +149,20 @@ def test_checkpoint_of_other_settings_is_refused(tmp_path):
     assert "was written for other settings" in proc.stderr and "Traceback" not in proc.stderr
 
 
+def test_checkpoint_of_an_older_format_is_refused(tmp_path):
+    out = tmp_path / "run"
+    assert _train(out, "--checkpoint-every", "4", "--halt-after", "4").wait() == 3
+    ckpt = tmp_path / "run.checkpoint.pt"
+    payload = torch.load(ckpt, weights_only=True)
+    payload["version"] = 1  # as the previous release wrote it
+    torch.save(payload, ckpt)
+    proc = _train(out, "--checkpoint-every", "4")
+    _, err = proc.communicate()
+    assert proc.returncode == 1 and not out.exists()
+    assert f"checkpoint {ckpt} was written by another version" in err
+    assert "delete it" in err and "Traceback" not in err
+
+
 def test_bad_setting_is_one_clear_sentence(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "askdagger_mnist.train", "--mode", "success", "--s-des", "1.5",

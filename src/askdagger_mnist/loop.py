@@ -116,7 +116,13 @@ def load_checkpoint(path: Path, settings: RunSettings, state: LoopState, model, 
             f"checkpoint {path} cannot be read ({type(exc).__name__}): delete it to start the "
             "run from step 0."
         ) from exc
-    if payload.get("version") != CHECKPOINT_VERSION or payload.get("settings") != settings.to_dict():
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise UserError(
+            f"checkpoint {path} was written by another version of askdagger-mnist (format "
+            f"{payload.get('version')}, this one reads {CHECKPOINT_VERSION}): delete it to start "
+            "the run from step 0."
+        )
+    if payload.get("settings") != settings.to_dict():
         raise UserError(
             f"checkpoint {path} was written for other settings: delete it, or rerun with the "
             "settings it was made with."
