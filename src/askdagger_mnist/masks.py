@@ -7,7 +7,7 @@ with ``keep``, digit by digit. The first byte settles it unless it equals keep's
 (probability 1/256); only those undecided draws read another byte, and so on. ``keep`` is a
 float64 whose base-256 expansion is finite, so P(U < keep) is exactly ``keep``, not a 24-bit
 rounding of it as with ``torch.rand() < keep``. The same distribution as torch's Dropout and
-Dropout2d (keep with probability 1 - p, scale by 1 / (1 - p)), at a third of the cost.
+Dropout2d (keep with probability 1 - p, scale by 1 / (1 - p)), several times cheaper.
 """
 
 from __future__ import annotations
