@@ -2,13 +2,12 @@
 
 Randomness: a numpy Generator (stream draws, MC-dropout and training dropout masks, random
 queries, SAG imputations) and torch's global generator (model initialisation, training
-shuffles and crops), both derived from the run's SeedSequence. A checkpoint holds every state needed to
-continue, so a resumed run on CPU is bit-identical to one never interrupted.
+shuffles and crops), both derived from the run's SeedSequence. A checkpoint holds every state
+needed to continue, so a resumed run on CPU is bit-identical to one never interrupted.
 """
 
 from __future__ import annotations
 
-import os
 import random
 import sys
 import time
@@ -25,6 +24,7 @@ from .metrics import whole_run_metrics
 from .masks import draw_masks
 from .model import LeNet, mc_uncertainty, normalize_pixels, train_transform
 from .optim import NesterovSGD
+from .runio import atomic_file
 from .sag import SagConfig, sag_threshold
 from .settings import RunSettings
 
@@ -97,14 +97,8 @@ def save_checkpoint(path: Path, settings: RunSettings, state: LoopState, model, 
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "python_rng": random.getstate(),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_file(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def load_checkpoint(path: Path, settings: RunSettings, state: LoopState, model, optimizer,

@@ -204,7 +204,7 @@ def train_transform(
     windows = padded.unfold(1, 28, 1).unfold(2, 28, 1)  # (n, 9, 9, 28, 28): every crop, a view
     off = torch.randint(0, 9, (2, n), device=device, generator=generator)
     crops = windows[torch.arange(n, device=device), off[0], off[1]]  # (n, 28, 28)
-    return crops.to(torch.float32).div_(255.0).sub_(MNIST_MEAN).div_(MNIST_STD).unsqueeze(1)
+    return normalize_pixels(crops)
 
 
 def n_parameters(model: nn.Module) -> int:
