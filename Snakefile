@@ -7,12 +7,27 @@
 #
 # Usage and every config key: docs/workflow.md and config.yaml.
 
+import sys
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
+# This checkout's package first: its standard-library modules (config, naming, settings)
+# check the config and name the runs here, also when the package is not installed.
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+
+from askdagger_mnist.config import check_or_exit
+from askdagger_mnist.settings import MODES
+
 
 configfile: os.path.join(workflow.basedir, "config.yaml")
+
+
+# Types restored, defaults filled in, cross-checked: a bad value stops here in one sentence.
+check_or_exit(
+    config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
+)
 
 
 report: "workflow/report/workflow.rst"
@@ -21,11 +36,8 @@ report: "workflow/report/workflow.rst"
 include: "workflow/rules/common.smk"
 
 
-check_config(config)
-
-
 wildcard_constraints:
-    mode=wildcard_alternatives(["sensitivity", "specificity", "success"]),
+    mode=wildcard_alternatives(MODES),
     variant=wildcard_alternatives(config["variants"]),
     s_des=wildcard_alternatives(fmt_s(s) for s in config["s_des"]),
     rep=r"\d+",

@@ -146,7 +146,7 @@ def registered_runs(wd: Path) -> list[Path]:
 
 def point_train_start(wd: Path, n_runs: int) -> bool:
     """A train job has just started and has no checkpoint yet."""
-    return running(wd, "askdagger_mnist.train") and not checkpoints(wd) and not complete_runs(wd)
+    return running(wd, "askdagger_mnist.cli.train") and not checkpoints(wd) and not complete_runs(wd)
 
 
 def point_train_mid(wd: Path, n_runs: int) -> bool:
@@ -167,7 +167,7 @@ def point_aggregate(wd: Path, n_runs: int) -> bool:
 
 def point_plots(wd: Path, n_runs: int) -> bool:
     """All train jobs finished; a figure job is running."""
-    return len(registered_runs(wd)) == n_runs and running(wd, "askdagger_mnist.plot")
+    return len(registered_runs(wd)) == n_runs and running(wd, "askdagger_mnist.cli.plot")
 
 
 def point_just_published(wd: Path, n_runs: int) -> bool:

@@ -6,7 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from askdagger_mnist.settings import RunSettings, run_subdir
+from askdagger_mnist.naming import run_subdir
+from askdagger_mnist.settings import RunSettings
 
 
 def _entropy_in_subprocess(hashseed: str) -> str:

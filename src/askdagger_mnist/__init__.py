@@ -1,14 +1,24 @@
 """askdagger-mnist: S-Aware Gating (SAG) on MNIST, reproduced end to end.
 
-Modules, one job each:
-    settings  - the run settings (defaults of the paper), seeds, run paths
-    data      - MNIST download (torchvision, configurable mirrors) and loading
-    model     - LeNet with Monte-Carlo dropout and the fast MC uncertainty
-    sag       - the SAG threshold (pure numpy)
-    loop      - the interactive training loop with checkpoints
-    runio     - reading and atomically writing run directories
-    metrics   - whole-run metrics and windowed curves (pure numpy)
-    train     - CLI: one run
+A map of the package, read top to bottom (docs/architecture.md says more; the behaviour is
+docs/spec.md, whose section numbers the code cites):
+
+    settings      - RunSettings: the one source of every default; modes; seeds (stdlib only)
+    naming        - run directory names (stdlib only; the Snakefile imports it)
+    config        - the workflow config: types, schema, one-sentence errors (no torch/numpy)
+    errors        - UserError: one sentence naming the file or key and what to do
+    algorithm/    - the algorithm, plainly: model, masks, training, sag, loop, metrics
+    fast/         - the same functions, faster, each bound to its plain twin by a test
+    engines       - the plain and the fast engine: which part each uses (the swap table)
+    bookkeeping   - wall time, progress lines, checkpoints: the observer of the loop
+    data/         - MNIST files, run directories, checkpoints
+    analysis/     - aggregate tables, figures, ablation tables, the SAG illustration
+    prebuilt/     - downloads, safe extraction, the authors' format, our bundles
+    cli/          - one command per workflow stage: python -m askdagger_mnist.cli.<stage>
+
+The modules train, download_mnist, aggregate, plots and fetch_results at this level only
+forward to cli/, so that commands written before 0.2 (python -m askdagger_mnist.train ...)
+keep working.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -1,16 +1,26 @@
-"""Run settings (the paper's defaults), per-run seeds and the run directory naming."""
+"""The run settings: the one source of every algorithm default (docs/spec.md §3.6), and the
+seed of each run (§6.1).
+
+Standard library only at import time (numpy is imported where a seed is made), so the
+Snakefile's config check reads these defaults too. The schema, config.yaml, the train CLI,
+``SagConfig`` and the figures read them or are checked against them
+(tests/test_defaults.py).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path
-
-import numpy as np
 
 MODES = ("sensitivity", "specificity", "success")
+# The metric each mode's s_des targets (docs/spec.md §4.1 and §5.1).
+TRACKED = {"sensitivity": "sensitivity", "specificity": "specificity", "success": "system_success"}
 STREAM_STEPS = 468  # 468 x 128 = 59,904 of the 60,000 MNIST training images
+ENGINES = ("plain", "fast")  # docs/spec.md §7: the same algorithm, readable or fast
+
+# Execution defaults (how a run is carried out; they never change its results).
+EXECUTION_DEFAULTS = {"engine": "fast", "device": "auto", "threads": 1, "checkpoint_every": 50}
 
 
 @dataclass(frozen=True)
@@ -60,13 +70,12 @@ class RunSettings:
             f"dropout={self.dropout:g},n_min={self.n_min},n_rep={self.n_rep}"
         )
 
-    def seed_sequence(self) -> np.random.SeedSequence:
+    def seed_sequence(self):
+        """The run's ``numpy.random.SeedSequence`` (see ``run_seed_sequence``)."""
         return run_seed_sequence(self.mode, self.s_des, self.variant_key(), self.rep, self.seed_root)
 
 
-def run_seed_sequence(
-    mode: str, s_des: float, variant_key: str, rep: int, seed_root: int = 0
-) -> np.random.SeedSequence:
+def run_seed_sequence(mode: str, s_des: float, variant_key: str, rep: int, seed_root: int = 0):
     """A SeedSequence derived stably from (mode, s_des, variant, repetition).
 
     The identifying string is hashed to 128-bit words, so every run has its own independent
@@ -74,15 +83,8 @@ def run_seed_sequence(
     never depends on Python's hash randomisation or on the order runs are scheduled.
     """
     ident = f"askdagger-mnist|{mode}|{s_des:.6g}|{variant_key}|rep={rep}"
+    import numpy as np
+
     digest = hashlib.sha256(ident.encode()).digest()
     words = [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4)]
     return np.random.SeedSequence([int(seed_root), *words])
-
-
-def format_s_des(s_des: float) -> str:
-    return f"{float(s_des):g}"
-
-
-def run_subdir(mode: str, variant: str, s_des: float, rep: int) -> Path:
-    """Relative path of a run inside the runs folder: ``{mode}/{variant}/s{s_des}/rep{rep}``."""
-    return Path(mode) / variant / f"s{format_s_des(s_des)}" / f"rep{int(rep)}"

@@ -1,7 +1,9 @@
-"""The interactive loop on real MNIST: bookkeeping, determinism, and bit-identical resume."""
+"""The interactive loop (docs/spec.md §3) on real MNIST: its bookkeeping, determinism, and
+bit-identical resume under both engines (§6.3)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -12,9 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from askdagger_mnist.data import load_mnist_train
-from askdagger_mnist.loop import run_loop
-from askdagger_mnist.runio import read_arrays, read_info
+from askdagger_mnist.data.mnist import load_mnist_train
+from askdagger_mnist.algorithm.loop import run_loop
+from askdagger_mnist.engines import FAST
+from askdagger_mnist.data.rundir import read_arrays, read_info
 from askdagger_mnist.settings import RunSettings
 from conftest import MNIST_ROOT
 
@@ -30,7 +33,7 @@ def mnist():
 def short_run(mnist):
     torch.set_num_threads(1)
     settings = RunSettings(mode="sensitivity", s_des=0.9, steps=45)
-    state, _ = run_loop(settings, *mnist, CPU, progress_every=0)
+    state, _ = run_loop(settings, *mnist, CPU, FAST)
     return settings, state
 
 
@@ -70,19 +73,22 @@ def test_novice_learns(short_run):
 
 def test_same_settings_same_arrays(mnist, short_run):
     settings, state = short_run
-    again, _ = run_loop(settings, *mnist, CPU, progress_every=0)
+    again, _ = run_loop(settings, *mnist, CPU, FAST)
     for name, arr in state.arrays.items():
         np.testing.assert_array_equal(arr, again.arrays[name], err_msg=name)
     other, _ = run_loop(RunSettings(mode="sensitivity", s_des=0.9, steps=45, rep=1), *mnist, CPU,
-                        progress_every=0)
+                        FAST)
     assert not np.array_equal(other.arrays["stream_idx"], state.arrays["stream_idx"])
 
 
-def _train(out, *extra, **kw):
-    cmd = [sys.executable, "-m", "askdagger_mnist.train", "--mode", "success", "--s-des", "0.8",
+def _train_cli(out, *extra, engine="fast", **kw):
+    cmd = [sys.executable, "-m", "askdagger_mnist.cli.train", "--mode", "success", "--s-des", "0.8",
            "--rep", "3", "--max-steps", "24", "--data-root", str(MNIST_ROOT), "--out", str(out),
-           "--device", "cpu", "--threads", "1", "--progress-every", "4", *extra]
+           "--device", "cpu", "--threads", "1", "--progress-every", "4", "--engine", engine, *extra]
     return subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, **kw)
+
+
+_train = _train_cli
 
 
 def _assert_same_run(a_dir, b_dir):
@@ -97,12 +103,15 @@ def _assert_same_run(a_dir, b_dir):
 
 
 @pytest.mark.slow
-def test_resume_after_crash_and_after_sigkill_is_bit_identical(tmp_path):
+@pytest.mark.parametrize("engine", ["fast", "plain"])
+def test_resume_after_crash_and_after_sigkill_is_bit_identical(tmp_path, engine):
+    _train = functools.partial(_train_cli, engine=engine)
     ref = tmp_path / "ref"
     assert _train(ref, "--checkpoint-every", "0").wait() == 0
     info = read_info(ref)
     assert info["n_steps"] == 24 and info["resumed_at_steps"] == []
     assert info["settings"]["mode"] == "success" and info["source"] == "train"
+    assert info["engine"] == engine
 
     # Simulated crash right after the checkpoint of step 8.
     out = tmp_path / "crash"
@@ -140,7 +149,7 @@ def test_checkpoint_of_other_settings_is_refused(tmp_path):
     out = tmp_path / "run"
     assert _train(out, "--checkpoint-every", "4", "--halt-after", "4").wait() == 3
     proc = subprocess.run(
-        [sys.executable, "-m", "askdagger_mnist.train", "--mode", "success", "--s-des", "0.7",
+        [sys.executable, "-m", "askdagger_mnist.cli.train", "--mode", "success", "--s-des", "0.7",
          "--rep", "3", "--max-steps", "24", "--data-root", str(MNIST_ROOT), "--out", str(out),
          "--device", "cpu", "--checkpoint-every", "4"],
         capture_output=True, text=True,
@@ -163,9 +172,19 @@ def test_checkpoint_of_an_older_format_is_refused(tmp_path):
     assert "delete it" in err and "Traceback" not in err
 
 
+def test_checkpoint_of_the_other_engine_is_refused(tmp_path):
+    out = tmp_path / "run"
+    assert _train(out, "--checkpoint-every", "4", "--halt-after", "4").wait() == 3
+    proc = _train_cli(out, "--checkpoint-every", "4", engine="plain")
+    _, err = proc.communicate()
+    assert proc.returncode == 1 and not out.exists()
+    assert "was written by the fast engine: resume it with --engine fast" in err
+    assert "Traceback" not in err
+
+
 def test_bad_setting_is_one_clear_sentence(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "askdagger_mnist.train", "--mode", "success", "--s-des", "1.5",
+        [sys.executable, "-m", "askdagger_mnist.cli.train", "--mode", "success", "--s-des", "1.5",
          "--data-root", str(MNIST_ROOT), "--out", str(tmp_path / "x")],
         capture_output=True, text=True,
     )

@@ -17,8 +17,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from askdagger_mnist import aggregate, runio
-from askdagger_mnist.settings import MODES, RunSettings, run_subdir
+from askdagger_mnist.analysis.aggregate import CURVES_COLUMNS, RUNS_COLUMNS
+from askdagger_mnist.cli import aggregate
+from askdagger_mnist.data import rundir
+from askdagger_mnist.naming import run_subdir
+from askdagger_mnist.settings import MODES, RunSettings
 from conftest import REFERENCE_RESULTS
 
 REFERENCE_README = REFERENCE_RESULTS.parent / "README.md"
@@ -34,7 +37,7 @@ def write_run(root: Path, arrays: dict, mode: str, variant: str, s_des: float, r
     st["variant"] = variant
     info = {"settings": st, "source": source, "metrics": {}}
     run_dir = root / run_subdir(mode, variant, s_des, rep)
-    runio.atomic_dir(run_dir, lambda tmp: runio.write_run_files(tmp, arrays, info))
+    rundir.atomic_dir(run_dir, lambda tmp: rundir.write_run_files(tmp, arrays, info))
     return run_dir
 
 
@@ -82,7 +85,7 @@ def convert_reference_runs(root: Path) -> list[Path]:
         for rep in (0, 1):
             path = REFERENCE_RESULTS / f"results_{mode}" / "r0.1_s0.9_uTrue_iTrue_b128_e5" / str(rep) / "results.npy"
             data = np.load(path, allow_pickle=True).item()
-            arrays = {name: np.asarray(data[name]) for name in runio.STREAM_ARRAYS}
+            arrays = {name: np.asarray(data[name]) for name in rundir.STREAM_ARRAYS}
             arrays["train_idx"] = np.asarray(data["train_subset"])
             dirs.append(write_run(root, arrays, mode, "sag", 0.9, rep, source="authors"))
     return dirs
@@ -95,7 +98,7 @@ def reference_runs(tmp_path_factory):
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "askdagger_mnist.aggregate", *map(str, args)],
+        [sys.executable, "-m", "askdagger_mnist.cli.aggregate", *map(str, args)],
         capture_output=True, text=True, timeout=120,
     )
 
@@ -154,14 +157,14 @@ def test_reference_runs_reproduce_readme_table(reference_runs, tmp_path):
         assert row.train_set_size == row.tp + row.fp
     curves = pd.read_csv(out_curves)
     assert len(curves) == 6 * 468
-    assert list(curves.columns) == list(aggregate.CURVES_COLUMNS)
+    assert list(curves.columns) == list(CURVES_COLUMNS)
     # Late in the run the tracked metric sits near s_des = 0.9 (the paper's claim).
     last = curves[curves.step >= 368].groupby("mode")[["sensitivity", "specificity"]].mean()
     assert abs(last.loc["sensitivity", "sensitivity"] - 0.9) < 0.03
     assert abs(last.loc["specificity", "specificity"] - 0.9) < 0.03
     # A reference run's curves equal the plain loop too (real data, window really full).
     one = curves[(curves["mode"] == "success") & (curves.rep == 1)]
-    arrays = runio.read_arrays(reference_runs[-1])
+    arrays = rundir.read_arrays(reference_runs[-1])
     oracle = plain_curves(arrays["c"], arrays["q"], 128)
     for col in cols:
         np.testing.assert_allclose(one[col].to_numpy(), oracle[col], rtol=1e-8, equal_nan=True)
@@ -179,12 +182,12 @@ def test_synthetic_runs_settings_metrics_and_curves(tmp_path):
                            "--out-curves", str(out_curves)]) == 0
     runs = pd.read_csv(out_runs)
     curves = pd.read_csv(out_curves)
-    assert list(runs.columns) == list(aggregate.RUNS_COLUMNS)
+    assert list(runs.columns) == list(RUNS_COLUMNS)
     assert list(runs["mode"]) == ["sensitivity"] * 8 + ["specificity"] * 8 + ["success"]
     assert len(runs) == 17 and len(curves) == 16 * 25 + 7
     for run_dir in dirs:
-        info = runio.read_info(run_dir)
-        arrays = runio.read_arrays(run_dir)
+        info = rundir.read_info(run_dir)
+        arrays = rundir.read_arrays(run_dir)
         st = info["settings"]
         row = runs[(runs["mode"] == st["mode"]) & (runs.variant == st["variant"]) & (runs.s_des == st["s_des"])
                    & (runs.rep == st["rep"])]

@@ -17,11 +17,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from askdagger_mnist import aggregate, plots, runio
-from askdagger_mnist.figures import main_figure, s_des_colour
-from askdagger_mnist.plot_inputs import MissingRunsError, curve_stats, load_for_figure, run_label
-from askdagger_mnist.plot_sag import recompute_call, sag_inputs
-from askdagger_mnist.sag import SagConfig, sag_details
+from askdagger_mnist.cli import aggregate
+from askdagger_mnist.cli import plots
+from askdagger_mnist.data import rundir
+from askdagger_mnist.analysis.figures import main_figure, s_des_colour
+from askdagger_mnist.analysis.inputs import MissingRunsError, curve_stats, load_for_figure, run_label
+from askdagger_mnist.analysis.sag_figure import recompute_call, sag_inputs
+from askdagger_mnist.algorithm.sag import SagConfig, sag_details
+from askdagger_mnist.settings import RunSettings
 from test_aggregate import convert_reference_runs, make_synthetic_runs, synthetic_arrays, write_run
 
 S_VALUES = [0.3, 0.9]
@@ -55,7 +58,7 @@ def check_pdf(path: Path, tmp_path: Path) -> None:
 
 
 def run_plots(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "askdagger_mnist.plots", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "askdagger_mnist.cli.plots", *map(str, args)],
                           capture_output=True, text=True, timeout=120)
 
 
@@ -277,12 +280,12 @@ def test_prand_ablation_labels_from_runs_csv(ablation_grid, tmp_path, capsys):
 def test_sag_call_recomputation_matches_the_recorded_thresholds(reference):
     dirs = reference[0]
     run = dirs[0]  # sensitivity, rep 0
-    arrays = runio.read_arrays(run)
+    arrays = rundir.read_arrays(run)
     u, r, k = sag_inputs(arrays, 128, 300)
     assert len(u) == 301 * 128 and not r[300 * 128:].any() and r[: 300 * 128].any()
     np.testing.assert_array_equal(r[: 300 * 128], arrays["r"][: 300 * 128])
     diffs = []
-    cfg = SagConfig(mode="sensitivity", s_des=0.9)
+    cfg = SagConfig.from_settings(RunSettings(mode="sensitivity", s_des=0.9))
     for step in range(250, 468, 12):
         call = recompute_call(run, step)
         assert call.n_seen == (step + 1) * 128 and not call.details.fallback

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from askdagger_mnist.data import RESOURCES, ensure_mnist, load_mnist_train, raw_folder
+from askdagger_mnist.data.mnist import RESOURCES, ensure_mnist, load_mnist_train, raw_folder
 from askdagger_mnist.errors import UserError
 from conftest import MNIST_RAW, MNIST_ROOT
 
@@ -72,7 +72,7 @@ def test_mirror_serving_bad_bytes_leaves_nothing_behind(tmp_path, serve_dir):
 
 def test_cli_reports_failure_in_one_sentence(tmp_path):
     proc = subprocess.run(
-        [sys.executable, "-m", "askdagger_mnist.download_mnist", "--root", str(tmp_path),
+        [sys.executable, "-m", "askdagger_mnist.cli.download_mnist", "--root", str(tmp_path),
          "--mirror", "http://127.0.0.1:9/"],
         capture_output=True, text=True,
     )
@@ -84,7 +84,7 @@ def test_cli_reports_failure_in_one_sentence(tmp_path):
 def test_restated_checksums_and_mirrors_are_torchvision_s():
     from torchvision.datasets import MNIST
 
-    from askdagger_mnist.data import DEFAULT_MIRRORS
+    from askdagger_mnist.data.mnist import DEFAULT_MIRRORS
 
     assert list(RESOURCES) == [tuple(r) for r in MNIST.resources]
     assert list(DEFAULT_MIRRORS) == list(MNIST.mirrors)

@@ -1,10 +1,12 @@
-"""Our SGD is torch.optim.SGD(nesterov=True) bit for bit, also across a state round trip."""
+"""``fast.optim.NesterovSGD`` is ``algorithm.training.paper_optimizer`` (torch.optim.SGD with
+Nesterov momentum) bit for bit, also across a state round trip."""
 
 import torch
 import torch.nn.functional as F
 
-from askdagger_mnist.model import LeNet
-from askdagger_mnist.optim import NesterovSGD
+from askdagger_mnist.algorithm.model import LeNet
+from askdagger_mnist.algorithm.training import paper_optimizer
+from askdagger_mnist.fast.optim import NesterovSGD
 
 
 def _train(model, opt, batches):
@@ -23,8 +25,7 @@ def test_matches_torch_sgd_bit_for_bit():
     torch.manual_seed(1)
     ref = LeNet().eval()
     _train(ours, NesterovSGD(ours.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4), batches)
-    _train(ref, torch.optim.SGD(ref.parameters(), lr=0.1, momentum=0.9, nesterov=True,
-                                weight_decay=5e-4), batches)
+    _train(ref, paper_optimizer(ref), batches)
     for (name, a), b in zip(ours.state_dict().items(), ref.state_dict().values()):
         assert torch.equal(a, b), name
 

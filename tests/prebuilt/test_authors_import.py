@@ -12,16 +12,17 @@ import numpy as np
 import pytest
 import torch
 
-from askdagger_mnist import fetch_results, runio
-from askdagger_mnist.authors_format import (
+from askdagger_mnist.cli import fetch_results
+from askdagger_mnist.data import rundir
+from askdagger_mnist.prebuilt.authors_format import (
     find_runs,
     load_results_npy,
     match_variant,
     parse_run_dirname,
 )
 from askdagger_mnist.errors import UserError
-from askdagger_mnist.metrics import whole_run_metrics
-from askdagger_mnist.settings import run_subdir
+from askdagger_mnist.algorithm.metrics import whole_run_metrics
+from askdagger_mnist.naming import run_subdir
 
 from conftest import REFERENCE_RESULTS
 
@@ -96,8 +97,8 @@ def test_round_trip_metrics_match_reference(imported):
             run = staging / run_subdir(mode, "sag", 0.9, rep)
             original = REFERENCE_RESULTS / f"results_{mode}" / RUN_DIR / str(rep)
             raw = load_results_npy(original / "results.npy")
-            info = runio.read_info(run)
-            arrays = runio.read_arrays(run)
+            info = rundir.read_info(run)
+            arrays = rundir.read_arrays(run)
             # whole-run metrics: exactly those of the raw arrays, and the README table to 3 decimals
             direct = whole_run_metrics(raw["c"], raw["q"])
             assert {k: info["metrics"][k] for k in direct} == direct
@@ -169,7 +170,7 @@ def test_ablation_layout_maps_to_variants_and_sensitivity(tmp_path):
     got = sorted(p.relative_to(out).as_posix() for p in out.glob("*/*/*/*"))
     assert got == ["sensitivity/no_imputation/s0.5/rep0", "sensitivity/no_normalization/s0.5/rep0",
                    "sensitivity/prand0.05/s0.7/rep0"]
-    info = runio.read_info(out / "sensitivity/prand0.05/s0.7/rep0")
+    info = rundir.read_info(out / "sensitivity/prand0.05/s0.7/rep0")
     assert info["settings"]["p_rand"] == 0.05 and info["settings"]["mode"] == "sensitivity"
     assert "not converted" not in info["provenance"]["model"] and not (out / "sensitivity/prand0.05/s0.7/rep0/model.pt").exists()
     assert json.loads((out / "import.json").read_text())["runs"] == got
@@ -266,7 +267,7 @@ def test_hostile_state_dict_is_not_loaded(tmp_path):
     run_out = out / "success/sag/s0.9/rep0"
     assert not marker.exists()
     assert not (run_out / "model.pt").exists()
-    assert runio.read_info(run_out)["provenance"]["model"].startswith("not converted")
+    assert rundir.read_info(run_out)["provenance"]["model"].startswith("not converted")
     assert find_runs(tmp_path / "src")[0].mode == "success"
 
 
@@ -313,6 +314,6 @@ def test_snakemake_download_entry_point_builds_figure_without_training(tmp_path,
     table = _reference_table()
     for mode in modes:
         for rep in (0, 1):
-            info = runio.read_info(work / "results" / "runs" / run_subdir(mode, "sag", 0.9, rep))
+            info = rundir.read_info(work / "results" / "runs" / run_subdir(mode, "sag", 0.9, rep))
             assert info["source"] == "authors"
             assert round(info["metrics"]["sensitivity"], 3) == table[(mode, rep)]["sensitivity"]

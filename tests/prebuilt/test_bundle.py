@@ -12,10 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from askdagger_mnist import bundle, fetch_results, runio
+from askdagger_mnist.cli import fetch_results
+from askdagger_mnist.data import rundir
+from askdagger_mnist.prebuilt import bundle
 from askdagger_mnist.errors import UserError
-from askdagger_mnist.metrics import whole_run_metrics
-from askdagger_mnist.settings import RunSettings, run_subdir
+from askdagger_mnist.algorithm.metrics import whole_run_metrics
+from askdagger_mnist.naming import run_subdir
+from askdagger_mnist.settings import RunSettings
 
 
 def _write_run(runs: Path, mode: str, variant: str, s_des: float, rep: int, seed: int) -> Path:
@@ -33,10 +36,10 @@ def _write_run(runs: Path, mode: str, variant: str, s_des: float, rep: int, seed
             "metrics": {**whole_run_metrics(c, q), "train_set_size": int(q.sum())}}
 
     def fill(tmp: Path) -> None:
-        runio.write_run_files(tmp, arrays, info)
-        torch.save({"fc3.bias": torch.arange(10.0) * seed}, tmp / runio.MODEL_FILE)
+        rundir.write_run_files(tmp, arrays, info)
+        torch.save({"fc3.bias": torch.arange(10.0) * seed}, tmp / rundir.MODEL_FILE)
 
-    return runio.atomic_dir(runs / run_subdir(mode, variant, s_des, rep), fill)
+    return rundir.atomic_dir(runs / run_subdir(mode, variant, s_des, rep), fill)
 
 
 @pytest.fixture

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from askdagger_mnist import download as dl
-from askdagger_mnist import fetch_results
+from askdagger_mnist.prebuilt import download as dl
+from askdagger_mnist.prebuilt.gdrive import gdrive_confirmation_url
+from askdagger_mnist.cli import fetch_results
 from askdagger_mnist.errors import UserError
 
 FAST = dl.Options(attempts=4, backoff_s=0.01, connect_timeout_s=5, read_timeout_s=5)
@@ -125,7 +126,7 @@ def test_plain_download_verifies_and_logs_progress(serve_dir, tmp_path, payload,
     src.mkdir()
     (src / "a.bin").write_bytes(payload)
     dest = tmp_path / "out" / "a.bin"
-    with caplog.at_level(logging.INFO, logger="askdagger_mnist.download"):
+    with caplog.at_level(logging.INFO, logger="askdagger_mnist.prebuilt.download"):
         got = dl.download(serve_dir(src) + "a.bin", dest, _sha(payload), options=FAST)
     assert got == _sha(payload)
     assert dest.read_bytes() == payload
@@ -260,9 +261,9 @@ def test_gdrive_page_without_form_says_what_to_do(server, tmp_path, payload, mon
 
 def test_gdrive_old_style_confirm_link():
     page = b'<html><a id="uc-download-link" href="/uc?export=download&amp;confirm=AbC1&amp;id=XYZ">Download anyway</a></html>'
-    url = dl.gdrive_confirmation_url("https://drive.google.com/uc?export=download&id=XYZ", page)
+    url = gdrive_confirmation_url("https://drive.google.com/uc?export=download&id=XYZ", page)
     assert url == "https://drive.google.com/uc?export=download&confirm=AbC1&id=XYZ"
-    assert dl.gdrive_confirmation_url("https://x/", b"<html><p>hello</p></html>") is None
+    assert gdrive_confirmation_url("https://x/", b"<html><p>hello</p></html>") is None
 
 
 # --- archives: the checks before a download is accepted ---------------------------------------

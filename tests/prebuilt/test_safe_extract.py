@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from askdagger_mnist.errors import UserError
-from askdagger_mnist.safe_extract import Limits, safe_extract
+from askdagger_mnist.prebuilt.safe_extract import Limits, safe_extract
 
 
 def _zip(path: Path, members: list[tuple]) -> Path:

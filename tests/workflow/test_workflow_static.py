@@ -19,7 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from askdagger_mnist.settings import MODES, run_subdir
+from askdagger_mnist.naming import run_subdir
+from askdagger_mnist.settings import MODES
 from conftest import REPO
 
 SNAKEFILE = REPO / "Snakefile"
@@ -140,7 +141,7 @@ def test_paper_config_dry_run_has_630_train_jobs_and_every_target(tmp_path):
     shell = next(
         line
         for line in out.splitlines()
-        if "askdagger_mnist.train" in line
+        if "askdagger_mnist.cli.train" in line
         and "--mode success" in line
         and "--s-des 0.3 " in line
         and "--rep 7 " in line
@@ -195,7 +196,7 @@ def test_smoke_preset_is_small_and_short(tmp_path):
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout + proc.stderr
     assert job_counts(out)["train"] == 14  # 2 s_des x 1 rep x (3 modes + 4 ablation variants)
-    train_cmds = re.findall(r"python -m askdagger_mnist\.train .*", out)
+    train_cmds = re.findall(r"python -m askdagger_mnist\.cli\.train .*", out)
     assert len(train_cmds) == 14 and all("--max-steps 40 " in c for c in train_cmds)
     assert sum("--no-normalization" in c for c in train_cmds) == 2
     assert sum("--no-imputation" in c for c in train_cmds) == 2
@@ -265,7 +266,7 @@ def test_config_from_the_command_line_is_typed(tmp_path):
         "max_steps=7",
     )
     assert proc.returncode == 0, proc.stderr
-    shell = re.search(r"python -m askdagger_mnist\.train .*", proc.stdout).group(0)
+    shell = re.search(r"python -m askdagger_mnist\.cli\.train .*", proc.stdout).group(0)
     assert "--p-rand 0.3 " in shell and "--no-normalization" in shell and "--max-steps 7 " in shell
     assert "--no-imputation" not in shell
 
@@ -314,25 +315,44 @@ def rules_with_envs() -> list[tuple[str, Path, str]]:
     return found
 
 
+def _module_file(dotted: str) -> Path | None:
+    """The file of package module ``dotted`` (relative to askdagger_mnist), or None."""
+    path = PACKAGE.joinpath(*dotted.split(".")) if dotted else PACKAGE
+    if path.with_suffix(".py").is_file():
+        return path.with_suffix(".py")
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    return None
+
+
 def third_party_imports(module: str, seen: set[str] | None = None) -> set[str]:
     """Top-level third-party modules imported (anywhere, also lazily) by a package module
-    and, transitively, by the package modules it imports."""
+    (dotted, relative to askdagger_mnist: "cli.train") and, transitively, by the package
+    modules it imports."""
     seen = set() if seen is None else seen
     if module in seen:
         return set()
     seen.add(module)
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text())
+    path = _module_file(module)
+    assert path is not None, f"askdagger_mnist.{module} does not exist"
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
     found = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level > 0 or (node.module or "").startswith("askdagger_mnist"):
-                base = (node.module or "").removeprefix("askdagger_mnist").lstrip(".")
-                subs = [base] if base else [a.name for a in node.names]
-                for sub in subs:
-                    if (PACKAGE / f"{sub.split('.')[0]}.py").is_file():
-                        found |= third_party_imports(sub.split(".")[0], seen)
+                if node.level > 0:
+                    parts = package.split(".") if package else []
+                    parts = parts[: len(parts) - (node.level - 1)]
+                    base = ".".join(parts + ([node.module] if node.module else []))
+                else:
+                    base = node.module.removeprefix("askdagger_mnist").lstrip(".")
+                for name in [a.name for a in node.names]:
+                    sub = f"{base}.{name}" if base else name
+                    target = sub if _module_file(sub) else base
+                    if _module_file(target):
+                        found |= third_party_imports(target, seen)
                 continue
             names = [node.module]
         else:
@@ -384,7 +404,7 @@ def test_every_rule_has_a_pinned_conda_env_listing_what_its_script_imports():
         assert env_file.parent == REPO / "envs", f"rule {name}: env {env_file} is not under envs/"
         packages = env_packages(env_file)
         assert "python" in packages, f"{env_file} does not pin python"
-        modules = set(re.findall(r"python -m askdagger_mnist\.(\w+)", text))
+        modules = set(re.findall(r"python -m askdagger_mnist\.([\w.]+)", text))
         assert modules, f"rule {name} calls no askdagger_mnist CLI"
         for module in modules:
             for imported in third_party_imports(module):
@@ -416,7 +436,8 @@ def test_env_pins_match_the_versions_pip_installs():
 def test_static_check_sees_the_imports_of_each_cli():
     """The import scan itself: it must find torch behind train (via loop/model) and
     matplotlib behind plots, or the env check above proves nothing."""
-    assert {"torch", "torchvision", "numpy"} <= third_party_imports("train")
-    assert "matplotlib" in third_party_imports("plots")
-    assert "pandas" in third_party_imports("aggregate")
-    assert "torch" not in third_party_imports("aggregate")
+    assert {"torch", "torchvision", "numpy"} <= third_party_imports("cli.train")
+    assert "matplotlib" in third_party_imports("cli.plots")
+    assert "pandas" in third_party_imports("cli.aggregate")
+    assert "torch" not in third_party_imports("cli.aggregate")
+    assert third_party_imports("config") <= {"yaml", "jsonschema"}  # the Snakefile imports it

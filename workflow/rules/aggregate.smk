@@ -26,7 +26,7 @@ rule aggregate:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "python -m askdagger_mnist.aggregate --runs {input.runs:q}"
+        "python -m askdagger_mnist.cli.aggregate --runs {input.runs:q}"
         " --out-runs {output.runs:q} --out-curves {output.curves:q} > {log:q} 2>&1"
 
 
@@ -43,5 +43,5 @@ rule aggregate_group:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "python -m askdagger_mnist.aggregate --runs {input.runs:q}"
+        "python -m askdagger_mnist.cli.aggregate --runs {input.runs:q}"
         " --out-runs {output.runs:q} --out-curves {output.curves:q} > {log:q} 2>&1"

@@ -18,5 +18,5 @@ rule download_mnist:
         root=lambda wildcards, output: Path(output[0]).parents[2],
         mirrors=mirror_flags(),
     shell:
-        "python -m askdagger_mnist.download_mnist --root {params.root:q} {params.mirrors}"
+        "python -m askdagger_mnist.cli.download_mnist --root {params.root:q} {params.mirrors}"
         " > {log:q} 2>&1"

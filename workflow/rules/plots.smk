@@ -1,4 +1,4 @@
-# Figures and tables (spec section 5). Each figure reads its own group's tables and names
+# Figures and tables (docs/spec.md §5.3-§5.6). Each figure reads its own group's tables and names
 # exactly the runs it averages, so a missing run stops it with a list instead of a thinner plot.
 
 
@@ -31,7 +31,7 @@ rule plot_main:
         s_des=[fmt_s(s) for s in config["s_des"]],
         reps=config["repetitions"],
     shell:
-        "python -m askdagger_mnist.plots main --runs-csv {input.runs:q} --curves {input.curves:q}"
+        "python -m askdagger_mnist.cli.plots main --runs-csv {input.runs:q} --curves {input.curves:q}"
         " --modes {params.modes} --variant {params.variant} --s-des {params.s_des}"
         " --reps {params.reps} --out {output.figure:q} > {log:q} 2>&1"
 
@@ -68,7 +68,7 @@ rule plot_ablation:
         reps=config["repetitions"],
         prefix=lambda wildcards, output: output.csv[: -len(".csv")],
     shell:
-        "python -m askdagger_mnist.plots {params.command} --runs-csv {input.runs:q}"
+        "python -m askdagger_mnist.cli.plots {params.command} --runs-csv {input.runs:q}"
         " --curves {input.curves:q} --variants {params.variants} --s-des {params.s_des}"
         " --reps {params.reps} --out-figure {output.figure:q} --out-tables {params.prefix:q}"
         " > {log:q} 2>&1"
@@ -91,5 +91,5 @@ rule plot_sag:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "python -m askdagger_mnist.plots sag --run {input.run:q} --out {output.figure:q}"
+        "python -m askdagger_mnist.cli.plots sag --run {input.run:q} --out {output.figure:q}"
         " > {log:q} 2>&1"

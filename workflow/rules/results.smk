@@ -9,6 +9,8 @@
 #
 # On failure each rule also prints the last lines of its log (its `error: ...` sentence).
 
+import json
+
 ARCHIVES = {a["name"]: a for a in config["results_archives"]}
 IMPORTED = "results/imported"
 ARCHIVE_DIR = "resources/archives"
@@ -46,7 +48,7 @@ if config["results_source"] == "download":
             ),
             format=lambda wildcards: results_archive(wildcards)["format"],
         shell:
-            "python -m askdagger_mnist.fetch_results download --url {params.url:q}"
+            "python -m askdagger_mnist.cli.fetch_results download --url {params.url:q}"
             " {params.sha256} --format {params.format} --out {output:q} > {log:q} 2>&1 "
             + _SHOW_LOG_ON_ERROR
 
@@ -71,7 +73,7 @@ if config["results_source"] == "download":
             variants=json.dumps(config["variants"], sort_keys=True),
             filters=f"--batch-size {config['batch_size']} --update-every {config['update_every']}",
         shell:
-            "python -m askdagger_mnist.fetch_results import --archive {input.archive:q}"
+            "python -m askdagger_mnist.cli.fetch_results import --archive {input.archive:q}"
             " --format {params.format} --url {params.url:q} --variants {params.variants:q}"
             " {params.filters} --out {output.staging:q} > {log:q} 2>&1 "
             + _SHOW_LOG_ON_ERROR
@@ -88,7 +90,7 @@ if config["results_source"] == "download":
         conda:
             "../../envs/results.yaml"
         shell:
-            "python -m askdagger_mnist.fetch_results pick --staging {input.staging:q}"
+            "python -m askdagger_mnist.cli.fetch_results pick --staging {input.staging:q}"
             " --mode {wildcards.mode} --variant {wildcards.variant} --s-des {wildcards.s_des}"
             " --rep {wildcards.rep} --out {output.run:q} > {log:q} 2>&1 "
             + _SHOW_LOG_ON_ERROR
@@ -110,6 +112,6 @@ rule bundle:
         runs=lambda wildcards, input: Path(input.runs[0]).parents[3],
         metrics=lambda wildcards, input: Path(input.metrics[0]).parent,
     shell:
-        "python -m askdagger_mnist.fetch_results pack --runs {params.runs:q} --select {input.runs:q}"
+        "python -m askdagger_mnist.cli.fetch_results pack --runs {params.runs:q} --select {input.runs:q}"
         " --metrics {params.metrics:q} --out {output:q} > {log:q} 2>&1 "
         + _SHOW_LOG_ON_ERROR

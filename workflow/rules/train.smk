@@ -26,13 +26,14 @@ if config["results_source"] == "train":
             runtime=config["train_resources"]["runtime"],
             # Execution choices, not settings: changing them re-runs nothing.
             device=config["device"],
+            engine=config["engine"],
             checkpoint_every=config["checkpoint_every"],
         params:
             settings=train_settings,
             data_root=lambda wildcards, input: Path(input.mnist[0]).parents[2],
         shell:
-            "python -m askdagger_mnist.train --mode {wildcards.mode} --variant {wildcards.variant}"
+            "python -m askdagger_mnist.cli.train --mode {wildcards.mode} --variant {wildcards.variant}"
             " --s-des {wildcards.s_des} --rep {wildcards.rep} {params.settings}"
             " --data-root {params.data_root:q} --out {output.run:q}"
-            " --device {resources.device} --threads {threads}"
+            " --device {resources.device} --engine {resources.engine} --threads {threads}"
             " --checkpoint-every {resources.checkpoint_every} > {log:q} 2>&1"

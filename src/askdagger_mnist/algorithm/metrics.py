@@ -1,4 +1,4 @@
-"""Metrics of a run, as the paper's figures compute them (spec section 5). Pure numpy.
+"""Metrics of a run, as the paper's figures compute them (docs/spec.md §5.1-§5.2). Pure numpy.
 
 Positives are queries, negatives autonomous actions; a novice failure is a sample with c = 0.
 """

@@ -1,4 +1,4 @@
-"""The curve figures (spec section 5): the 3 x 3 paper figure and the two ablation figures.
+"""The curve figures (docs/spec.md §5.4-§5.5): the 3 x 3 paper figure and the two ablation figures.
 
 Matplotlib only (Agg backend, mathtext, TrueType fonts embedded: ``pdf.fonttype 42``).
 Each figure shows, per step, the mean across repetitions with a shaded +-1 (population) std
@@ -22,9 +22,9 @@ import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
-from .plot_inputs import series  # noqa: E402
-from .runio import atomic_file  # noqa: E402
-from .settings import format_s_des  # noqa: E402
+from .inputs import series  # noqa: E402
+from ..data.rundir import atomic_file  # noqa: E402
+from ..naming import format_s_des  # noqa: E402
 
 # fontTools warns, while subsetting matplotlib's bundled Computer Modern fonts for mathtext,
 # that their header dates are "very low": harmless noise in every log.

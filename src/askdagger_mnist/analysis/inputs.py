@@ -1,5 +1,5 @@
 """Inputs of the figure and table stages: reading runs.csv / curves.csv.gz, checking that every
-expected run is there, and per-step statistics across repetitions (spec section 5).
+expected run is there, and per-step statistics across repetitions (docs/spec.md §5.3).
 
 A figure never silently averages fewer runs than it claims: ``require_runs`` raises a
 ``MissingRunsError`` listing exactly the missing (mode, variant, s_des, rep) combinations.
@@ -13,9 +13,10 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import UserError
-from .metrics import CURVE_COLUMNS
-from .settings import MODES, format_s_des
+from ..errors import UserError
+from ..algorithm.metrics import CURVE_COLUMNS
+from ..settings import MODES
+from ..naming import format_s_des
 
 KEY = ("mode", "variant", "s_des", "rep")
 RUNS_NEEDED = (*KEY, "p_rand", "sensitivity", "specificity", "informedness")
@@ -47,7 +48,7 @@ def _read_csv(path: Path, needed: Sequence[str], what: str) -> pd.DataFrame:
     if missing:
         raise UserError(
             f"{what} {path} lacks the column(s) {', '.join(missing)}: "
-            "regenerate it with python -m askdagger_mnist.aggregate."
+            "regenerate it with python -m askdagger_mnist.cli.aggregate."
         )
     df["s_key"] = df["s_des"].map(format_s_des)
     df["rep"] = df["rep"].astype(int)

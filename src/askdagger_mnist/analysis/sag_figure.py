@@ -2,7 +2,7 @@
 
 The call is recomputed from the run's arrays with ``askdagger_mnist.sag``: the inputs are u, r
 and k of everything seen up to the end of the chosen step, with r of that step's batch set to
-zero (the call happens before the teacher answers, spec section 3 step 3). The imputation draws
+zero (the call happens before the teacher answers, docs/spec.md §3.3). The imputation draws
 come from a fixed generator, so the recomputed gamma may differ slightly from the one the run
 recorded; the figure shows both.
 
@@ -19,9 +19,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .errors import UserError
-from .runio import read_arrays, read_info
-from .sag import SagConfig, SagDetails, sag_details, sigmoid
+from ..errors import UserError
+from ..data.rundir import read_arrays, read_info
+from ..algorithm.sag import SagConfig, SagDetails, sag_details, sigmoid
+from ..settings import RunSettings
+
+DEFAULTS = RunSettings()
 
 FAIL_COLOUR = "#d62728"
 SUCCESS_COLOUR = "#1f77b4"
@@ -79,8 +82,9 @@ def recompute_call(run_dir: Path, step: int | None = None, seed: int = 0) -> Sag
         p_rand=float(settings["p_rand"]),
         normalize=bool(settings["normalization"]),
         impute=bool(settings["imputation"]),
-        n_min=int(settings.get("n_min", 50)),
-        n_rep=int(settings.get("n_rep", 10)),
+        # Runs imported from the authors' format record no n_min or n_rep: the defaults.
+        n_min=int(settings.get("n_min", DEFAULTS.n_min)),
+        n_rep=int(settings.get("n_rep", DEFAULTS.n_rep)),
     )
     u, r, k = sag_inputs(arrays, batch, step)
     details = sag_details(u, r, k, config, np.random.default_rng(seed))
@@ -270,7 +274,7 @@ def sag_figure(call: SagCall, title: str):
 
 def sag_figure_for_run(run_dir: Path, out: Path, step: int | None = None, seed: int = 0) -> SagCall:
     from .figures import save_figure_atomic
-    from .settings import format_s_des
+    from ..naming import format_s_des
 
     call = recompute_call(run_dir, step, seed)
     st = call.settings

@@ -6,8 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from .data import DEFAULT_MIRRORS, ensure_mnist, raw_folder
-from .errors import UserError
+from ..data.mnist import DEFAULT_MIRRORS, ensure_mnist, raw_folder
+from ..errors import UserError
 
 
 def main(argv: list[str] | None = None) -> int:

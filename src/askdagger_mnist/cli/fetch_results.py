@@ -1,15 +1,15 @@
 """CLI for prebuilt results: download an archive, import its runs, pick one run, pack a bundle.
 
-    python -m askdagger_mnist.fetch_results download --url URL|gdrive:ID [--sha256 HEX] \\
+    python -m askdagger_mnist.cli.fetch_results download --url URL|gdrive:ID [--sha256 HEX] \\
         --format authors|bundle --out resources/archives/NAME.zip
-    python -m askdagger_mnist.fetch_results import --archive ZIP --format authors|bundle \\
+    python -m askdagger_mnist.cli.fetch_results import --archive ZIP --format authors|bundle \\
         --out results/imported/NAME [--url URL] [--variants JSON] [--default-mode MODE] \\
         [--batch-size N] [--update-every N] [--no-model]
-    python -m askdagger_mnist.fetch_results fetch --url URL [--sha256 HEX] --format F \\
+    python -m askdagger_mnist.cli.fetch_results fetch --url URL [--sha256 HEX] --format F \\
         --archive ZIP --out STAGING [import options]           (download + import in one go)
-    python -m askdagger_mnist.fetch_results pick --staging DIR [DIR ...] --mode M \\
+    python -m askdagger_mnist.cli.fetch_results pick --staging DIR [DIR ...] --mode M \\
         --variant V --s-des S --rep R --out results/runs/M/V/sS/repR
-    python -m askdagger_mnist.fetch_results pack --runs results/runs [--metrics results/metrics] \\
+    python -m askdagger_mnist.cli.fetch_results pack --runs results/runs [--metrics results/metrics] \\
         [--select RUN_DIR ...] --out results/bundle.zip
 
 A staging folder holds runs as ``{staging}/{mode}/{variant}/s{s_des}/rep{rep}/`` (our run
@@ -29,11 +29,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from . import authors_format, bundle, runio
-from .download import Options, download, sha256_file
-from .errors import UserError
-from .safe_extract import check_members, open_zip, safe_extract
-from .settings import MODES, run_subdir
+from ..data import rundir
+from ..prebuilt import authors_format, bundle
+from ..prebuilt.download import Options, download, sha256_file
+from ..errors import UserError
+from ..prebuilt.safe_extract import check_members, open_zip, safe_extract
+from ..settings import MODES
+from ..naming import run_subdir
 
 log = logging.getLogger("askdagger_mnist.fetch_results")
 
@@ -117,12 +119,12 @@ def cmd_import(archive: Path, out: Path, fmt: str, url: str | None, variants: di
                 with_model,
             )
             imported.extend(out / p.relative_to(tmp) for p in done)
-            runio.write_json_atomic(tmp / "import.json", {
+            rundir.write_json_atomic(tmp / "import.json", {
                 "provenance": provenance,
                 "runs": [str(p.relative_to(tmp)) for p in done],
             })
 
-        runio.atomic_dir(out, fill)
+        rundir.atomic_dir(out, fill)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     log.info(f"imported {len(imported)} runs from {archive} into {out}")
@@ -133,13 +135,13 @@ def cmd_pick(stagings: list[Path], mode: str, variant: str, s_des: float, rep: i
     sub = run_subdir(mode, variant, s_des, rep)
     for staging in stagings:
         src = Path(staging) / sub
-        if runio.is_complete_run(src):
+        if rundir.is_complete_run(src):
             def fill(tmp: Path) -> None:
                 for f in sorted(src.iterdir()):
                     if f.is_file():
                         shutil.copy2(f, tmp / f.name)
 
-            runio.atomic_dir(Path(out), fill)
+            rundir.atomic_dir(Path(out), fill)
             log.info(f"run {sub} taken from {staging}")
             return Path(out)
     raise UserError(
@@ -173,7 +175,7 @@ def _add_import_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m askdagger_mnist.fetch_results", description=__doc__,
+    ap = argparse.ArgumentParser(prog="python -m askdagger_mnist.cli.fetch_results", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
 

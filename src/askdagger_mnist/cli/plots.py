@@ -1,15 +1,15 @@
-"""CLI for the figure and table rules (spec section 5).
+"""CLI for the figure and table rules (docs/spec.md §5.3-§5.6).
 
-    python -m askdagger_mnist.plots main --runs-csv CSV --curves CSV.GZ \\
+    python -m askdagger_mnist.cli.plots main --runs-csv CSV --curves CSV.GZ \\
         --modes sensitivity specificity success --s-des 0.1 ... 0.9 --reps 10 \\
         --out figures/mnist.pdf [--variant sag]
-    python -m askdagger_mnist.plots reg-ablation --runs-csv CSV --curves CSV.GZ \\
+    python -m askdagger_mnist.cli.plots reg-ablation --runs-csv CSV --curves CSV.GZ \\
         --s-des S ... --reps N --variants sag no_normalization no_imputation \\
         --out-figure figures/mnist_reg_ablation.pdf --out-tables results/tables/reg_ablation
-    python -m askdagger_mnist.plots prand-ablation --runs-csv CSV --curves CSV.GZ \\
+    python -m askdagger_mnist.cli.plots prand-ablation --runs-csv CSV --curves CSV.GZ \\
         --s-des S ... --reps N --variants prand0.05 sag prand0.2 \\
         --out-figure figures/mnist_prand_ablation.pdf --out-tables results/tables/prand_ablation
-    python -m askdagger_mnist.plots sag --run RUN_DIR --out figures/sag.pdf [--step N]
+    python -m askdagger_mnist.cli.plots sag --run RUN_DIR --out figures/sag.pdf [--step N]
 
 Every figure averages exactly the runs it names (modes x variants x s_des x repetitions
 0..N-1) and refuses, listing them, when any is missing from runs.csv or curves.csv.gz.
@@ -23,9 +23,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .errors import UserError
-from .plot_inputs import curve_stats, load_for_figure
-from .settings import MODES, format_s_des
+from ..errors import UserError
+from ..analysis.inputs import curve_stats, load_for_figure
+from ..settings import MODES
+from ..naming import format_s_des
 
 ABLATION_MODE = "sensitivity"
 
@@ -36,7 +37,7 @@ def _check_out(path: Path, suffixes: Sequence[str], flag: str) -> None:
 
 
 def cmd_main(args: argparse.Namespace) -> list[Path]:
-    from .figures import main_figure, save_figure_atomic
+    from ..analysis.figures import main_figure, save_figure_atomic
 
     _check_out(args.out, (".pdf", ".png", ".svg"), "--out")
     modes = list(args.modes)
@@ -65,8 +66,8 @@ def _variant_p_rand(runs, variants: Sequence[str], source: Path) -> dict[str, fl
 
 
 def cmd_reg_ablation(args: argparse.Namespace) -> list[Path]:
-    from .figures import VARIANT_TITLES, ablation_figure, save_figure_atomic
-    from .tables import summary_table, write_tables
+    from ..analysis.figures import VARIANT_TITLES, ablation_figure, save_figure_atomic
+    from ..analysis.tables import summary_table, write_tables
 
     _check_out(args.out_figure, (".pdf", ".png", ".svg"), "--out-figure")
     variants = list(args.variants)
@@ -93,8 +94,8 @@ def cmd_reg_ablation(args: argparse.Namespace) -> list[Path]:
 
 
 def cmd_prand_ablation(args: argparse.Namespace) -> list[Path]:
-    from .figures import P_RAND_TEX, ablation_figure, save_figure_atomic
-    from .tables import summary_table, write_tables
+    from ..analysis.figures import P_RAND_TEX, ablation_figure, save_figure_atomic
+    from ..analysis.tables import summary_table, write_tables
 
     _check_out(args.out_figure, (".pdf", ".png", ".svg"), "--out-figure")
     variants = list(args.variants)
@@ -128,7 +129,7 @@ def cmd_prand_ablation(args: argparse.Namespace) -> list[Path]:
 
 
 def cmd_sag(args: argparse.Namespace) -> list[Path]:
-    from .plot_sag import sag_figure_for_run
+    from ..analysis.sag_figure import sag_figure_for_run
 
     _check_out(args.out, (".pdf", ".png", ".svg"), "--out")
     sag_figure_for_run(args.run, args.out, step=args.step)
@@ -141,7 +142,7 @@ def _s_des_list(values: Sequence[float]) -> list[float]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m askdagger_mnist.plots", description="Figures and tables of the MNIST SAG experiments."
+        prog="python -m askdagger_mnist.cli.plots", description="Figures and tables of the MNIST SAG experiments."
     )
     sub = parser.add_subparsers(dest="figure", required=True, metavar="FIGURE")
 

@@ -1,6 +1,6 @@
 """CLI: one interactive SAG training run on MNIST (the script the ``train`` rule calls).
 
-    python -m askdagger_mnist.train --mode sensitivity --s-des 0.9 --rep 0 \\
+    python -m askdagger_mnist.cli.train --mode sensitivity --s-des 0.9 --rep 0 \\
         --data-root resources/mnist --out results/runs/sensitivity/sag/s0.9/rep0
 
 Rerunning the same command after an interruption resumes from the checkpoint
@@ -22,20 +22,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
-from .data import load_mnist_train
-from .errors import UserError
-from .loop import run_loop
-from .metrics import whole_run_metrics
-from .runio import MODEL_FILE, atomic_dir, write_run_files
-from .settings import MODES, STREAM_STEPS, RunSettings
+from .. import __version__
+from ..data.mnist import load_mnist_train
+from ..errors import UserError
+from ..algorithm.loop import run_loop
+from ..algorithm.metrics import whole_run_metrics
+from ..bookkeeping import Bookkeeping
+from ..data.rundir import MODEL_FILE, atomic_dir, write_run_files
+from ..engines import engine_named
+from ..settings import ENGINES, EXECUTION_DEFAULTS, MODES, STREAM_STEPS, RunSettings
 
 DEFAULTS = RunSettings()
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m askdagger_mnist.train", description=__doc__,
+        prog="python -m askdagger_mnist.cli.train", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     g = p.add_argument_group("experiment")
@@ -52,17 +54,23 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dropout", type=float, default=DEFAULTS.dropout)
     g.add_argument("--n-min", type=int, default=DEFAULTS.n_min)
     g.add_argument("--n-rep", type=int, default=DEFAULTS.n_rep)
-    g.add_argument("--max-steps", type=int, default=STREAM_STEPS,
+    g.add_argument("--max-steps", type=int, default=DEFAULTS.steps,
                    help=f"stream length in steps (default {STREAM_STEPS}; fewer: a short run)")
-    g.add_argument("--seed-root", type=int, default=0, help="root entropy of all run seeds")
+    g.add_argument("--seed-root", type=int, default=DEFAULTS.seed_root,
+                   help="root entropy of all run seeds")
     g = p.add_argument_group("input, output, execution")
     g.add_argument("--data-root", type=Path, required=True,
                    help="folder holding MNIST/raw/*.gz")
     g.add_argument("--out", type=Path, required=True, help="run directory to create")
     g.add_argument("--checkpoint", type=Path, help="checkpoint file (default <out>.checkpoint.pt)")
-    g.add_argument("--checkpoint-every", type=int, default=50, help="steps between checkpoints (0: none)")
-    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    g.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    g.add_argument("--checkpoint-every", type=int, default=EXECUTION_DEFAULTS["checkpoint_every"],
+                   help="steps between checkpoints (0: none)")
+    g.add_argument("--engine", choices=ENGINES, default=EXECUTION_DEFAULTS["engine"],
+                   help="plain: the readable reference; fast: the same algorithm, faster "
+                   "kernels (docs/spec.md §7)")
+    g.add_argument("--device", choices=("auto", "cpu", "cuda"), default=EXECUTION_DEFAULTS["device"])
+    g.add_argument("--threads", type=int, default=EXECUTION_DEFAULTS["threads"],
+                   help="torch intra-op threads")
     g.add_argument("--progress-every", type=int, default=50, help="steps between progress lines")
     g.add_argument("--halt-after", type=int, help=argparse.SUPPRESS)  # tests: simulated crash
     return p
@@ -169,8 +177,8 @@ def run(args: argparse.Namespace) -> Path:
     tune_malloc()
     device = pick_device(args.device)
     # (No torch.use_deterministic_algorithms: it imports torch._inductor, ~2 s per job, and
-    # the CPU kernels used here are deterministic anyway; tests/test_loop.py checks that a
-    # resumed run is bit-identical.)
+    # the CPU kernels used here are deterministic anyway; tests/algorithm/test_loop.py checks
+    # that a resumed run is bit-identical.)
     images, labels = load_mnist_train(args.data_root)
     checkpoint = args.checkpoint or args.out.with_name(args.out.name + ".checkpoint.pt")
     with exclusive_run_lock(checkpoint):
@@ -178,11 +186,10 @@ def run(args: argparse.Namespace) -> Path:
 
 
 def _run_locked(args, settings, device, images, labels, checkpoint: Path) -> Path:
-    state, model = run_loop(
-        settings, images, labels, device, checkpoint=checkpoint,
-        checkpoint_every=args.checkpoint_every, progress_every=args.progress_every,
-        halt_after=args.halt_after,
-    )
+    engine = engine_named(args.engine)
+    bookkeeping = Bookkeeping(checkpoint, args.checkpoint_every, args.progress_every,
+                              args.halt_after)
+    state, model = run_loop(settings, images, labels, device, engine, bookkeeping)
     metrics = whole_run_metrics(state.arrays["c"], state.arrays["q"])
     train_set = state.train_set(state.step * settings.batch_size)
     metrics["train_set_size"] = len(train_set)
@@ -192,6 +199,7 @@ def _run_locked(args, settings, device, images, labels, checkpoint: Path) -> Pat
         "seed": {"entropy": str(seed_seq.entropy), "variant_key": settings.variant_key()},
         "versions": versions(),
         "device": device_description(device),
+        "engine": engine.name,
         "threads": torch.get_num_threads(),
         "host": socket.gethostname(),
         "n_steps": state.step,

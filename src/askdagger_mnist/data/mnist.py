@@ -16,10 +16,10 @@ from typing import Iterable, Optional, Sequence
 import numpy as np
 import torch
 
-from .errors import UserError
+from ..errors import UserError
 
 # torchvision.datasets.MNIST's mirrors and (file, MD5) list, restated so that loading does not
-# import torchvision (seconds per job); tests/test_data.py checks they equal torchvision's.
+# import torchvision (seconds per job); tests/data/test_mnist.py checks they equal torchvision's.
 DEFAULT_MIRRORS: tuple[str, ...] = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "http://yann.lecun.com/exdb/mnist/",
@@ -146,7 +146,7 @@ def load_mnist_train(root: Path) -> tuple[torch.Tensor, torch.Tensor]:
     if missing:
         raise UserError(
             f"{raw / missing[0]} is missing: run the download_mnist rule "
-            f"(python -m askdagger_mnist.download_mnist --root {root}) or point --data-root at "
+            f"(python -m askdagger_mnist.cli.download_mnist --root {root}) or point --data-root at "
             "a folder holding MNIST/raw/*.gz."
         )
     images = _read_idx(raw / TRAIN_IMAGES, 2051)

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from .errors import UserError
+from ..errors import UserError
 
 ARRAYS_FILE = "arrays.npz"
 RUN_FILE = "run.json"
@@ -72,6 +72,20 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def installed_versions(names) -> dict[str, str]:
+    """Installed versions of the named distributions (those not installed are left out), for
+    the provenance a run, an import or a bundle records."""
+    from importlib import metadata
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
 
 
 def atomic_dir(final: Path, fill: Callable[[Path], None]) -> Path:

@@ -1,15 +1,15 @@
-"""One training step's loss and gradients, forward and backward written out (no autograd).
+"""One training step's loss and gradients, forward and backward written out (no autograd):
+the fast twin of ``algorithm.training.autograd_gradients`` (bound by
+tests/fast/test_fast_backprop.py).
 
-The function is LeNet's (spec section 2) with dropout active: cross-entropy, averaged over
-the batch, of the logits of one pass with the given masks. ``loss_and_grads`` computes it and
-its exact gradient (tests/test_model.py compares with autograd on the plain network). Written
-out because on a CPU thread the graph bookkeeping of autograd and separate ReLU, dropout and
+The function is LeNet's (docs/spec.md §2.1, §3.5) with dropout active: cross-entropy,
+averaged over the batch, of the logits of one pass with the given masks. Written out because on a CPU thread the graph bookkeeping of autograd and separate ReLU, dropout and
 pooling kernels cost as much as the arithmetic of this small network:
 
 * ReLU and dropout fold into one gate per layer, (a > 0) * mask, used forward and backward;
 * ReLU and the channel masks act after max-pooling (they commute with it: same values, same
   gradients, a quarter of the elements);
-* conv1 runs in the polyphase layout of ``model.py``, and conv2's output is regrouped into
+* conv1 runs in the polyphase layout of ``fast.polyphase``, and conv2's output is regrouped into
   the four window positions: each max-pool is a maximum of four contiguous blocks, the
   gradient going to the first maximum as F.max_pool2d's does (several times cheaper on CPU
   than F.max_pool2d's kernels).
@@ -22,8 +22,9 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from .masks import DropoutMasks
-from .model import LeNet, conv1_2phase_index, conv1_windows, window_blocks
+from ..algorithm.masks import DropoutMasks
+from ..algorithm.model import LeNet
+from .polyphase import conv1_2phase_index, conv1_windows, window_blocks
 
 
 def max4_forward(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -72,13 +73,13 @@ def _gate(pre: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def loss_and_grads(model: LeNet, x: torch.Tensor, y: torch.Tensor,
-                   masks: DropoutMasks) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def written_out_gradients(model: LeNet, x: torch.Tensor, y: torch.Tensor,
+                          masks: DropoutMasks) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Mean cross-entropy of one masked pass over x (B, 1, 28, 28) and its gradient, one
     tensor per parameter in ``model.parameters()`` order."""
     B = x.shape[0]
     # conv1 in the 2x2 polyphase layout -> max-pool -> ReLU and mask.
-    phases, z1 = conv1_windows(model, x)
+    phases, z1 = conv1_windows(model.conv1, x)
     pool1, sel1 = max4_forward(z1)
     gate1 = _gate(pool1.view(B, 6, 144), masks.scaled("conv1").view(B, 6, 1))
     h1 = (pool1.view(B, 6, 144) * gate1).view(B, 6, 12, 12)

@@ -1,9 +1,10 @@
-"""SGD with Nesterov momentum and weight decay, as torch.optim.SGD computes it.
+"""SGD with Nesterov momentum and weight decay, as torch.optim.SGD computes it: the fast twin
+of ``algorithm.training.paper_optimizer`` (bound by tests/fast/test_fast_optim.py).
 
 torch.optim's optimizers import torch._dynamo on construction (seconds per process, a large
 share of a 15 s run); this is the same arithmetic, op for op (torch's update rule, done with
 its multi-tensor ``_foreach`` kernels: ten parameters in five calls), so results are
-bit-identical (tests/test_optim.py).
+bit-identical.
 """
 
 from __future__ import annotations
@@ -12,10 +13,12 @@ from typing import Iterable, Optional, Sequence
 
 import torch
 
+from ..algorithm.training import LEARNING_RATE, MOMENTUM, WEIGHT_DECAY
+
 
 class NesterovSGD:
-    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float, momentum: float,
-                 weight_decay: float):
+    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = LEARNING_RATE,
+                 momentum: float = MOMENTUM, weight_decay: float = WEIGHT_DECAY):
         self.params = list(params)
         self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
         self.buffers: Optional[list[torch.Tensor]] = None

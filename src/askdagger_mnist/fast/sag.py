@@ -1,59 +1,29 @@
-"""S-Aware Gating (SAG): the query threshold gamma (spec section 4). Pure numpy.
+"""The SAG threshold, faster: the fast twin of ``algorithm.sag.sag_threshold`` (the same gamma
+from the same generator state; bound by tests/fast/test_fast_sag.py).
 
-``sag_threshold(u, r, k, config, rng)`` is a pure function of its inputs and the generator's
-state. The n_rep imputations are vectorised: the scores are the same in every repetition, so
-the window is sorted once and only the labels differ per repetition.
+* the window search looks at a tail of the history first and widens it only while no window
+  inside it qualifies (a late-run call costs what the window costs, not the whole history);
+* the logistic fit is Newton's method written with scalar 2x2 algebra and sufficient
+  statistics (numpy's per-call overhead is the cost on a few hundred points);
+* the n_rep imputations are scored together: the scores are the same in every repetition,
+  so the window is sorted once and only the labels differ per repetition.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
-from .settings import MODES
-
-
-@dataclass(frozen=True)
-class SagConfig:
-    mode: str = "sensitivity"
-    s_des: float = 0.9
-    p_rand: float = 0.1
-    normalize: bool = True
-    impute: bool = True
-    n_min: int = 50
-    n_rep: int = 10
-
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"SAG mode must be one of {', '.join(MODES)}, not {self.mode!r}")
-
-
-@dataclass
-class SagDetails:
-    """Everything one SAG call computed (for plots and tests)."""
-
-    gamma: float
-    fallback: bool
-    window_start: int  # index of the first window sample in the seen arrays
-    k_last: float
-    u_window: np.ndarray
-    k_window: np.ndarray
-    u_norm: np.ndarray
-    lin_coef: tuple[float, float]  # (a, b) of u ~ a + b k
-    logit_coef: Optional[tuple[float, float]]  # (a, b) of P(f=+1|u') = sigmoid(a + b u')
-    f_known_mask: np.ndarray  # window samples with a known label (r != 0)
-    labels: np.ndarray  # (n_rep, n) imputed labels in {+1, -1} (known-only without imputation)
-    gammas: np.ndarray  # (n_rep,) one gamma per imputation (length 1 without imputation)
+from ..algorithm.sag import SagConfig, fallback_gamma, linear_fit, relevant_label, sigmoid
 
 
 # --------------------------------------------------------------------------- window
 
 
-def window_start(r: np.ndarray, k: np.ndarray, relevant: int, n_min: int) -> Optional[int]:
-    """Start index of the smallest window W(w) = {i: k_i >= k_last - w} holding at least
-    ``n_min`` samples with r = relevant and one with r = -relevant; None if no w does.
+def window_start_tail_first(r: np.ndarray, k: np.ndarray, relevant: int,
+                            n_min: int) -> Optional[int]:
+    """As ``algorithm.sag.window_start``.
 
     k is non-decreasing along the stream, so every window is a suffix of the arrays, and a
     suffix that qualifies still does when it grows. The search therefore looks at a tail of
@@ -94,19 +64,8 @@ def _latest_qualifying_start(r, k, first_is_level_start: bool, relevant: int, n_
 # --------------------------------------------------------------------------- fits
 
 
-def linear_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Least squares y ~ a + b x; b = 0 when x is constant."""
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    xm = x.mean()
-    dx = x - xm
-    sxx = float(dx @ dx)
-    b = float(dx @ (y - y.mean())) / sxx if sxx > 0 else 0.0
-    return float(y.mean() - b * xm), b
-
-
-def logistic_fit(x: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: float = 1e-10):
-    """Unpenalised 1-D logistic regression P(y=1|x) = sigmoid(a + b x) by Newton (IRLS) with
+def logistic_fit_scalar(x: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: float = 1e-10):
+    """As ``algorithm.sag.logistic_fit``: unpenalised 1-D logistic regression P(y=1|x) = sigmoid(a + b x) by Newton (IRLS) with
     step halving. ``y`` in {0, 1}. Returns (a, b).
 
     Written with scalar 2x2 algebra and the sufficient statistics sum(y), sum(x y): one SAG
@@ -152,10 +111,6 @@ def logistic_fit(x: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: float =
     return a, b
 
 
-def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, dtype=np.float64)))
-
-
 # --------------------------------------------------------------------------- mode rules
 
 
@@ -180,8 +135,7 @@ def _roc_counts(scores: np.ndarray, labels: np.ndarray):
 
 
 def _success_curves(scores: np.ndarray, labels: np.ndarray):
-    """The success curve as the original code builds it (spec 4.5, with its quirk), for each
-    label row. Returns (thresholds, success) in reversed (descending-walk) order."""
+    """``algorithm.sag.success_curve`` for each label row, vectorised. Returns (thresholds, success) in reversed (descending-walk) order."""
     n = len(scores)
     order = np.argsort(scores, kind="mergesort")
     s = scores[order]
@@ -200,7 +154,7 @@ def _success_curves(scores: np.ndarray, labels: np.ndarray):
 
 
 def mode_gammas(scores: np.ndarray, labels: np.ndarray, config: SagConfig) -> np.ndarray:
-    """gamma per label row by the mode rule; scores (n,), labels (m, n) in {+1, -1}."""
+    """``algorithm.sag.mode_gamma`` per label row; scores (n,), labels (m, n) in {+1, -1}."""
     scores = np.asarray(scores, dtype=np.float64)
     labels = np.atleast_2d(labels)
     p, s_des = config.p_rand, config.s_des
@@ -225,56 +179,32 @@ def mode_gammas(scores: np.ndarray, labels: np.ndarray, config: SagConfig) -> np
 # --------------------------------------------------------------------------- SAG
 
 
-def sag_details(
-    u: np.ndarray, r: np.ndarray, k: np.ndarray, config: SagConfig, rng: np.random.Generator
-) -> SagDetails:
-    """One SAG call over all seen samples (u, r, k; the current batch included with r = 0)."""
-    u = np.asarray(u, dtype=np.float64)
-    r = np.asarray(r)
-    k = np.asarray(k)
-    relevant = 1 if config.mode == "specificity" else -1
-    start = window_start(r, k, relevant, config.n_min)
-    k_last = float(k[-1]) if len(k) else 0.0
+def sag_threshold_fast(u: np.ndarray, r: np.ndarray, k: np.ndarray, config: SagConfig,
+                       rng: np.random.Generator) -> float:
+    """The SAG threshold gamma, as ``algorithm.sag.sag_threshold`` (docs/spec.md §4)."""
+    u, r, k = np.asarray(u, dtype=np.float64), np.asarray(r), np.asarray(k)
+    start = window_start_tail_first(r, k, relevant_label(config.mode), config.n_min)
     if start is None:
-        q = 1.0 - config.s_des if config.mode != "specificity" else config.s_des
-        gamma = float(np.quantile(u, q))
-        empty = np.empty(0)
-        return SagDetails(
-            gamma, True, len(u), k_last, empty, empty, empty, (0.0, 0.0), None,
-            np.empty(0, bool), np.empty((0, 0)), np.array([gamma]),
-        )
+        return fallback_gamma(u, config)
+    k_last = float(k[-1])
     u_w, k_w, r_w = u[start:], k[start:].astype(np.float64), r[start:]
     if config.normalize:
         a, b = linear_fit(k_w, u_w)
         u_n = u_w - (a + b * k_w) + (a + b * k_last)
     else:
-        a, b = 0.0, 0.0
         u_n = u_w
     f = -r_w.astype(np.int8)  # +1 failure, -1 success, 0 unknown
     known = f != 0
-    logit = None
     if config.impute:
-        logit = logistic_fit(u_n[known], (f[known] == 1).astype(np.float64))
+        logit = logistic_fit_scalar(u_n[known], (f[known] == 1).astype(np.float64))
         unknown = np.flatnonzero(~known)
         p_fail = sigmoid(logit[0] + logit[1] * u_n[unknown])
-        draws = rng.random((config.n_rep, len(unknown)))
+        draws = rng.random((config.n_rep, len(unknown)))  # the plain loop's draws, row by row
         labels = np.broadcast_to(f, (config.n_rep, len(f))).copy()
         labels[:, unknown] = np.where(p_fail > draws, np.int8(1), np.int8(-1))
-        gammas = mode_gammas(u_n, labels, config)
-        gamma = float(np.median(gammas))
+        gamma = float(np.median(mode_gammas(u_n, labels, config)))
     else:
-        labels = f[known][None, :]
-        gammas = mode_gammas(u_n[known], labels, config)
-        gamma = float(gammas[0])
+        gamma = float(mode_gammas(u_n[known], f[known][None, :], config)[0])
     if np.isnan(gamma):
         gamma = float(np.nanmin(u_n))
-    return SagDetails(
-        gamma, False, start, k_last, u_w, k_w, u_n, (a, b), logit, known, labels, gammas
-    )
-
-
-def sag_threshold(
-    u: np.ndarray, r: np.ndarray, k: np.ndarray, config: SagConfig, rng: np.random.Generator
-) -> float:
-    """The SAG threshold gamma (may be +inf: no active queries)."""
-    return sag_details(u, r, k, config, rng).gamma
+    return gamma

@@ -14,19 +14,18 @@ files the manifest does not list; the run directories come out byte-identical.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import shutil
 import tempfile
 import zipfile
-from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from . import runio
-from .errors import UserError
+from ..data import rundir
+from ..errors import UserError
+from .download import sha256_file
 from .safe_extract import DEFAULT_LIMITS, Limits, check_members, open_zip, safe_extract
 
 log = logging.getLogger(__name__)
@@ -39,31 +38,13 @@ _EPOCH = (1980, 1, 1, 0, 0, 0)
 _PACKAGES = ("askdagger-mnist", "numpy", "torch", "torchvision", "pandas", "matplotlib", "snakemake", "requests")
 
 
-def package_versions() -> dict[str, str]:
-    out = {}
-    for name in _PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def find_run_dirs(runs_root: Path) -> list[Path]:
     """Complete run directories ``{mode}/{variant}/s{s}/rep{r}`` below ``runs_root``, sorted."""
     runs_root = Path(runs_root)
     return sorted(
         p
         for p in runs_root.glob("*/*/s*/rep*")
-        if p.is_dir() and not p.name.startswith(".") and runio.is_complete_run(p)
+        if p.is_dir() and not p.name.startswith(".") and rundir.is_complete_run(p)
     )
 
 
@@ -87,7 +68,7 @@ def pack(runs_root: Path, out: Path, metrics_dir: Path | None = None,
     runs = []
     for run_dir in run_dirs:
         rel = PurePosixPath("runs", run_dir.relative_to(runs_root).as_posix())
-        info = runio.read_info(run_dir)
+        info = rundir.read_info(run_dir)
         runs.append({"path": str(rel), "settings": info.get("settings"), "source": info.get("source")})
         for f in sorted(run_dir.iterdir()):
             if f.is_file() and not f.name.startswith("."):
@@ -99,12 +80,12 @@ def pack(runs_root: Path, out: Path, metrics_dir: Path | None = None,
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "package_versions": package_versions(),
+        "package_versions": rundir.installed_versions(_PACKAGES),
         "runs": runs,
-        "files": [{"path": name, "size": f.stat().st_size, "sha256": _sha256(f)} for name, f in members],
+        "files": [{"path": name, "size": f.stat().st_size, "sha256": sha256_file(f)} for name, f in members],
     }
     out = Path(out)
-    with runio.atomic_file(out) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with rundir.atomic_file(out) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         _write(zf, MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n")
         for name, f in members:
             _write(zf, name, f.read_bytes())
@@ -178,7 +159,7 @@ def unpack(archive: Path, staging: Path, provenance: dict[str, Any] | None = Non
         safe_extract(archive, extracted, limits)
         for entry in manifest["files"]:
             path = extracted / entry["path"]
-            if path.stat().st_size != entry["size"] or _sha256(path) != entry["sha256"]:
+            if path.stat().st_size != entry["size"] or sha256_file(path) != entry["sha256"]:
                 raise UserError(
                     f"{archive}: {entry['path']} does not match the sha256/size in {MANIFEST}: the "
                     "bundle is corrupt or was altered; download it again."
@@ -193,7 +174,7 @@ def unpack(archive: Path, staging: Path, provenance: dict[str, Any] | None = Non
         if not run_dirs:
             raise UserError(f"{archive} holds no complete runs: the bundle is empty.")
         record = {"provenance": provenance or {}, "manifest": manifest}
-        runio.write_json_atomic(out / "bundle.json", record)
+        rundir.write_json_atomic(out / "bundle.json", record)
         if (extracted / "metrics").is_dir():
             os.replace(extracted / "metrics", out / METRICS_DIR)
         os.replace(out, staging)

@@ -6,21 +6,17 @@ transfer with an HTTP Range request (and starts afresh when the server ignores R
 the sha256, and only then renames the file into place. A final failure removes the ``.part``
 and raises a UserError that names the URL, the attempts and the last error.
 
-A source is an http(s) URL, ``gdrive:<file id>`` or ``file:///path`` (an archive fetched by
-hand: copied, then checked like a download). Everything specific to Google Drive (its
-download endpoint and the confirmation page it shows for large files) lives in the
-``gdrive_*`` functions at the end of this module.
+A source is an http(s) URL, ``gdrive:<file id>`` (``prebuilt.gdrive``) or ``file:///path``
+(an archive fetched by hand: copied, then checked like a download).
 """
 
 from __future__ import annotations
 
 import hashlib
-import html.parser
 import logging
 import os
 import re
 import shutil
-import sys
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -29,7 +25,8 @@ from typing import Callable
 
 import requests
 
-from .errors import UserError
+from ..errors import UserError
+from .gdrive import gdrive_source
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +63,8 @@ def sha256_file(path: Path) -> str:
 
 
 def _fmt_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"
+    power = min(3, int(abs(n)).bit_length() // 10 if abs(n) >= 1024 else 0)
+    return f"{n:.0f} B" if power == 0 else f"{n / 1024 ** power:.1f} {('KiB', 'MiB', 'GiB')[power - 1]}"
 
 
 class _Progress:
@@ -287,21 +281,7 @@ def download(
 def resolve_source(source: str) -> tuple[str, Callable | None]:
     """(first URL, handler for HTML answers or None) for a URL or ``gdrive:<id>`` source."""
     if source.startswith("gdrive:"):
-        file_id = source[len("gdrive:") :].strip()
-        if not re.fullmatch(r"[A-Za-z0-9_-]{10,}", file_id):
-            raise UserError(f"{source!r} is not a valid gdrive:<file id> source: check the url.")
-
-        def on_html(page_url: str, page: bytes) -> str:
-            url = gdrive_confirmation_url(page_url, page)
-            if url is None:
-                raise UserError(
-                    f"Google Drive answered {source} with a page that has no download form (the "
-                    "file may be private, removed or over its download quota): open "
-                    f"https://drive.google.com/file/d/{file_id}/view in a browser, or try later."
-                )
-            return url
-
-        return gdrive_download_url(file_id), on_html
+        return gdrive_source(source)
     parsed = urllib.parse.urlsplit(source)
     if parsed.scheme == "file" and parsed.path:
         return source, None
@@ -318,82 +298,3 @@ def _local_path(url: str) -> Path | None:
     if parsed.netloc not in ("", "localhost"):
         raise UserError(f"{url!r} names another host: use file:///absolute/path/to/archive.zip.")
     return Path(urllib.parse.unquote(parsed.path))
-
-
-# --- Google Drive -------------------------------------------------------------------------
-# Drive serves small files directly from its download endpoint. For large files (which it
-# cannot virus-scan) it answers with an HTML page holding a form "download anyway"; the form's
-# action and hidden inputs (id, export, confirm, uuid) give the URL of the file itself. Older
-# pages instead carried a link with a ``confirm=`` token. The base URL can be overridden with
-# the environment variable ASKDAGGER_GDRIVE_BASE (the tests point it to a local server).
-
-GDRIVE_BASE = "https://drive.usercontent.google.com/download"
-
-
-def gdrive_download_url(file_id: str) -> str:
-    base = os.environ.get("ASKDAGGER_GDRIVE_BASE", GDRIVE_BASE)
-    return f"{base}?{urllib.parse.urlencode({'id': file_id, 'export': 'download'})}"
-
-
-class _FormParser(html.parser.HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.forms: list[dict] = []
-        self.links: list[str] = []
-        self._form: dict | None = None
-
-    def handle_starttag(self, tag: str, attrs: list) -> None:
-        a = {k: (v or "") for k, v in attrs}
-        if tag == "form":
-            self._form = {"id": a.get("id", ""), "action": a.get("action", ""), "inputs": {}}
-            self.forms.append(self._form)
-        elif tag == "input" and self._form is not None and a.get("name"):
-            if a.get("type", "text").lower() == "hidden":
-                self._form["inputs"][a["name"]] = a.get("value", "")
-        elif tag == "a" and "confirm=" in a.get("href", ""):
-            self.links.append(a["href"])
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "form":
-            self._form = None
-
-
-def gdrive_confirmation_url(page_url: str, page: bytes) -> str | None:
-    """The URL behind Drive's "download anyway" page, or None if ``page`` is not one."""
-    parser = _FormParser()
-    parser.feed(page.decode("utf-8", errors="replace"))
-    candidates = []
-    for form in parser.forms:
-        if "confirm" in form["inputs"] or form["id"] == "download-form":
-            query = urllib.parse.urlencode(form["inputs"])
-            action = urllib.parse.urljoin(page_url, form["action"] or page_url)
-            candidates.append(f"{action}{'&' if '?' in action else '?'}{query}")
-    candidates += [urllib.parse.urljoin(page_url, href) for href in parser.links]
-    for url in candidates:
-        if urllib.parse.urlsplit(url).scheme in ("http", "https"):
-            return url
-    return None
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m askdagger_mnist.download SOURCE DEST [--sha256 HEX]`` (a small helper)."""
-    import argparse
-
-    ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("source")
-    ap.add_argument("dest", type=Path)
-    ap.add_argument("--sha256")
-    ap.add_argument("--attempts", type=int, default=Options.attempts)
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        got = download(args.source, args.dest, args.sha256, options=Options(attempts=args.attempts))
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    log.info(f"{args.dest}: sha256 {got}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

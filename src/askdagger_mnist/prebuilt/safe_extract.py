@@ -17,7 +17,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from .errors import UserError
+from ..errors import UserError
 
 MiB = 1 << 20
 GiB = 1 << 30

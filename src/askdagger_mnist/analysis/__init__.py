@@ -1,0 +1,8 @@
+"""From run directories to tables and figures (docs/spec.md §5).
+
+    aggregate   - run directories -> runs.csv (one row per run) and curves.csv.gz (per step)
+    inputs      - reading those tables for a figure; refusing when a run is missing
+    tables      - ablation tables (csv, md, tex)
+    figures     - the paper figure and the ablation figures
+    sag_figure  - sag.pdf: one SAG call of a run, recomputed and drawn
+"""

@@ -1,0 +1,87 @@
+"""Mid-run checkpoints (docs/spec.md §6.3): everything a run needs to continue bit-identically.
+
+A checkpoint is a ``torch.save`` of tensors, numbers and strings only (``torch.load`` reads it
+with ``weights_only=True``), written atomically beside the run directory.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+
+from ..errors import UserError
+from .rundir import atomic_file
+
+VERSION = 3  # 2: dropout masks from the numpy Generator; 3: plain masks, the engine recorded
+
+
+def save_checkpoint(path: Path, run) -> None:
+    """Write the state of ``run`` (an ``algorithm.loop.Run``) to ``path``, atomically."""
+    state, n_seen = run.state, run.state.step * run.settings.batch_size
+    payload = {
+        "version": VERSION,
+        "engine": run.engine.name,
+        "settings": run.settings.to_dict(),
+        "step": state.step,
+        "k": state.k,
+        "elapsed_s": state.elapsed_s,
+        "resumed_at": list(state.resumed_at),
+        "unseen": torch.from_numpy(state.unseen.copy()),
+        "arrays": {name: torch.from_numpy(a[:n_seen].copy()) for name, a in state.arrays.items()},
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "numpy_rng": run.rng.bit_generator.state,
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python_rng": random.getstate(),
+    }
+    with atomic_file(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: Path, run) -> None:
+    """Restore ``run`` (just started, at step 0) from the checkpoint at ``path``."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a torn or foreign file
+        raise UserError(
+            f"checkpoint {path} cannot be read ({type(exc).__name__}): delete it to start the "
+            "run from step 0."
+        ) from exc
+    version = payload.get("version") if isinstance(payload, dict) else None
+    if version != VERSION:
+        raise UserError(
+            f"checkpoint {path} was written by another version of askdagger-mnist (format "
+            f"{version}, this one reads {VERSION}): delete it to start the run from step 0."
+        )
+    engine = payload.get("engine")
+    if engine != run.engine.name:
+        raise UserError(
+            f"checkpoint {path} was written by the {engine} engine: resume it with --engine "
+            f"{engine} (config key engine), or delete it to start the run from step 0."
+        )
+    if payload.get("settings") != run.settings.to_dict():
+        raise UserError(
+            f"checkpoint {path} was written for other settings: delete it, or rerun with the "
+            "settings it was made with."
+        )
+    state = run.state
+    state.step, state.k = int(payload["step"]), int(payload["k"])
+    state.elapsed_s = float(payload["elapsed_s"])
+    state.resumed_at = list(payload["resumed_at"]) + [state.step]
+    state.unseen = payload["unseen"].numpy().copy()
+    for name, saved in payload["arrays"].items():
+        state.arrays[name][: len(saved)] = saved.numpy()
+    run.model.load_state_dict(payload["model"])
+    run.optimizer.load_state_dict(payload["optimizer"])
+    run.rng.bit_generator.state = payload["numpy_rng"]
+    torch.set_rng_state(payload["torch_rng"])
+    if payload["cuda_rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(payload["cuda_rng"])
+    random.setstate(_as_tuple(payload["python_rng"]))
+
+
+def _as_tuple(obj):
+    return tuple(_as_tuple(o) for o in obj) if isinstance(obj, (list, tuple)) else obj

@@ -1,0 +1,27 @@
+"""How runs are named on disk (standard library only: the Snakefile imports it too).
+
+A run lives in ``{mode}/{variant}/s{s_des}/rep{rep}`` under the runs folder, s_des written
+with ``:g`` (0.9 -> ``s0.9``, 0.90 -> ``s0.9``): two s_des values that format alike name the
+same directory, which the config check refuses.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+RUNS_DIR = "results/runs"
+
+
+def format_s_des(s_des: float) -> str:
+    """s_des as it appears in run directory names and figure labels: 0.9 -> '0.9'."""
+    return f"{float(s_des):g}"
+
+
+def run_subdir(mode: str, variant: str, s_des: float, rep: int) -> PurePosixPath:
+    """Relative path of a run inside the runs folder: ``{mode}/{variant}/s{s_des}/rep{rep}``."""
+    return PurePosixPath(mode) / variant / f"s{format_s_des(s_des)}" / f"rep{int(rep)}"
+
+
+def run_label(mode: str, variant: str, s_des: float, rep: int) -> str:
+    """The run's name in messages and tables (its sub-directory, as text)."""
+    return str(run_subdir(mode, variant, s_des, rep))

@@ -1,0 +1,82 @@
+"""The two engines compute the same run (docs/spec.md §7.3): over tens of real steps they
+make the same query decisions, with u within 1e-6, from the same generator."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from askdagger_mnist.algorithm.loop import interactive_step, run_loop, start_run
+from askdagger_mnist.data.mnist import load_mnist_train
+from askdagger_mnist.engines import ENGINES, FAST, PLAIN
+from askdagger_mnist.settings import ENGINES as ENGINE_NAMES
+from askdagger_mnist.settings import RunSettings
+from conftest import MNIST_ROOT
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    return load_mnist_train(MNIST_ROOT)
+
+
+def test_engine_names_are_the_settings_choices():
+    assert tuple(ENGINES) == ENGINE_NAMES
+
+
+def _copy_state(src, dst) -> None:
+    """Make run ``dst`` (fast engine) an exact copy of run ``src`` (plain engine)."""
+    dst.model.load_state_dict(src.model.state_dict())
+    buffers = [src.optimizer.state.get(p, {}).get("momentum_buffer") for p in src.model.parameters()]
+    dst.optimizer.buffers = None if buffers[0] is None else [b.clone() for b in buffers]
+    dst.rng.bit_generator.state = src.rng.bit_generator.state
+    dst.state.step, dst.state.k = src.state.step, src.state.k
+    dst.state.unseen = src.state.unseen.copy()
+    for name, array in src.state.arrays.items():
+        dst.state.arrays[name][:] = array
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode,p_rand", [("sensitivity", 0.1), ("specificity", 0.05),
+                                         ("success", 0.2)])
+def test_plain_and_fast_engines_take_the_same_step_from_the_same_state(mnist, mode, p_rand):
+    """36 real steps in lock-step: before each step the fast run is set to the plain run's
+    state (model, optimizer, generators, arrays); both then take the step. (Left to run freely,
+    float32 rounding differences of ~1e-7 in the updates grow, as between any two devices.)"""
+    torch.set_num_threads(1)
+    images, labels = mnist
+    settings = RunSettings(mode=mode, s_des=0.9, p_rand=p_rand, steps=36, rep=2)
+    plain = start_run(settings, PLAIN, CPU, len(images))
+    fast = start_run(settings, FAST, CPU, len(images))
+    B, active = settings.batch_size, 0
+    while plain.state.step < settings.steps:
+        _copy_state(plain, fast)
+        lo, hi = plain.state.step * B, (plain.state.step + 1) * B
+        torch_state = torch.get_rng_state()
+        interactive_step(plain, images, labels)
+        torch.set_rng_state(torch_state)
+        interactive_step(fast, images, labels)
+        a, b = plain.state.arrays, fast.state.arrays
+        for name in ("stream_idx", "k", "c", "q", "q_a", "r"):
+            np.testing.assert_array_equal(a[name][lo:hi], b[name][lo:hi], err_msg=name)
+        np.testing.assert_allclose(a["u"][lo:hi], b["u"][lo:hi], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(a["g"][lo:hi], b["g"][lo:hi], rtol=0, atol=1e-6)
+        assert plain.rng.random() == fast.rng.random()  # the same draws were consumed
+        for p, f in zip(plain.model.parameters(), fast.model.parameters()):
+            torch.testing.assert_close(p, f, rtol=1e-5, atol=1e-6)
+        active += int(a["q_a"][lo:hi].sum())
+    assert plain.state.k == 7 and active > 0  # updates happened and SAG gated actively
+
+
+@pytest.mark.slow
+def test_free_running_engines_agree_through_the_first_updates(mnist):
+    """Without lock-step, the steps up to the second update (0-10) give the same decisions."""
+    torch.set_num_threads(1)
+    settings = RunSettings(mode="sensitivity", s_des=0.9, steps=11, rep=2)
+    plain, _ = run_loop(settings, *mnist, CPU, PLAIN)
+    fast, _ = run_loop(settings, *mnist, CPU, FAST)
+    for name in ("stream_idx", "k", "c", "q", "q_a", "r"):
+        np.testing.assert_array_equal(plain.arrays[name], fast.arrays[name], err_msg=name)
+    np.testing.assert_allclose(plain.arrays["u"], fast.arrays["u"], rtol=0, atol=1e-6)

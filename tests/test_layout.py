@@ -1,0 +1,72 @@
+"""The package as a map: every module is on the maps, small, and nothing points outside the
+repository (docs/architecture.md)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from conftest import REPO
+
+PACKAGE = REPO / "src" / "askdagger_mnist"
+MAX_LINES = 300
+
+
+def _modules() -> list[Path]:
+    return sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def test_every_module_is_on_the_maps():
+    architecture = (REPO / "docs" / "architecture.md").read_text()
+    for path in _modules():
+        if path.name == "__init__.py":
+            continue
+        relative = path.relative_to(PACKAGE)
+        # The package's own map: the __init__.py of the module's folder names it.
+        init = (path.parent / "__init__.py").read_text()
+        stem = path.stem
+        assert re.search(rf"\b{stem}\b", init), f"{relative} is missing from {path.parent.name}/__init__.py"
+        assert re.search(rf"\b{re.escape(path.name)}", architecture), \
+            f"{relative} is missing from docs/architecture.md"
+
+
+def test_no_module_is_over_300_lines():
+    long = {str(p.relative_to(PACKAGE)): n for p in _modules()
+            if (n := len(p.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"modules over {MAX_LINES} lines: {long}"
+
+
+def test_nothing_outside_tests_and_benchmarks_points_outside_the_repository():
+    places = [REPO / "README.md", REPO / "Snakefile", REPO / "config.yaml",
+              *PACKAGE.rglob("*.py"), *(REPO / "docs").rglob("*.md"), *(REPO / "workflow").rglob("*"),
+              *(REPO / "envs").rglob("*.yaml")]
+    for path in places:
+        if not path.is_file() or "__pycache__" in path.parts:
+            continue
+        text = path.read_text()
+        assert "../shared" not in text and "sag-mnist.md" not in text, path.relative_to(REPO)
+
+
+def test_spec_citations_name_sections_that_exist():
+    spec = (REPO / "docs" / "spec.md").read_text()
+    sections = set(re.findall(r"^#{2,3} (\d+(?:\.\d+)?)\.? ", spec, re.M))
+    assert {"1", "2", "3", "4", "5", "6", "7", "8", "3.5", "4.5"} <= sections
+    cited = set()
+    for path in [*PACKAGE.rglob("*.py"), *(REPO / "docs").glob("*.md"), REPO / "config.yaml",
+                 *(REPO / "workflow").rglob("*")]:
+        if path.is_file() and "__pycache__" not in path.parts:
+            cited |= set(re.findall(r"§(\d+(?:\.\d+)?)", path.read_text()))
+    assert cited and cited <= sections, f"cited sections that spec.md lacks: {cited - sections}"
+
+
+def test_old_entry_points_still_run_the_stage_commands():
+    """python -m askdagger_mnist.<stage> (the commands of version 0.1) runs cli/<stage>."""
+    import subprocess
+    import sys
+
+    for stage in ("train", "download_mnist", "aggregate", "plots", "fetch_results"):
+        old, new = (subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True,
+                                   text=True, cwd=REPO)
+                    for module in (f"askdagger_mnist.{stage}", f"askdagger_mnist.cli.{stage}"))
+        assert old.returncode == new.returncode == 0, (stage, old.stderr[-500:])
+        assert old.stdout == new.stdout and "usage" in new.stdout, stage
