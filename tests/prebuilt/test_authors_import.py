@@ -271,6 +271,60 @@ def test_hostile_state_dict_is_not_loaded(tmp_path):
     assert find_runs(tmp_path / "src")[0].mode == "success"
 
 
+def test_refused_model_is_named_in_the_log_and_counted_in_the_summary(tmp_path, caplog):
+    """The run still imports (exit 0: the model is optional), but the refusal is not silent."""
+    marker = tmp_path / "PWNED"
+    spec = REFERENCE_RESULTS / "results_specificity" / RUN_DIR
+    src = tmp_path / "src" / "results_specificity" / RUN_DIR
+    for rep in (0, 1):
+        (src / str(rep)).mkdir(parents=True)
+        os.symlink(spec / str(rep) / "results.npy", src / str(rep) / "results.npy")
+    os.symlink(spec / "1" / f"{RUN_DIR}.pt", src / "1" / f"{RUN_DIR}.pt")  # a good model
+    torch.save({"core_model.conv1.weight": _Payload(os.system, (f"touch {marker}",))},
+               src / "0" / f"{RUN_DIR}.pt")
+    archive = _zip_dir(tmp_path / "src", "results_specificity", tmp_path / "a.zip")
+    out = tmp_path / "staging"
+    with caplog.at_level("INFO"):
+        assert fetch_results.main(["import", "--archive", str(archive), "--format", "authors",
+                                   "--out", str(out)]) == 0
+    assert not marker.exists()
+    pt = f"results_specificity/{RUN_DIR}/0/{RUN_DIR}.pt"
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and pt in warnings[0] and "posix.system" in warnings[0], warnings
+    summary = caplog.records[-1].getMessage()
+    assert "imported 2 runs" in summary and "1 model file refused" in summary, summary
+    record = json.loads((out / "import.json").read_text())
+    assert [(m["file"], m["run"]) for m in record["models_refused"]] == [(pt, "specificity/sag/s0.9/rep0")]
+    note = rundir.read_info(out / "specificity/sag/s0.9/rep0")["provenance"]["model"]
+    assert note.startswith("not converted") and f"{RUN_DIR}.pt" in note and "posix.system" in note
+    assert not (out / "specificity/sag/s0.9/rep0/model.pt").exists()
+    assert (out / "specificity/sag/s0.9/rep1/model.pt").exists()
+
+
+def test_state_dicts_are_bounded_before_torch_reads_them(tmp_path, monkeypatch):
+    """Only torch's zip format (whose records have declared sizes) and only LeNet-sized files:
+    the legacy format sizes its storages from numbers inside the pickle."""
+    from askdagger_mnist.prebuilt import authors_model
+
+    real = REFERENCE_RESULTS / "results_success" / RUN_DIR / "0" / f"{RUN_DIR}.pt"
+    state, note = authors_model.convert_state_dict(real)
+    assert state is not None and note.startswith("converted")
+    legacy = tmp_path / "legacy.pt"
+    torch.save(torch.load(real, weights_only=True), legacy, _use_new_zipfile_serialization=False)
+    state, note = authors_model.convert_state_dict(legacy)
+    assert state is None and note.startswith("not converted: legacy.pt") and "zip" in note
+    disguised = tmp_path / "disguised.pt"  # legacy bytes first (torch's choice), a zip at the end
+    with zipfile.ZipFile(tmp_path / "empty.zip", "w"):
+        pass
+    disguised.write_bytes(legacy.read_bytes() + (tmp_path / "empty.zip").read_bytes())
+    assert zipfile.is_zipfile(disguised)
+    state, note = authors_model.convert_state_dict(disguised)
+    assert state is None and "zip format" in note
+    monkeypatch.setattr(authors_model, "MAX_STATE_DICT_BYTES", 100_000)
+    state, note = authors_model.convert_state_dict(real)
+    assert state is None and "182437 bytes" in note
+
+
 # --- the workflow's download entry point ---------------------------------------------------------
 
 

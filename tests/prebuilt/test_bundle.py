@@ -157,3 +157,31 @@ def test_pack_only_selected_runs(results, tmp_path):
     with pytest.raises(UserError, match="rep7 is not a complete run"):
         bundle.pack(runs, tmp_path / "c.zip", select=[*pick, runs / "success/sag/s0.9/rep7"])
     assert not (tmp_path / "c.zip").exists()
+
+
+def test_manifest_bombs_are_refused_with_a_sentence(results, tmp_path):
+    """manifest.json is downloaded data too: bounded in size and depth, each file listed once."""
+    good = bundle.pack(results / "runs", tmp_path / "b.zip") and tmp_path / "b.zip"
+    manifest = json.loads(zipfile.ZipFile(good).read("manifest.json"))
+
+    def with_manifest(name: str, data: bytes) -> Path:
+        return _rewrite(good, tmp_path / f"{name}.zip",
+                        lambda n, d: None if n == "<extra>" else (data if n == "manifest.json" else d))
+
+    repeated = {**manifest, "files": manifest["files"] + [manifest["files"][0]] * 1000}
+    cases = {
+        "deeply nested": (b"[" * 100_000, "unreadable manifest.json"),
+        "huge": (json.dumps(manifest).encode() + b" " * (17 << 20), "more than"),
+        "repeated": (json.dumps(repeated).encode(), "more than once"),
+        "runs not a list": (json.dumps({**manifest, "runs": 5}).encode(), "no valid run list"),
+    }
+    for name, (data, message) in cases.items():
+        archive = with_manifest(name, data)
+        staging = tmp_path / "staging" / name
+        with pytest.raises(UserError, match=message):
+            bundle.unpack(archive, staging)
+        with pytest.raises(UserError, match=message):
+            fetch_results.verify_archive(archive, "bundle", str(archive))
+        assert not staging.exists(), name
+    root = tmp_path / "staging"
+    assert not root.exists() or list(root.iterdir()) == []  # no scratch folders left behind

@@ -15,7 +15,8 @@
 A staging folder holds runs as ``{staging}/{mode}/{variant}/s{s_des}/rep{rep}/`` (our run
 format) plus ``import.json`` (authors) or ``bundle.json`` (bundles) with the provenance.
 Without --sha256 (allowed for the authors' archives, whose hashes cannot be known in advance)
-the computed hash is logged and the archive's structure is checked instead.
+the computed hash is logged and the archive's structure is checked instead. SIGTERM and Ctrl-C
+end a command with ``error: stopped by ...`` (exit 143/130) after its cleanup has run.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import argparse
 import json
 import logging
 import shutil
+import signal
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from ..prebuilt import authors_format, bundle
 from ..prebuilt.download import Options, download, sha256_file
 from ..errors import UserError
 from ..prebuilt.safe_extract import check_members, open_zip, safe_extract
+from ..prebuilt.scratch import publish, scratch_dir
 from ..settings import MODES
 from ..naming import run_subdir
 
@@ -101,34 +103,36 @@ def cmd_download(url: str, out: Path, sha256: str | None, fmt: str, attempts: in
 def cmd_import(archive: Path, out: Path, fmt: str, url: str | None, variants: dict,
                default_mode: str, batch_size: int | None, update_every: int | None,
                with_model: bool) -> list[Path]:
+    """Import ``archive`` into the new staging folder ``out``; returns the run directories.
+
+    All work happens in a scratch folder beside ``out`` that is removed on every exit path.
+    """
     archive, out = Path(archive), Path(out)
     digest = sha256_file(archive)
     provenance = {"url": url or str(archive), "archive_sha256": digest, "archive": archive.name}
     if fmt == "bundle":
         return bundle.unpack(archive, out, provenance)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".extract", dir=out.parent))
-    imported: list[Path] = []
-    try:
-        extracted = work / "zip"
+    with scratch_dir(out) as work:
+        extracted, ready = work / "zip", work / "staging"
         safe_extract(archive, extracted)
-
-        def fill(tmp: Path) -> None:
-            done = authors_format.import_tree(
-                extracted, tmp, variants, provenance, default_mode, batch_size, update_every,
-                with_model,
-            )
-            imported.extend(out / p.relative_to(tmp) for p in done)
-            rundir.write_json_atomic(tmp / "import.json", {
-                "provenance": provenance,
-                "runs": [str(p.relative_to(tmp)) for p in done],
-            })
-
-        rundir.atomic_dir(out, fill)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    log.info(f"imported {len(imported)} runs from {archive} into {out}")
-    return imported
+        ready.mkdir()
+        report = authors_format.import_tree(
+            extracted, ready, variants, provenance, default_mode, batch_size, update_every, with_model,
+        )
+        runs = [p.relative_to(ready) for p in report.runs]
+        rundir.write_json_atomic(ready / "import.json", {
+            "provenance": provenance,
+            "runs": [str(p) for p in runs],
+            "models_refused": report.models_refused,
+        })
+        publish(ready, out, work)
+    refused = report.models_refused
+    summary = f"imported {len(runs)} runs from {archive} into {out}"
+    if refused:
+        summary += (f"; {len(refused)} model file{'s' if len(refused) > 1 else ''} refused (not loaded, "
+                    f"those runs have no model.pt): {', '.join(m['file'] for m in refused)}")
+    log.info(summary)
+    return [out / p for p in runs]
 
 
 def cmd_pick(stagings: list[Path], mode: str, variant: str, s_des: float, rep: int, out: Path) -> Path:
@@ -233,14 +237,35 @@ def run(args: argparse.Namespace) -> Any:
     return None
 
 
+class Stopped(BaseException):
+    """SIGTERM (Snakemake cancelling a job, a scheduler's time limit), raised like Ctrl-C so
+    that every ``finally`` runs: scratch folders are removed, partial files never renamed."""
+
+
+def _stop(signum: int, _frame: Any) -> None:
+    signal.signal(signum, signal.SIG_IGN)  # a second SIGTERM must not interrupt the cleanup
+    raise Stopped(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    try:
+        previous = signal.signal(signal.SIGTERM, _stop)
+    except ValueError:  # not the main thread: keep the default
+        previous = None
     try:
         run(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except (Stopped, KeyboardInterrupt) as exc:
+        name = "SIGTERM" if isinstance(exc, Stopped) else "Ctrl-C"
+        print(f"error: stopped by {name}; nothing half-done was kept: run the command again.", file=sys.stderr)
+        return 128 + (signal.SIGTERM if isinstance(exc, Stopped) else signal.SIGINT)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 

@@ -7,7 +7,9 @@ The authors' code writes each run as
         r..._e5.pt        LeNet state dict, keys core_model.{conv1,conv2,fc1,fc2,fc3}.{weight,bias}
 
 ``results.npy`` is read by ``prebuilt.authors_pickle.load_results_npy``, which never runs
-pickled code; the state dict is read with ``torch.load(weights_only=True)``.
+pickled code; the state dict by ``prebuilt.authors_model.convert_state_dict`` (bounded, then
+``torch.load(weights_only=True)``). A refused state dict leaves the run without ``model.pt``,
+and the log, ``import.json`` and the run's provenance say which file and why.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
@@ -23,6 +25,7 @@ import numpy as np
 
 from ..data import rundir
 from ..errors import UserError
+from .authors_model import run_model
 from .authors_pickle import load_results_npy
 from ..algorithm.metrics import whole_run_metrics
 from ..settings import MODES, RunSettings
@@ -112,23 +115,17 @@ def match_variant(settings: Mapping[str, Any], variants: Mapping[str, Mapping[st
 # --- conversion ------------------------------------------------------------------------------
 
 STREAM_KEYS = ("u", "k", "g", "c", "r", "q", "q_a")
-LENET_SHAPES = {
-    "conv1.weight": (6, 1, 5, 5),
-    "conv1.bias": (6,),
-    "conv2.weight": (16, 6, 5, 5),
-    "conv2.bias": (16,),
-    "fc1.weight": (120, 256),
-    "fc1.bias": (120,),
-    "fc2.weight": (84, 120),
-    "fc2.bias": (84,),
-    "fc3.weight": (10, 84),
-    "fc3.bias": (10,),
-}
-AUTHORS_PREFIX = "core_model."
 
 
-def _exact_ints(name: str, values: np.ndarray, allowed: tuple[int, ...] | None, where: Path) -> np.ndarray:
-    v = np.asarray(values)
+def _array(where: str, name: str, value: Any) -> np.ndarray:
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError):  # ragged lists and the like
+        raise UserError(f"{where}: {name!r} is not an array of numbers; the archive is corrupt.") from None
+
+
+def _exact_ints(name: str, values: Any, allowed: tuple[int, ...] | None, where: str) -> np.ndarray:
+    v = _array(where, name, values)
     if v.dtype.kind not in "biuf" or v.ndim != 1:
         raise UserError(f"{where}: array {name!r} is not a 1-d numeric array; the archive is corrupt.")
     if v.dtype.kind == "f" and not np.all(np.isfinite(v) & (v == np.round(v))):
@@ -141,15 +138,15 @@ def _exact_ints(name: str, values: np.ndarray, allowed: tuple[int, ...] | None, 
     return ints
 
 
-def convert_arrays(raw: Mapping[str, Any], where: Path) -> dict[str, np.ndarray]:
+def convert_arrays(raw: Mapping[str, Any], where: str) -> dict[str, np.ndarray]:
     """The authors' dict -> our arrays (``train_subset`` -> ``train_idx``; no ``stream_idx``)."""
     missing = [k for k in (*STREAM_KEYS, "train_subset") if k not in raw]
     if missing:
         raise UserError(f"{where} lacks {', '.join(missing)}: it is not a complete authors' run.")
-    n = len(np.asarray(raw["u"]))
+    n = _array(where, "u", raw["u"]).size
     out: dict[str, np.ndarray] = {}
     for key in ("u", "g"):
-        v = np.asarray(raw[key])
+        v = _array(where, key, raw[key])
         if v.dtype.kind not in "biuf" or v.shape != (n,):
             raise UserError(f"{where}: array {key!r} does not have {n} numbers; the archive is corrupt.")
         out[key] = v.astype(np.float64)
@@ -160,36 +157,10 @@ def convert_arrays(raw: Mapping[str, Any], where: Path) -> dict[str, np.ndarray]
     for key in STREAM_KEYS:
         if out[key].shape != (n,):
             raise UserError(f"{where}: array {key!r} has {len(out[key])} entries, not {n}; the archive is corrupt.")
-    subset = raw["train_subset"]
-    subset = np.asarray(subset if len(subset) else np.zeros(0, dtype=np.int64))
+    subset = _array(where, "train_subset", raw["train_subset"])
+    subset = subset if subset.size else np.zeros(0, dtype=np.int64)
     out["train_idx"] = _exact_ints("train_subset", subset.reshape(-1), None, where)
     return out
-
-
-def convert_state_dict(pt_path: Path) -> tuple[dict | None, str]:
-    """Load the authors' state dict safely and rename ``core_model.X`` -> ``X``.
-
-    Returns (state dict or None, a note for the provenance saying what was done or why not).
-    """
-    import torch  # only needed here; keeps the rest of the import fast
-
-    try:
-        sd = torch.load(pt_path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # weights_only refuses anything but tensors and containers
-        return None, f"not converted: {pt_path.name} could not be loaded safely ({type(exc).__name__})"
-    if not isinstance(sd, Mapping):
-        return None, f"not converted: {pt_path.name} does not hold a state dict"
-    renamed = {}
-    for key, value in sd.items():
-        if not isinstance(key, str) or not key.startswith(AUTHORS_PREFIX):
-            return None, f"not converted: unexpected key {key!r} in {pt_path.name}"
-        renamed[key[len(AUTHORS_PREFIX) :]] = value
-    if set(renamed) != set(LENET_SHAPES):
-        return None, f"not converted: {pt_path.name} keys do not match our LeNet"
-    for key, shape in LENET_SHAPES.items():
-        if not isinstance(renamed[key], torch.Tensor) or tuple(renamed[key].shape) != shape:
-            return None, f"not converted: {pt_path.name} {key} does not have shape {shape}"
-    return {k: renamed[k] for k in LENET_SHAPES}, f"converted from {pt_path.name} (core_model.* -> *)"
 
 
 def import_run(
@@ -198,10 +169,15 @@ def import_run(
     out_dir: Path,
     provenance: Mapping[str, Any],
     with_model: bool = True,
-) -> Path:
-    """Convert one authors' run into our run directory ``out_dir`` (written atomically)."""
-    raw = load_results_npy(run.results)
-    arrays = convert_arrays(raw, run.results)
+) -> dict[str, str] | None:
+    """Convert one authors' run into our run directory ``out_dir`` (written atomically).
+
+    Returns None, or the refused model file (``file`` inside the archive and ``reason``): the
+    run is imported without it, and the log says so.
+    """
+    where = f"{run.rel} in {provenance.get('archive', 'the archive')}"
+    raw = load_results_npy(run.results, where)
+    arrays = convert_arrays(raw, where)
     s = run.settings
     n = len(arrays["u"])
     try:
@@ -218,12 +194,7 @@ def import_run(
         )
     except ValueError as exc:
         raise UserError(f"{run.rel} names invalid settings ({exc}); the archive is corrupt.") from None
-    model, model_note = None, "no .pt state dict beside results.npy"
-    pts = sorted(run.results.parent.glob("*.pt"))
-    if with_model and len(pts) == 1:
-        model, model_note = convert_state_dict(pts[0])
-    elif len(pts) > 1:
-        model_note = "not converted: more than one .pt beside results.npy"
+    model, model_note, refused = run_model(run.results, run.rel, with_model)
     metrics = whole_run_metrics(arrays["c"], arrays["q"])
     metrics["train_set_size"] = int(len(arrays["train_idx"]))
     info = {
@@ -247,26 +218,21 @@ def import_run(
 
             torch.save(model, tmp / rundir.MODEL_FILE)
 
-    return rundir.atomic_dir(out_dir, fill)
+    rundir.atomic_dir(out_dir, fill)
+    return refused
 
 
-def import_tree(
-    root: Path,
-    staging: Path,
-    variants: Mapping[str, Mapping[str, Any]],
-    provenance: Mapping[str, Any],
-    default_mode: str = "sensitivity",
-    batch_size: int | None = None,
-    update_every: int | None = None,
-    with_model: bool = True,
-) -> list[Path]:
-    """Import every authors' run below ``root`` into ``staging/{mode}/{variant}/s{s}/rep{r}``."""
-    runs = find_runs(root, default_mode)
-    if not runs:
-        raise UserError(
-            f"{provenance.get('url', root)} holds no results_{{mode}}/r..._s..._u..._i..._b..._e.../"
-            "{rep}/results.npy: it is not an archive of the authors' results; check its url and format."
-        )
+@dataclass
+class ImportReport:
+    """What ``import_tree`` did: the runs written and the model files it refused."""
+
+    runs: list[Path] = field(default_factory=list)
+    models_refused: list[dict[str, str]] = field(default_factory=list)  # run, file, reason
+
+
+def _targets(runs: list[AuthorsRun], staging: Path, variants: Mapping[str, Mapping[str, Any]],
+             batch_size: int | None, update_every: int | None) -> dict[Path, AuthorsRun]:
+    """Where each wanted run goes; the others are counted and logged by why they are skipped."""
     targets: dict[Path, AuthorsRun] = {}
     skipped: dict[str, int] = {}
     for run in runs:
@@ -291,9 +257,35 @@ def import_tree(
         targets[target] = run
     for reason, count in skipped.items():
         log.info(f"skipped {count} run(s): {reason}")
-    done = []
-    for target, run in sorted(targets.items()):
-        import_run(run, target.relative_to(staging).parts[1], target, provenance, with_model)
-        log.info(f"imported {run.rel} -> {target.relative_to(staging)}")
-        done.append(target)
-    return done
+    return targets
+
+
+def import_tree(
+    root: Path,
+    staging: Path,
+    variants: Mapping[str, Mapping[str, Any]],
+    provenance: Mapping[str, Any],
+    default_mode: str = "sensitivity",
+    batch_size: int | None = None,
+    update_every: int | None = None,
+    with_model: bool = True,
+) -> ImportReport:
+    """Import every authors' run below ``root`` into ``staging/{mode}/{variant}/s{s}/rep{r}``."""
+    runs = find_runs(root, default_mode)
+    if not runs:
+        raise UserError(
+            f"{provenance.get('url', root)} holds no results_{{mode}}/r..._s..._u..._i..._b..._e.../"
+            "{rep}/results.npy: it is not an archive of the authors' results; check its url and format."
+        )
+    report = ImportReport()
+    for target, run in sorted(_targets(runs, staging, variants, batch_size, update_every).items()):
+        name = target.relative_to(staging)
+        refused = import_run(run, name.parts[1], target, provenance, with_model)
+        if refused is None:
+            log.info(f"imported {run.rel} -> {name}")
+        else:
+            report.models_refused.append({"run": name.as_posix(), **refused})
+            log.warning(f"imported {run.rel} -> {name} without its model: {refused['file']} "
+                        f"{refused['reason']}")
+        report.runs.append(target)
+    return report

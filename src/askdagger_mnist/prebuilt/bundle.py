@@ -9,7 +9,8 @@ Layout of ``bundle.zip``::
 
 Packing is deterministic (sorted members, fixed timestamps): the same runs give the same
 bytes. Unpacking extracts safely, then checks every file against the manifest and refuses
-files the manifest does not list; the run directories come out byte-identical.
+files the manifest does not list; the run directories come out byte-identical. The manifest
+is downloaded data too: at most 16 MiB, each file listed once, no more entries than members.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -27,6 +27,7 @@ from ..data import rundir
 from ..errors import UserError
 from .download import sha256_file
 from .safe_extract import DEFAULT_LIMITS, Limits, check_members, open_zip, safe_extract
+from .scratch import publish, scratch_dir
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ MANIFEST = "manifest.json"
 METRICS_DIR = "_metrics"  # where unpack puts the bundle's metrics/ inside the staging folder
 FORMAT = "askdagger-mnist-bundle"
 FORMAT_VERSION = 1
+MAX_MANIFEST_BYTES = 16 << 20  # the paper's sweep (630 runs, 1,900 files) needs about 1 MB
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 _PACKAGES = ("askdagger-mnist", "numpy", "torch", "torchvision", "pandas", "matplotlib", "snakemake", "requests")
 
@@ -101,13 +103,22 @@ def _write(zf: zipfile.ZipFile, name: str, data: bytes) -> None:
     zf.writestr(info, data)
 
 
-def read_manifest(zf: zipfile.ZipFile, archive: Path) -> dict[str, Any]:
+def read_manifest(zf: zipfile.ZipFile, archive: Path, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any]:
+    """The manifest, checked: bounded in size, one entry per file, at most as many as members."""
+    corrupt = f"{archive}: {MANIFEST} has no valid file list; the bundle is corrupt."
     try:
-        manifest = json.loads(zf.read(MANIFEST))
+        info = zf.getinfo(MANIFEST)
     except KeyError:
         raise UserError(f"{archive} has no {MANIFEST}: it is not a results bundle; check the format of this archive.") from None
-    except (ValueError, zipfile.BadZipFile) as exc:
-        raise UserError(f"{archive} has an unreadable {MANIFEST} ({exc}): the bundle is corrupt.") from None
+    if info.file_size > MAX_MANIFEST_BYTES:
+        raise UserError(f"{archive}: {MANIFEST} is {info.file_size} bytes, more than the {MAX_MANIFEST_BYTES} "
+                        "a bundle of even thousands of runs needs: the bundle is corrupt or hostile.")
+    try:
+        with zf.open(info) as fh:
+            manifest = json.loads(fh.read(MAX_MANIFEST_BYTES + 1))
+    except (ValueError, RecursionError, zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+        raise UserError(f"{archive} has an unreadable {MANIFEST} ({reason}): the bundle is corrupt.") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise UserError(f"{archive}: {MANIFEST} is not a {FORMAT} manifest; check the format of this archive.")
     if manifest.get("format_version") != FORMAT_VERSION:
@@ -116,11 +127,20 @@ def read_manifest(zf: zipfile.ZipFile, archive: Path) -> dict[str, Any]:
             f"version {FORMAT_VERSION}: update askdagger-mnist."
         )
     files = manifest.get("files")
-    if not isinstance(files, list) or not all(
-        isinstance(f, dict) and isinstance(f.get("path"), str) and isinstance(f.get("size"), int)
-        and isinstance(f.get("sha256"), str) for f in files
+    if not isinstance(files, list) or len(files) > limits.max_members or not all(
+        isinstance(f, dict) and isinstance(f.get("path"), str) and type(f.get("size")) is int
+        and 0 <= f["size"] <= limits.max_member_bytes and isinstance(f.get("sha256"), str) for f in files
     ):
-        raise UserError(f"{archive}: {MANIFEST} has no valid file list; the bundle is corrupt.")
+        raise UserError(corrupt)
+    listed: set[str] = set()
+    for f in files:  # each entry is hashed: a repeated one would be hashed again and again
+        if f["path"] in listed:
+            raise UserError(f"{archive}: {MANIFEST} lists {f['path'][:200]!r} more than once; the "
+                            "bundle is corrupt or hostile.")
+        listed.add(f["path"])
+    runs = manifest.get("runs")
+    if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
+        raise UserError(f"{archive}: {MANIFEST} has no valid run list; the bundle is corrupt.")
     return manifest
 
 
@@ -128,7 +148,7 @@ def check_structure(archive: Path, limits: Limits = DEFAULT_LIMITS) -> dict[str,
     """Cheap check of a downloaded bundle (safe member names, a manifest that lists its files)."""
     with open_zip(archive) as zf:
         members = check_members(zf, Path(archive), limits)
-        manifest = read_manifest(zf, Path(archive))
+        manifest = read_manifest(zf, Path(archive), limits)
         names = {str(rel) for _i, rel, kind in members if kind == "file"}
     listed = {f["path"] for f in manifest["files"]}
     if listed | {MANIFEST} != names:
@@ -152,9 +172,7 @@ def unpack(archive: Path, staging: Path, provenance: dict[str, Any] | None = Non
     if staging.exists() and any(staging.iterdir()):
         raise UserError(f"{staging} already exists and is not empty: remove it before unpacking {archive}.")
     manifest = check_structure(archive, limits)
-    staging.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{staging.name}.", suffix=".unpack", dir=staging.parent))
-    try:
+    with scratch_dir(staging) as work:
         extracted = work / "zip"
         safe_extract(archive, extracted, limits)
         for entry in manifest["files"]:
@@ -177,8 +195,6 @@ def unpack(archive: Path, staging: Path, provenance: dict[str, Any] | None = Non
         rundir.write_json_atomic(out / "bundle.json", record)
         if (extracted / "metrics").is_dir():
             os.replace(extracted / "metrics", out / METRICS_DIR)
-        os.replace(out, staging)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        publish(out, staging, work)
     log.info(f"unpacked {len(run_dirs)} runs from {archive} into {staging}")
     return [staging / p.relative_to(out) for p in run_dirs]

@@ -2,20 +2,24 @@
 
 Every member is checked before a single byte is written: no absolute paths or drive letters,
 no ``..`` components, only regular files and directories (no symlinks, devices, fifos), no
-encrypted members, no duplicate or clashing names, and sizes below the limits (zip bombs).
+encrypted members, no duplicate or clashing names, no paths deeper than 32 folders, and sizes
+below the limits (zip bombs: per member and for the whole archive).
 Extraction then goes into a fresh temporary directory beside the destination, enforces the
 declared sizes while copying, and is renamed into place only when everything succeeded.
 """
 
 from __future__ import annotations
 
+import lzma
 import os
 import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Iterator
 
 from ..errors import UserError
 
@@ -28,18 +32,20 @@ class Limits:
     max_member_bytes: int = 1 * GiB  # one uncompressed member
     max_total_bytes: int = 32 * GiB  # all members together
     max_members: int = 200_000
-    max_ratio: float = 1000.0  # uncompressed / compressed, for members above ratio_floor
-    ratio_floor: int = 4 * MiB
+    max_ratio: float = 1000.0  # uncompressed / compressed, for members and for the whole
+    ratio_floor: int = 4 * MiB  # archive, once above ratio_floor
+    max_depth: int = 32  # path components of a member (the deepest we write have 6)
+    max_component_bytes: int = 255  # one path component (NAME_MAX of most file systems)
 
 
 DEFAULT_LIMITS = Limits()
 _COPY_CHUNK = 1 << 20
 
 
-def _member_path(info: zipfile.ZipInfo, archive: Path) -> PurePosixPath | None:
+def _member_path(info: zipfile.ZipInfo, archive: Path, limits: Limits) -> PurePosixPath | None:
     """The member's relative path, or None for the root entry; raises for unsafe names."""
     name = info.filename
-    what = f"{archive} holds a member named {name!r}"
+    what = f"{archive} holds a member named {name[:100]!r}{'...' if len(name) > 100 else ''}"
     if "\x00" in name:
         raise UserError(f"{what} with a NUL byte: the archive is corrupt or hostile; do not use it.")
     if "\\" in name:
@@ -51,6 +57,12 @@ def _member_path(info: zipfile.ZipInfo, archive: Path) -> PurePosixPath | None:
         raise UserError(f"{what} with a '..' component: refusing to extract it; do not use the archive.")
     if not parts:
         return None
+    if len(parts) > limits.max_depth:  # also keeps the parent checks below linear
+        raise UserError(f"{what}, nested {len(parts)} folders deep, more than the limit of "
+                        f"{limits.max_depth}: refusing to extract it; do not use the archive.")
+    if max(len(p.encode()) for p in parts) > limits.max_component_bytes:
+        raise UserError(f"{what}, with a component longer than {limits.max_component_bytes} bytes: "
+                        "refusing to extract it; do not use the archive.")
     return PurePosixPath(*parts)
 
 
@@ -83,9 +95,9 @@ def check_members(
         )
     checked = []
     seen: dict[str, str] = {}
-    total = 0
+    total = packed = 0
     for info in infos:
-        rel = _member_path(info, archive)
+        rel = _member_path(info, archive, limits)
         kind = _member_kind(info, archive)
         if rel is None:
             if kind == "dir":
@@ -106,6 +118,7 @@ def check_members(
                     f"{info.compress_size} (a zip bomb?): refusing to extract it."
                 )
             total += info.file_size
+            packed += info.compress_size
             if total > limits.max_total_bytes:
                 raise UserError(
                     f"{archive} unpacks to more than {limits.max_total_bytes} bytes: refusing to "
@@ -120,6 +133,11 @@ def check_members(
             )
         seen[key] = kind
         checked.append((info, rel, kind))
+    if total > limits.ratio_floor and total > limits.max_ratio * max(packed, 1):
+        raise UserError(
+            f"{archive} compresses {total} bytes into {packed} (a zip bomb of many small members?): "
+            "refusing to extract it."
+        )
     # A file may not also be a parent directory of another member.
     for _info, rel, _kind in checked:
         for parent in list(rel.parents)[:-1]:
@@ -142,13 +160,27 @@ def open_zip(archive: Path) -> zipfile.ZipFile:
         ) from None
 
 
+# What reading a damaged member raises (zlib, lzma and bz2 report bad streams their own way).
+_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError,
+                zlib.error, lzma.LZMAError, OSError)
+
+
+def _read_chunks(zf: zipfile.ZipFile, info: zipfile.ZipInfo, archive: Path) -> Iterator[bytes]:
+    try:
+        with zf.open(info) as src:
+            while chunk := src.read(_COPY_CHUNK):
+                yield chunk
+    except _READ_ERRORS as exc:
+        raise UserError(
+            f"{archive} member {info.filename!r} cannot be read ({exc}): the archive is corrupt "
+            "or truncated; delete it and download it again."
+        ) from None
+
+
 def _copy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, archive: Path) -> None:
     written = 0
-    with zf.open(info) as src, open(target, "xb") as dst:
-        while True:
-            chunk = src.read(_COPY_CHUNK)
-            if not chunk:
-                break
+    with open(target, "xb") as dst:
+        for chunk in _read_chunks(zf, info, archive):
             written += len(chunk)
             if written > info.file_size:
                 raise UserError(
@@ -180,16 +212,16 @@ def safe_extract(archive: Path, dest: Path, limits: Limits = DEFAULT_LIMITS) -> 
         try:
             for info, rel, kind in members:
                 target = tmp.joinpath(*rel.parts)
-                if kind == "dir":
-                    target.mkdir(parents=True, exist_ok=True)
-                    continue
-                target.parent.mkdir(parents=True, exist_ok=True)
                 try:
+                    if kind == "dir":
+                        target.mkdir(parents=True, exist_ok=True)
+                        continue
+                    target.parent.mkdir(parents=True, exist_ok=True)
                     _copy_member(zf, info, target, archive)
-                except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
+                except OSError as exc:  # writing: reading errors are UserErrors already
                     raise UserError(
-                        f"{archive} member {info.filename!r} cannot be read ({exc}): the archive "
-                        "is corrupt or truncated; delete it and download it again."
+                        f"{archive} member {info.filename!r} cannot be extracted into {dest.parent} "
+                        f"({exc.strerror or exc}): check the free space and permissions there."
                     ) from None
                 files.append(dest.joinpath(*rel.parts))
             os.replace(tmp, dest)
