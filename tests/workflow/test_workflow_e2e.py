@@ -294,7 +294,8 @@ def test_resume_after_sigkill_retrains_nothing_finished_and_matches_the_uninterr
 
 
 def test_read_only_mnist_root_is_used_as_is(tmp_path):
-    """mnist_root pointing at a folder that already holds valid files: no download job, nothing
+    """mnist_root pointing at a folder that already holds valid files: the download job only
+    verifies them (its manifest lands in the workflow's results/), nothing is downloaded or
     written there, and training reads from it."""
 
     def listing():
@@ -312,7 +313,10 @@ def test_read_only_mnist_root_is_used_as_is(tmp_path):
         workdir, "--config", f"mnist_root={MNIST_ROOT}", "max_steps=6", targets=(target,)
     )
     assert proc.returncode == 0, proc.output[-4000:]
-    assert "download_mnist" not in proc.output
+    log = (workdir / "results/logs/download_mnist.log").read_text()
+    assert "MNIST already present and verified" in log and "nothing downloaded" in log, log
+    manifest = json.loads((workdir / "results/mnist.verified.json").read_text())
+    assert manifest["root"] == str(MNIST_ROOT) and len(manifest["files"]) == 4
     assert f"--data-root {MNIST_ROOT}" in proc.output
     assert json.loads((workdir / target / "run.json").read_text())["n_steps"] == 6
     assert listing() == before

@@ -7,8 +7,10 @@ and only its standard-library modules (naming, settings, config) are imported he
 under --use-conda the environment running Snakemake itself may lack torch and numpy.
 """
 
+import json
 import re
 import shlex
+import sys
 from pathlib import Path
 
 from askdagger_mnist.config import ABLATIONS
@@ -24,12 +26,10 @@ RUNS = RUNS_DIR
 METRICS = "results/metrics"
 LOGS = "results/logs"
 BENCHMARKS = "results/benchmarks"
-MNIST_FILES = (
-    "train-images-idx3-ubyte.gz",
-    "train-labels-idx1-ubyte.gz",
-    "t10k-images-idx3-ubyte.gz",
-    "t10k-labels-idx1-ubyte.gz",
-)
+MNIST_TRAIN_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
+# What download_mnist produces: a record of the verified files, in the workflow's own tree. The
+# user's files under mnist_root are never a rule's output, so Snakemake never deletes them.
+MNIST_MANIFEST = "results/mnist.verified.json"
 
 # Every shell command runs in bash strict mode with the repository's src/ first on
 # PYTHONPATH, so `python -m askdagger_mnist.cli.<stage>` imports this checkout's code inside any
@@ -49,9 +49,54 @@ def run_dir(mode, variant, s_des, rep):
     return f"{RUNS}/{run_subdir(mode, variant, s_des, rep)}"
 
 
-def mnist_files():
-    raw = Path(config["mnist_root"]) / "MNIST" / "raw"
-    return [str(raw / name) for name in MNIST_FILES]
+def mnist_root(wildcards=None, output=None, input=None):
+    """config's mnist_root, for params. As a function of output/input it is a derived param,
+    which Snakemake leaves out of its params rerun trigger: moving the (MD5-verified) files to
+    another root retrains nothing, and download_mnist does not re-run while its manifest
+    exists (a re-run would hide the train jobs behind the ancient() manifest for that
+    invocation). check_mnist_root says what to do when the root lacks the files."""
+    return config["mnist_root"]
+
+
+def mnist_download_command():
+    """What download_mnist runs, with absolute paths: for messages."""
+    root = shlex.quote(str(Path(config["mnist_root"]).absolute()))
+    manifest = shlex.quote(str(Path(MNIST_MANIFEST).absolute()))
+    return (
+        f"python -m askdagger_mnist.cli.download_mnist --root {root} {mirror_flags()} "
+        f"--require train --manifest {manifest}"
+    )
+
+
+def check_mnist_root():
+    """Once the manifest exists, the training files it lists must be under mnist_root (at the
+    verified size): otherwise say, before any job starts, which file is missing and the command
+    that fetches it. A warning, not an error: runs already made need no MNIST."""
+    manifest = Path(MNIST_MANIFEST)
+    if not manifest.is_file():
+        return  # download_mnist will check (and complete) the root
+    try:
+        files = json.loads(manifest.read_text())["files"]
+        sizes = {name: int(files[name]["size"]) for name in MNIST_TRAIN_FILES}
+    except (OSError, ValueError, KeyError, TypeError):
+        problem = f"{manifest} is unreadable or not download_mnist's"
+    else:
+        problem = None
+        raw = Path(config["mnist_root"]) / "MNIST" / "raw"
+        for name in reversed(MNIST_TRAIN_FILES):  # the first one missing is named
+            path = raw / name
+            if not path.is_file() or path.stat().st_size != sizes[name]:
+                problem = (
+                    f"{path} is missing or differs from the file {manifest} verified"
+                )
+    if problem:
+        print(
+            f"warning: {problem}, so training jobs would fail: run "
+            f"`{mnist_download_command()}` (it downloads only what is missing and rewrites "
+            "the manifest; deleting the manifest instead would retrain every run), or point "
+            "mnist_root at a folder holding MNIST/raw/train-*.gz.",
+            file=sys.stderr,
+        )
 
 
 def group_settings(group):
@@ -136,3 +181,7 @@ def train_settings(wildcards):
 
 def mirror_flags():
     return " ".join(f"--mirror {shlex.quote(url)}" for url in config["mnist_mirrors"])
+
+
+# After every helper is defined (the message names mirror_flags' flags).
+check_mnist_root()

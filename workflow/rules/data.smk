@@ -1,4 +1,10 @@
-# MNIST: downloaded once (MD5-checked) into the configured root, or found there already.
+# MNIST: the configured root checked (MD5) and completed, never emptied.
+#
+# The output is a manifest in the workflow's own tree (results/mnist.verified.json: the
+# verified files, sizes and MD5s), never the user's files, so Snakemake never deletes a file
+# under mnist_root (it removes a job's declared outputs before running it). The script only
+# adds what is missing (complete and MD5-checked, or nothing), needs only the training files
+# (a read-only root without the t10k test set works) and leaves a corrupt file in place, named.
 
 
 localrules:
@@ -7,7 +13,7 @@ localrules:
 
 rule download_mnist:
     output:
-        mnist_files(),
+        MNIST_MANIFEST,
     log:
         f"{LOGS}/download_mnist.log",
     benchmark:
@@ -15,8 +21,9 @@ rule download_mnist:
     conda:
         "../../envs/train.yaml"
     params:
-        root=lambda wildcards, output: Path(output[0]).parents[2],
-        mirrors=mirror_flags(),
+        # Derived params (functions of output): not rerun triggers, see common.smk, mnist_root.
+        root=mnist_root,
+        mirrors=lambda wildcards, output: mirror_flags(),
     shell:
         "python -m askdagger_mnist.cli.download_mnist --root {params.root:q} {params.mirrors}"
-        " > {log:q} 2>&1"
+        " --require train --manifest {output:q} > {log:q} 2>&1"

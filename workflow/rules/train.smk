@@ -6,8 +6,9 @@ if config["results_source"] == "train":
 
     rule train:
         input:
-            # MD5-verified content never changes: a re-download must not retrain anything.
-            mnist=ancient(mnist_files()),
+            # The manifest of the MD5-verified files (not the files: they are the user's).
+            # Their content never changes: a re-download must not retrain anything.
+            mnist=ancient(MNIST_MANIFEST),
         output:
             # Created atomically by the script. The mid-run checkpoint lives beside it
             # (<run dir>.checkpoint.pt), outside the output, so Snakemake keeps it when a
@@ -30,7 +31,8 @@ if config["results_source"] == "train":
             checkpoint_every=config["checkpoint_every"],
         params:
             settings=train_settings,
-            data_root=lambda wildcards, input: Path(input.mnist[0]).parents[2],
+            # config's mnist_root; not a rerun trigger: moving MNIST retrains nothing.
+            data_root=mnist_root,
         shell:
             "python -m askdagger_mnist.cli.train --mode {wildcards.mode} --variant {wildcards.variant}"
             " --s-des {wildcards.s_des} --rep {wildcards.rep} {params.settings}"

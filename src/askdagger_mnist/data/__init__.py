@@ -1,6 +1,6 @@
 """Files a run reads and writes.
 
-    mnist       - the MNIST archives: download (torchvision, MD5-checked) and loading
+    mnist       - the MNIST archives: fetch what is missing (atomic, MD5-checked), load
     rundir      - run directories (arrays.npz, run.json, model.pt), written atomically
     checkpoint  - mid-run checkpoints, for a bit-identical resume (docs/spec.md §6.3)
 """

@@ -1,25 +1,39 @@
-"""MNIST: download through torchvision (its mirrors and MD5 checks) and load into uint8 tensors.
+"""MNIST: make sure the archives are present and valid (downloading what is missing); load them.
 
-The data root is a folder holding ``MNIST/raw/*.gz``, as torchvision lays it out. Loading
-reads the ``.gz`` files directly, so a read-only folder with only the four archives works.
+The data root is a folder holding ``MNIST/raw/*.gz``, as torchvision lays it out: the user's
+folder, where nothing is ever deleted or rewritten. A present file is only read (MD5-checked;
+a corrupt one is named and left as is). A missing one is fetched from the mirrors (http(s):// or
+file:// base URLs, in order) into a temporary name beside it, MD5-checked, then renamed into
+place: the root gets a complete, verified file or none, whatever fails (bad bytes, a connection
+dying mid-file, a mirror lacking the file, any exception, Ctrl-C; SIGTERM under the CLI).
+Training reads only the two train-* files: ``prepare_mnist(..., required=TRAIN_FILES)`` notes,
+instead of failing, why a t10k-* file could not be had (a read-only root, no mirror).
+Downloading and checking use the standard library only; loading reads the .gz files directly.
 """
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import hashlib
-import io
+import json
+import os
+import secrets
+import shlex
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
 from ..errors import UserError
 
-# torchvision.datasets.MNIST's mirrors and (file, MD5) list, restated so that loading does not
-# import torchvision (seconds per job); tests/data/test_mnist.py checks they equal torchvision's.
+if TYPE_CHECKING:  # imported where used: downloading and checking need neither
+    import numpy as np
+    import torch
+
+# torchvision.datasets.MNIST's mirrors and (file, MD5) list, restated so that neither loading nor
+# downloading imports torchvision (seconds per job); tests/data/test_mnist.py checks they equal
+# torchvision's.
 DEFAULT_MIRRORS: tuple[str, ...] = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "http://yann.lecun.com/exdb/mnist/",
@@ -30,15 +44,15 @@ RESOURCES: tuple[tuple[str, str], ...] = (
     ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
     ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
 )
+ALL_FILES: tuple[str, ...] = tuple(name for name, _ in RESOURCES)
+_MD5 = dict(RESOURCES)
 TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"
+TRAIN_FILES: tuple[str, ...] = (TRAIN_IMAGES, TRAIN_LABELS)  # all that training reads
+TIMEOUT_S = 60  # a mirror silent this long is given up (the next one is tried)
 
 
 def raw_folder(root: Path) -> Path:
     return Path(root) / "MNIST" / "raw"
-
-
-def _md5_of(name: str) -> str:
-    return dict(RESOURCES)[name]
 
 
 def check_md5(path: str, md5: str) -> bool:
@@ -50,10 +64,16 @@ def check_md5(path: str, md5: str) -> bool:
     return digest.hexdigest() == md5
 
 
-def _corrupt(path: Path) -> UserError:
+def download_command(root: Path) -> str:
+    """The command that fetches what is missing under ``root`` (for error messages)."""
+    return f"python -m askdagger_mnist.cli.download_mnist --root {shlex.quote(str(root))}"
+
+
+def _corrupt(path: Path, root: Path) -> UserError:
     return UserError(
-        f"{path} is corrupt (its MD5 does not match torchvision's checksum): "
-        "delete it and run again to download a fresh copy."
+        f"{path} is corrupt (its MD5 does not match torchvision's checksum): delete it and "
+        f"download a fresh copy with `{download_command(root)}` (it fetches only what is "
+        "missing), or copy a good one there."
     )
 
 
@@ -61,96 +81,220 @@ def missing_files(root: Path, names: Optional[Iterable[str]] = None) -> list[str
     """Names of MNIST archives absent from ``root``; raises UserError for a corrupt one."""
     raw = raw_folder(root)
     missing = []
-    for name in names or [n for n, _ in RESOURCES]:
+    for name in names or ALL_FILES:
         path = raw / name
         if not path.is_file():
             missing.append(name)
-        elif not check_md5(str(path), _md5_of(name)):
-            raise _corrupt(path)
+        elif not check_md5(str(path), _MD5[name]):
+            raise _corrupt(path, root)
     return missing
+
+
+@dataclass
+class MnistState:
+    """What ``prepare_mnist`` found and did under a root (names in RESOURCES order)."""
+
+    root: Path
+    present: list[str] = field(default_factory=list)  # valid, and there before
+    downloaded: list[str] = field(default_factory=list)  # fetched and verified now
+    absent: list[str] = field(default_factory=list)  # not required, and not there after all
+    notes: list[str] = field(default_factory=list)  # one sentence per absent file: why
+
+
+class _NotFetched(Exception):
+    """No mirror delivered the file with the right MD5 (message: the last reason)."""
+
+
+class _CannotWrite(_NotFetched):
+    """The raw folder cannot be created or written (a read-only root)."""
+
+
+def prepare_mnist(
+    root: Path, mirrors: Sequence[str] = DEFAULT_MIRRORS, required: Iterable[str] = ALL_FILES
+) -> MnistState:
+    """Check every archive under ``root``, fetch the missing ones; UserError when a ``required``
+    one is corrupt or not had (the others are then listed in ``absent``, with a note)."""
+    root, required = Path(root), set(required)
+    raw, state, missing = raw_folder(root), MnistState(root=root), []
+    for name in ALL_FILES:
+        path = raw / name
+        if not path.is_file():
+            missing.append(name)
+        elif check_md5(str(path), _MD5[name]):
+            state.present.append(name)
+        elif name in required:
+            raise _corrupt(path, root)
+        else:
+            state.absent.append(name)
+            state.notes.append(f"{path} is corrupt and left as is (training does not read it; "
+                               "delete it to have it downloaded again)")  # fmt: skip
+    mirrors = [m if m.endswith("/") else m + "/" for m in mirrors]
+    if missing and not mirrors:
+        raise UserError("no MNIST mirror is configured (mnist_mirrors): add at least one base URL.")
+    failed: dict[str, str] = {}  # name -> why (the last mirror's error)
+    unwritable = None
+    for name in missing:
+        try:
+            if unwritable is not None:
+                raise unwritable
+            _fetch(raw, name, mirrors)
+            state.downloaded.append(name)
+        except _NotFetched as exc:
+            failed[name] = str(exc)
+            unwritable = exc if isinstance(exc, _CannotWrite) else unwritable
+    lost = [name for name in failed if name in required]
+    for name in failed:
+        if name not in required:
+            state.absent.append(name)
+            state.notes.append(f"{raw / name} is missing and was not downloaded ({failed[name]}); "
+                               "training does not read it")  # fmt: skip
+    state.absent.sort(key=ALL_FILES.index)
+    if lost and unwritable is not None and failed[lost[-1]] == str(unwritable):
+        raise UserError(
+            f"cannot write MNIST file(s) {', '.join(lost)} into {raw} ({unwritable}): copy "
+            "them there yourself, or point mnist_root (--root) at a writable folder."
+        )
+    if lost:
+        raise UserError(
+            f"could not download MNIST file(s) {', '.join(lost)} into {raw} from "
+            f"{', '.join(mirrors)} (last error: {failed[lost[-1]]}); check the network and the "
+            "mnist_mirrors setting, or copy the .gz files there yourself."
+        )
+    return state
 
 
 def ensure_mnist(root: Path, mirrors: Sequence[str] = DEFAULT_MIRRORS) -> list[str]:
-    """Make sure the four MNIST archives exist under ``root`` and pass MD5.
+    """The four archives under ``root``, valid (missing ones downloaded); the names fetched."""
+    return prepare_mnist(root, mirrors, required=ALL_FILES).downloaded
 
-    Downloads missing ones with torchvision from ``mirrors`` (base URLs, tried in order).
-    Nothing is written when all four are present and valid. Returns the downloaded names.
-    """
-    root = Path(root)
-    missing = missing_files(root)
-    if not missing:
-        return []
-    mirrors = [m if m.endswith("/") else m + "/" for m in mirrors]
-    if not mirrors:
-        raise UserError("no MNIST mirror is configured (mnist_mirrors): add at least one base URL.")
 
-    from torchvision.datasets import MNIST  # the download itself is torchvision's
+def _reason(exc: BaseException) -> str:
+    """One line saying why a fetch failed."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"HTTP {exc.code} {exc.reason}"
+    if isinstance(exc, urllib.error.URLError):
+        if not isinstance(exc.reason, BaseException):
+            return str(exc.reason)
+        exc = exc.reason
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[-1]}" if text else type(exc).__name__
 
-    class ConfiguredMNIST(MNIST):
-        pass
 
-    ConfiguredMNIST.mirrors = list(mirrors)
-    ConfiguredMNIST.__name__ = "MNIST"  # keeps torchvision's folder layout root/MNIST/raw
-    raw = raw_folder(root)
+def _fetch(raw: Path, name: str, mirrors: Sequence[str]) -> str:
+    """Fetch ``name`` into ``raw`` from the first mirror serving it with the right MD5. Each
+    attempt writes a temporary name in ``raw`` (for an atomic rename), removed whatever happens
+    unless the verified file was renamed into place. Returns the URL."""
+    md5, reason = _MD5[name], "no mirror tried"
+    for mirror in mirrors:
+        url = mirror + name
+        tmp = raw / f".{name}.{os.getpid()}-{secrets.token_hex(4)}.part"
+        try:
+            raw.mkdir(parents=True, exist_ok=True)
+            # 0o666 & ~umask, as any new file: a shared root stays readable by the others.
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except OSError as exc:
+            raise _CannotWrite(exc.strerror or str(exc)) from exc
+        try:
+            with os.fdopen(fd, "wb") as out:
+                digest, size = _copy_url(url, out)
+                out.flush()
+                os.fsync(out.fileno())
+            if digest != md5:
+                reason = f"{url}: wrong MD5 ({size} bytes that are not {name})"
+                continue
+            os.replace(tmp, raw / name)
+            return url
+        except Exception as exc:  # any failure of this mirror: try the next one
+            reason = f"{url}: {_reason(exc)}"
+        finally:
+            try:
+                tmp.unlink()
+            except FileNotFoundError:
+                pass  # renamed into place (or never there)
+    raise _NotFetched(reason)
+
+
+def _copy_url(url: str, out) -> tuple[str, int]:
+    """Stream ``url`` into ``out``; returns (MD5 hex digest, size). Raises on a short read."""
+    digest = hashlib.md5(usedforsecurity=False)
+    size = 0
+    request = urllib.request.Request(url, headers={"User-Agent": "askdagger-mnist"})
+    with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+        announced = response.headers.get("Content-Length")
+        while chunk := response.read(1 << 16):
+            out.write(chunk)
+            digest.update(chunk)
+            size += len(chunk)
+    if announced is not None and announced.isdigit() and size != int(announced):
+        raise ConnectionError(f"the connection closed after {size} of {announced} bytes")
+    return digest.hexdigest(), size
+
+
+def write_manifest(path: Path, state: MnistState) -> None:
+    """Record the verified archives (size, MD5) and the root in ``path``, atomically: what the
+    download_mnist rule produces, in the workflow's own tree."""
+    raw = raw_folder(state.root)
+    record = {
+        "what": "MNIST archives verified by askdagger_mnist.cli.download_mnist",
+        "root": os.path.abspath(state.root),
+        "files": {
+            n: {"size": (raw / n).stat().st_size, "md5": _MD5[n]}
+            for n in ALL_FILES
+            if n in state.present or n in state.downloaded
+        },
+        "absent": list(state.absent),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.part")
     try:
-        raw.mkdir(parents=True, exist_ok=True)
-        downloader = ConfiguredMNIST.__new__(ConfiguredMNIST)
-        downloader.root = str(root)
-        # torchvision prints "Downloading URL to PATH" per file (kept: stdout) and a "\r..%"
-        # progress tick per 32 KiB chunk to stderr, which floods a log file: dropped.
-        with contextlib.redirect_stderr(io.StringIO()):
-            downloader.download()
-    except (RuntimeError, OSError) as exc:
-        _remove_invalid(raw, missing)
-        last = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
-        raise UserError(
-            f"could not download MNIST file(s) {', '.join(missing)} into {raw} from "
-            f"{', '.join(mirrors)} (last error: {last}); check the network and the "
-            "mnist_mirrors setting, or copy the four .gz files there yourself."
-        ) from exc
-    still = missing_files(root)
-    if still:
-        raise UserError(f"MNIST download left {', '.join(still)} missing in {raw}: run again.")
-    return missing
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        os.replace(tmp, path)
+    finally:
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
 
 
-def _remove_invalid(raw: Path, names: Iterable[str]) -> None:
-    """Remove half-downloaded archives (and their extracted files) that fail MD5."""
-    for name in names:
-        path = raw / name
-        if path.is_file() and not check_md5(str(path), _md5_of(name)):
-            path.unlink()
-        extracted = raw / name[: -len(".gz")]
-        if not path.is_file() and extracted.is_file():
-            extracted.unlink()
+def _read_idx(path: Path, expected_magic: int, root: Path) -> "np.ndarray":
+    import numpy as np
 
-
-def _read_idx(path: Path, expected_magic: int) -> np.ndarray:
     with gzip.open(path, "rb") as fh:
         data = fh.read()
     magic = int.from_bytes(data[0:4], "big")
     if magic != expected_magic:
-        raise UserError(f"{path} is not an MNIST idx file (magic {magic}): delete it and run again.")
+        raise UserError(
+            f"{path} is not an MNIST idx file (magic {magic}): delete it and download a fresh "
+            f"copy with `{download_command(root)}`."
+        )
     ndim = magic & 0xFF
     dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
     array = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if array.size != int(np.prod(dims)):
-        raise _corrupt(path)
+        raise _corrupt(path, root)
     return array.reshape(dims)
 
 
-def load_mnist_train(root: Path) -> tuple[torch.Tensor, torch.Tensor]:
+def load_mnist_train(root: Path) -> tuple["torch.Tensor", "torch.Tensor"]:
     """The 60,000 MNIST training images (uint8, N x 28 x 28) and labels (int64)."""
+    import numpy as np
+    import torch
+
     raw = raw_folder(root)
-    missing = missing_files(root, [TRAIN_IMAGES, TRAIN_LABELS])
+    missing = missing_files(root, TRAIN_FILES)
     if missing:
         raise UserError(
-            f"{raw / missing[0]} is missing: run the download_mnist rule "
-            f"(python -m askdagger_mnist.cli.download_mnist --root {root}) or point --data-root at "
-            "a folder holding MNIST/raw/*.gz."
+            f"{raw / missing[0]} is missing: download it with `{download_command(root)}` (it "
+            "fetches only what is missing), or point --data-root (mnist_root) at a folder "
+            "holding MNIST/raw/*.gz."
         )
-    images = _read_idx(raw / TRAIN_IMAGES, 2051)
-    labels = _read_idx(raw / TRAIN_LABELS, 2049)
+    images = _read_idx(raw / TRAIN_IMAGES, 2051, root)
+    labels = _read_idx(raw / TRAIN_LABELS, 2049, root)
     if len(images) != len(labels):
-        raise _corrupt(raw / TRAIN_LABELS)
+        raise _corrupt(raw / TRAIN_LABELS, root)
     return torch.from_numpy(images.copy()), torch.from_numpy(labels.astype(np.int64))

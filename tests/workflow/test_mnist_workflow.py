@@ -1,0 +1,199 @@
+"""The workflow never deletes or rewrites a user's MNIST file.
+
+mnist_root is the user's folder: the download_mnist rule may add a missing file to it
+(complete and MD5-checked, or nothing), but it must never remove or rewrite one that is there,
+whether the mirror answers or not, whether a file is corrupt, whether the folder is read-only.
+Each test runs real Snakemake on a copy of real MNIST with some files missing, targeting the
+download rule (or one short training run), against the local mirror or an unreachable one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import MNIST_RAW, REPO
+
+SNAKEFILE = REPO / "Snakefile"
+SMOKE = REPO / "workflow" / "presets" / "smoke.yaml"
+OFFLINE = "http://127.0.0.1:9/"  # nothing listens there: connection refused
+NAMES = [
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+]
+MANIFEST = "results/mnist.verified.json"
+
+
+def snakemake(tmp_path: Path, root: Path, mirror: str, *targets: str, extra=()) -> subprocess.CompletedProcess:
+    (tmp_path / "mirror.yaml").write_text(yaml.safe_dump({"mnist_mirrors": [mirror], "mnist_root": str(root)}))
+    workdir = tmp_path / "work"
+    workdir.mkdir(exist_ok=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "snakemake", *targets, "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
+         "--cores", "1", "--workflow-profile", "none", "--show-failed-logs",
+         "--configfile", str(SMOKE), str(tmp_path / "mirror.yaml"), *extra],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    proc.output = proc.stdout + proc.stderr
+    proc.workdir = workdir
+    return proc
+
+
+def user_root(tmp_path: Path, names) -> Path:
+    root = tmp_path / "my mnist"  # a space, as users' folders have
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in names:
+        shutil.copy2(MNIST_RAW / name, raw / name)
+    return root
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int, str]]:
+    """Every file under root: inode, mtime and MD5 (a rewrite changes one of them)."""
+    return {
+        p.relative_to(root).as_posix(): (
+            p.stat().st_ino,
+            p.stat().st_mtime_ns,
+            hashlib.md5(p.read_bytes()).hexdigest(),
+        )
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def real_md5(name: str) -> str:
+    return hashlib.md5((MNIST_RAW / name).read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "missing",
+    [NAMES[:1], [NAMES[1], NAMES[2]], [NAMES[0], NAMES[1], NAMES[3]]],
+    ids=["one", "two", "three"],
+)
+def test_missing_files_offline_then_served_never_touch_the_present_ones(tmp_path, mnist_mirror, missing):
+    root = user_root(tmp_path, [n for n in NAMES if n not in missing])
+    before = snapshot(root)
+
+    offline = snakemake(tmp_path, root, OFFLINE, "download_mnist")
+    assert offline.returncode == 1, offline.output[-3000:]
+    needed = [n for n in missing if n.startswith("train")]  # what training reads
+    assert f"error: could not download MNIST file(s) {', '.join(needed)} into" in offline.output
+    assert snapshot(root) == before  # every present file still there, untouched; nothing partial
+    assert not (offline.workdir / MANIFEST).exists()
+
+    served = snakemake(tmp_path, root, mnist_mirror, "download_mnist")
+    assert served.returncode == 0, served.output[-3000:]
+    after = snapshot(root)
+    assert {k: v for k, v in after.items() if k in before} == before
+    assert sorted(after) == sorted(f"MNIST/raw/{n}" for n in NAMES)
+    for name in missing:
+        assert after[f"MNIST/raw/{name}"][2] == real_md5(name)
+    log = (served.workdir / "results/logs/download_mnist.log").read_text()
+    assert f"downloaded and verified {', '.join(missing)}" in log
+    manifest = json.loads((served.workdir / MANIFEST).read_text())
+    assert {n: f["md5"] for n, f in manifest["files"].items()} == {n: real_md5(n) for n in NAMES}
+
+
+def test_corrupt_file_is_named_kept_and_replaced_only_once_deleted(tmp_path, mnist_mirror):
+    root = user_root(tmp_path, NAMES)
+    bad = root / "MNIST" / "raw" / NAMES[1]
+    data = bytearray(bad.read_bytes())
+    data[100] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    before = snapshot(root)
+
+    proc = snakemake(tmp_path, root, mnist_mirror, "download_mnist")
+    assert proc.returncode == 1
+    assert f"error: {bad} is corrupt" in proc.output and "delete it" in proc.output
+    assert snapshot(root) == before
+
+    bad.unlink()  # following the advice
+    del before[f"MNIST/raw/{NAMES[1]}"]
+    proc = snakemake(tmp_path, root, mnist_mirror, "download_mnist")
+    assert proc.returncode == 0, proc.output[-3000:]
+    after = snapshot(root)
+    assert after[f"MNIST/raw/{NAMES[1]}"][2] == real_md5(NAMES[1])
+    del after[f"MNIST/raw/{NAMES[1]}"]
+    assert after == before
+
+
+@pytest.fixture
+def make_read_only():
+    """Makes a folder tree read-only, also for root (chattr +i where chmod is not enough)."""
+    done: list[Path] = []
+
+    def writable(folder: Path) -> bool:
+        probe = folder / f".probe-{uuid.uuid4().hex}"
+        try:
+            probe.touch()
+        except OSError:
+            return False
+        probe.unlink()
+        return True
+
+    def make(root: Path) -> None:
+        paths = [root, *sorted(root.rglob("*"))]
+        for p in reversed(paths):
+            p.chmod(0o555 if p.is_dir() else 0o444)
+        done.append(root)
+        if any(writable(p) for p in paths if p.is_dir()) and shutil.which("chattr"):
+            subprocess.run(["chattr", "+i", *map(str, paths)], capture_output=True)
+        if any(writable(p) for p in paths if p.is_dir()):
+            pytest.skip("cannot make a folder read-only here (root, and chattr +i is refused)")
+
+    yield make
+    for root in done:
+        paths = [root, *root.rglob("*")]
+        if shutil.which("chattr"):
+            subprocess.run(["chattr", "-i", *map(str, paths)], capture_output=True)
+        for p in paths:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+def test_read_only_root_with_only_the_training_files_trains(tmp_path, mnist_mirror, make_read_only):
+    root = user_root(tmp_path, NAMES[:2])
+    make_read_only(root)
+    before = snapshot(root)
+
+    target = "results/runs/success/sag/s0.9/rep0"
+    proc = snakemake(tmp_path, root, mnist_mirror, target, extra=("--config", "max_steps=2"))
+    assert proc.returncode == 0, proc.output[-3000:]
+    assert snapshot(root) == before
+    log = (proc.workdir / "results/logs/download_mnist.log").read_text()
+    assert "t10k-images-idx3-ubyte.gz" in log and "training does not read" in log, log
+    manifest = json.loads((proc.workdir / MANIFEST).read_text())
+    assert sorted(manifest["files"]) == sorted(NAMES[:2])
+    assert json.loads((proc.workdir / target / "run.json").read_text())["n_steps"] == 2
+
+
+def test_a_moved_root_retrains_nothing_and_a_root_without_the_files_is_named(tmp_path, mnist_mirror):
+    """The manifest vouches for the bytes, not the folder: pointing mnist_root at another copy
+    re-runs nothing; a root that lacks the training files is named before any job starts."""
+    first = user_root(tmp_path / "a", NAMES)
+    target = "results/runs/success/sag/s0.9/rep0"
+    proc = snakemake(tmp_path, first, OFFLINE, target, extra=("--config", "max_steps=2"))
+    assert proc.returncode == 0, proc.output[-3000:]
+    run = proc.workdir / target / "run.json"
+    stamp = run.stat().st_mtime_ns
+
+    moved = user_root(tmp_path / "b", NAMES[:2])
+    dry = snakemake(tmp_path, moved, OFFLINE, target, extra=("--config", "max_steps=2", "--dry-run"))
+    assert dry.returncode == 0 and "Nothing to be done" in dry.output, dry.output[-3000:]
+
+    empty = tmp_path / "c"
+    empty.mkdir()
+    dry = snakemake(tmp_path, empty, OFFLINE, target, extra=("--config", "max_steps=2", "--dry-run"))
+    assert "Traceback" not in dry.output
+    assert f"{empty}/MNIST/raw/train-images-idx3-ubyte.gz" in dry.output
+    assert "python -m askdagger_mnist.cli.download_mnist" in dry.output
+    assert run.stat().st_mtime_ns == stamp
