@@ -16,8 +16,8 @@ Points: train-start (a train job just started, no checkpoint yet), train-mid (af
 job's first checkpoint), between-jobs (five train jobs finished and recorded), aggregate
 (all trained; the aggregation over all runs is running), plots (a figure job is running),
 just-published (a run directory has appeared but its job is not yet recorded as finished:
-Snakemake cannot tell that run from an interrupted one, so --rerun-incomplete trains it
-again, to the same result; the one redo expected there is the size of that window).
+Snakemake alone cannot tell that run from an interrupted one; workflow/rules/recovery.smk
+records it at start-up as finished, so the target is no redo there either).
 
 Measured per drill: finished outputs redone by the recovery (train runs and other outputs
 that were complete at the kill; target 0), for every train job the kill cut off the step it

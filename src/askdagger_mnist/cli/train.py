@@ -4,7 +4,8 @@
         --data-root resources/mnist --out results/runs/sensitivity/sag/s0.9/rep0
 
 Rerunning the same command after an interruption resumes from the checkpoint
-(default ``<out>.checkpoint.pt``, beside the run directory).
+(default ``<out>.checkpoint.pt``, beside the run directory); after the run has finished it
+does nothing. Every flag and path is checked before any work starts.
 """
 
 from __future__ import annotations
@@ -28,11 +29,14 @@ from ..errors import UserError
 from ..algorithm.loop import run_loop
 from ..algorithm.metrics import whole_run_metrics
 from ..bookkeeping import Bookkeeping
-from ..data.rundir import MODEL_FILE, atomic_dir, write_run_files
+from ..data.checkpoint import is_checkpoint_of
+from ..data.rundir import (MODEL_FILE, atomic_dir, check_creatable, holds_run,
+                           reporting_no_space, write_run_files)
 from ..engines import engine_named
 from ..settings import ENGINES, EXECUTION_DEFAULTS, MODES, STREAM_STEPS, RunSettings
 
 DEFAULTS = RunSettings()
+MNIST_TRAIN_IMAGES = 60_000
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -87,6 +91,36 @@ def settings_from_args(args: argparse.Namespace) -> RunSettings:
         )
     except ValueError as exc:
         raise UserError(f"invalid setting: {exc}.") from exc
+
+
+def check_args(args: argparse.Namespace, settings: RunSettings) -> Path:
+    """Refuse, in one sentence and before any work or write, every flag that cannot work;
+    returns the checkpoint path."""
+    for flag, value, least in (("--threads", args.threads, 1),
+                               ("--progress-every", args.progress_every, 0),
+                               ("--checkpoint-every", args.checkpoint_every, 0)):
+        if value < least:
+            raise UserError(f"{flag} must be >= {least}, not {value}.")
+    if (n := settings.steps * settings.batch_size) > MNIST_TRAIN_IMAGES:
+        raise UserError(
+            f"--max-steps {settings.steps} x --batch-size {settings.batch_size} = {n} images, more "
+            f"than the {MNIST_TRAIN_IMAGES} MNIST training images: lower --max-steps (at most "
+            f"{MNIST_TRAIN_IMAGES // settings.batch_size}) or --batch-size."
+        )
+    if args.data_root.exists() and not args.data_root.is_dir():
+        raise UserError(f"--data-root {args.data_root} is a file: point it at the folder holding "
+                        "MNIST/raw/*.gz.")
+    out = args.out
+    checkpoint = args.checkpoint or out.with_name(out.name + ".checkpoint.pt")
+    check_creatable(out, "--out")
+    check_creatable(checkpoint, "--checkpoint")
+    if checkpoint.is_dir():
+        raise UserError(f"--checkpoint {checkpoint} is a folder: name a file (default: "
+                        "<out>.checkpoint.pt, beside the run directory).")
+    if out.absolute() in (checkpoint.absolute(), *checkpoint.absolute().parents):
+        raise UserError(f"--checkpoint {checkpoint} lies inside the run directory --out {out}: "
+                        "put it beside it (default: <out>.checkpoint.pt).")
+    return checkpoint
 
 
 def pick_device(choice: str) -> torch.device:
@@ -148,8 +182,10 @@ def exclusive_run_lock(checkpoint: Path):
     """Hold ``<checkpoint>.lock`` for the whole run, so that a rerun cannot write the same run
     while an orphaned process (say, a job left behind by a killed Snakemake) still does."""
     lock_path = Path(f"{checkpoint}.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a+") as fh:
+    with reporting_no_space(lock_path):
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(lock_path, "a+")
+    with fh:
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -159,20 +195,27 @@ def exclusive_run_lock(checkpoint: Path):
                 f"another training process ({holder}) is still writing this run ({lock_path} is "
                 "locked): wait for it to finish or kill it, then rerun."
             ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} on {socket.gethostname()}")
-        fh.flush()
         try:
+            with reporting_no_space(lock_path):
+                fh.seek(0)
+                fh.truncate()
+                fh.write(f"pid {os.getpid()} on {socket.gethostname()}")
+                fh.flush()
             yield
         finally:
             lock_path.unlink(missing_ok=True)
 
 
-def run(args: argparse.Namespace) -> Path:
+def run(args: argparse.Namespace) -> tuple[Path, bool]:
+    """Train the run into args.out; (out, False) when out already holds it, finished."""
     settings = settings_from_args(args)
-    if args.threads < 1:
-        raise UserError(f"--threads must be >= 1, not {args.threads}.")
+    checkpoint = check_args(args, settings)
+    recorded = {**settings.to_dict(), "variant": args.variant}  # run.json's "settings"
+    if holds_run(args.out, recorded):
+        if is_checkpoint_of(checkpoint, settings):  # left by a process killed after publishing
+            with exclusive_run_lock(checkpoint):
+                Path(checkpoint).unlink(missing_ok=True)
+        return args.out, False
     torch.set_num_threads(args.threads)
     tune_malloc()
     device = pick_device(args.device)
@@ -180,9 +223,12 @@ def run(args: argparse.Namespace) -> Path:
     # the CPU kernels used here are deterministic anyway; tests/algorithm/test_loop.py checks
     # that a resumed run is bit-identical.)
     images, labels = load_mnist_train(args.data_root)
-    checkpoint = args.checkpoint or args.out.with_name(args.out.name + ".checkpoint.pt")
     with exclusive_run_lock(checkpoint):
-        return _run_locked(args, settings, device, images, labels, checkpoint)
+        if holds_run(args.out, recorded):  # published meanwhile by a process now gone
+            if is_checkpoint_of(checkpoint, settings):
+                Path(checkpoint).unlink()
+            return args.out, False
+        return _run_locked(args, settings, device, images, labels, checkpoint), True
 
 
 def _run_locked(args, settings, device, images, labels, checkpoint: Path) -> Path:
@@ -214,7 +260,8 @@ def _run_locked(args, settings, device, images, labels, checkpoint: Path) -> Pat
 
     def fill(tmp: Path) -> None:
         write_run_files(tmp, arrays, info)
-        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, tmp / MODEL_FILE)
+        with open(tmp / MODEL_FILE, "wb") as fh:  # a full disk: an OSError with its errno
+            torch.save({k: v.cpu() for k, v in model.state_dict().items()}, fh)
 
     atomic_dir(args.out, fill)
     Path(checkpoint).unlink(missing_ok=True)
@@ -224,11 +271,15 @@ def _run_locked(args, settings, device, images, labels, checkpoint: Path) -> Pat
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        out = run(args)
+        out, trained = run(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(f"run written to {out}", file=sys.stderr)
+    if trained:
+        print(f"run written to {out}", file=sys.stderr)
+    else:
+        print(f"{out} already holds this run, finished: nothing to do (delete it to train it "
+              "again).", file=sys.stderr)
     return 0
 
 

@@ -1,7 +1,8 @@
 """Mid-run checkpoints (docs/spec.md §6.3): everything a run needs to continue bit-identically.
 
 A checkpoint is a ``torch.save`` of tensors, numbers and strings only (``torch.load`` reads it
-with ``weights_only=True``), written atomically beside the run directory.
+with ``weights_only=True``), written atomically beside the run directory: a full disk leaves
+the previous checkpoint as it was (``rundir.DiskFull``), so a rerun resumes from that one.
 """
 
 from __future__ import annotations
@@ -37,8 +38,21 @@ def save_checkpoint(path: Path, run) -> None:
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "python_rng": random.getstate(),
     }
-    with atomic_file(path) as tmp:
-        torch.save(payload, tmp)
+    # Through a Python file object: a full disk is then an OSError with its errno (torch's own
+    # writer reports only "unexpected pos"); atomic_file turns it into one sentence.
+    with atomic_file(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(payload, fh)
+
+
+def is_checkpoint_of(path: Path, settings) -> bool:
+    """Whether ``path`` holds a checkpoint of this format for a run of ``settings``
+    (a ``RunSettings``): what may be deleted once that run has finished."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:  # missing, torn or foreign: not known to be one
+        return False
+    return (isinstance(payload, dict) and payload.get("version") == VERSION
+            and payload.get("settings") == settings.to_dict())
 
 
 def load_checkpoint(path: Path, run) -> None:
@@ -48,7 +62,7 @@ def load_checkpoint(path: Path, run) -> None:
     except Exception as exc:  # a torn or foreign file
         raise UserError(
             f"checkpoint {path} cannot be read ({type(exc).__name__}): delete it to start the "
-            "run from step 0."
+            "run from step 0 (or, if it is a file of yours, choose another --checkpoint)."
         ) from exc
     version = payload.get("version") if isinstance(payload, dict) else None
     if version != VERSION:

@@ -1,0 +1,239 @@
+"""The train CLI as an unlucky or hostile user meets it: every path and number it is given is
+checked before any work starts (one sentence each, nothing created, moved or deleted), a
+finished run is never trained again, and a full disk is one sentence naming the file, with
+nothing half-written left behind and nothing already saved lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from askdagger_mnist.cli import train
+from askdagger_mnist.settings import RunSettings
+from conftest import MNIST_ROOT
+
+
+def _argv(out, *extra, data_root=MNIST_ROOT, steps="2"):
+    return ["--mode", "success", "--s-des", "0.8", "--rep", "3", "--max-steps", steps,
+            "--data-root", str(data_root), "--out", str(out), "--device", "cpu",
+            "--threads", "1", "--progress-every", "0", *extra]  # fmt: skip
+
+
+def _tree(root: Path) -> dict[str, tuple]:
+    """Every path under root with its kind, size, inode and mtime: what a refusal must keep."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        st = p.lstat()
+        out[str(p.relative_to(root))] = (p.is_dir(), st.st_size, st.st_ino, st.st_mtime_ns)
+    return out
+
+
+def _refused(capsys, argv, root: Path) -> str:
+    """Run the CLI in this process; it must refuse with one sentence and leave root as it was."""
+    before = _tree(root)
+    assert train.main(argv) == 1
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert _tree(root) == before, "a refused command changed the file system"
+    return lines[0]
+
+
+def _finished_run(path: Path, settings: RunSettings, variant: str = "sag") -> None:
+    """A complete run directory (as the CLI publishes it) holding a run of ``settings``."""
+    path.mkdir(parents=True)
+    np.savez(path / "arrays.npz", u=np.zeros(3))
+    info = {"settings": {**settings.to_dict(), "variant": variant}, "n_steps": settings.steps}
+    (path / "run.json").write_text(json.dumps(info))
+
+
+SETTINGS = RunSettings(mode="success", s_des=0.8, rep=3, steps=2)
+
+
+def test_out_naming_an_existing_file_is_refused_and_the_file_kept(tmp_path, capsys):
+    out = tmp_path / "results.txt"
+    out.write_text("my notes\n")
+    line = _refused(capsys, _argv(out), tmp_path)
+    assert str(out) in line and "file" in line
+    assert out.read_text() == "my notes\n" and sorted(os.listdir(tmp_path)) == ["results.txt"]
+
+
+def test_out_naming_a_folder_that_is_not_a_run_is_refused_and_kept(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me\n")
+    line = _refused(capsys, _argv(out), tmp_path)
+    assert str(out) in line
+    assert (out / "notes.txt").read_text() == "keep me\n"
+
+
+def test_out_inside_a_file_is_refused(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("x")
+    out = tmp_path / "a_file" / "run"
+    line = _refused(capsys, _argv(out), tmp_path)
+    assert str(tmp_path / "a_file") in line and "file" in line
+
+
+def test_a_finished_run_with_other_settings_is_refused_not_replaced(tmp_path, capsys):
+    out = tmp_path / "run"
+    _finished_run(out, RunSettings(mode="success", s_des=0.7, rep=3, steps=2))
+    line = _refused(capsys, _argv(out), tmp_path)
+    assert str(out) in line and "other settings" in line
+
+
+def test_a_finished_run_with_the_same_settings_is_kept_not_retrained(tmp_path, capsys):
+    out = tmp_path / "run"
+    _finished_run(out, SETTINGS)
+    before = _tree(tmp_path)
+    assert train.main(_argv(out)) == 0
+    err = capsys.readouterr().err
+    assert "already" in err and str(out) in err, err
+    assert _tree(tmp_path) == before
+
+
+def test_beside_a_finished_run_a_leftover_checkpoint_goes_and_a_file_of_yours_stays(
+    tmp_path, capsys
+):
+    out, ckpt = tmp_path / "run", tmp_path / "run.checkpoint.pt"
+    halted = subprocess.run(  # a real checkpoint of this run, as a killed process leaves it
+        [sys.executable, "-m", "askdagger_mnist.cli.train",
+         *_argv(out, "--checkpoint-every", "1", "--halt-after", "1")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert halted.returncode == 3 and ckpt.is_file(), halted.stderr
+    _finished_run(out, SETTINGS)
+    mine = tmp_path / "mine.txt"
+    mine.write_text("not a checkpoint\n")
+    assert train.main(_argv(out, "--checkpoint", str(mine))) == 0
+    assert mine.read_text() == "not a checkpoint\n" and ckpt.is_file()
+    assert train.main(_argv(out)) == 0
+    assert "already" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["mine.txt", "run"]
+
+
+def test_checkpoint_naming_a_folder_is_refused(tmp_path, capsys):
+    ckpt = tmp_path / "ckpts"
+    ckpt.mkdir()
+    line = _refused(capsys, _argv(tmp_path / "run", "--checkpoint", str(ckpt)), tmp_path)
+    assert str(ckpt) in line and "folder" in line
+
+
+def test_checkpoint_inside_a_file_or_inside_the_run_directory_is_refused(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("x")
+    ckpt = tmp_path / "a_file" / "c.pt"
+    line = _refused(capsys, _argv(tmp_path / "run", "--checkpoint", str(ckpt)), tmp_path)
+    assert str(tmp_path / "a_file") in line
+    ckpt = tmp_path / "run" / "c.pt"
+    line = _refused(capsys, _argv(tmp_path / "run", "--checkpoint", str(ckpt)), tmp_path)
+    assert str(ckpt) in line and "--out" in line
+
+
+@pytest.mark.parametrize(
+    "flags, says",
+    [
+        (["--checkpoint-every", "-1"], "--checkpoint-every"),
+        (["--progress-every", "-1"], "--progress-every"),
+        (["--threads", "0"], "--threads"),
+    ],
+)
+def test_negative_counts_are_refused(tmp_path, capsys, flags, says):
+    line = _refused(capsys, _argv(tmp_path / "run", *flags), tmp_path)
+    assert says in line
+
+
+def test_a_stream_longer_than_mnist_is_refused_before_mnist_is_read(tmp_path, capsys):
+    empty = tmp_path / "no_mnist_here"
+    empty.mkdir()
+    line = _refused(capsys, _argv(tmp_path / "run", data_root=empty, steps="1000"), tmp_path)
+    assert "max_steps" in line or "--max-steps" in line
+
+
+def test_data_root_naming_a_file_is_refused(tmp_path, capsys):
+    data = tmp_path / "mnist.gz"
+    data.write_bytes(b"\x1f\x8b")
+    line = _refused(capsys, _argv(tmp_path / "run", data_root=data), tmp_path)
+    assert f"--data-root {data} is a file" in line
+
+
+def test_the_command_line_prints_one_sentence_and_no_traceback(tmp_path):
+    out = tmp_path / "results.txt"
+    out.write_text("my notes\n")
+    proc = subprocess.run([sys.executable, "-m", "askdagger_mnist.cli.train", *_argv(out)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr
+    assert out.read_text() == "my notes\n" and sorted(os.listdir(tmp_path)) == ["results.txt"]
+
+
+# ---- a full disk (a real, small tmpfs) ---------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """Factory: small_disk(size) -> a folder on a tmpfs of that size, unmounted afterwards."""
+    mounted = []
+
+    def mount(size: str, options: str = "") -> Path:
+        where = tmp_path / f"disk{len(mounted)}"
+        where.mkdir()
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}{options}", "tmpfs",
+                               str(where)], capture_output=True, text=True)  # fmt: skip
+        if proc.returncode != 0:
+            pytest.skip(f"a full disk is simulated with a small tmpfs, and mounting one is not "
+                        f"permitted here ({proc.stderr.strip() or proc.returncode})")  # fmt: skip
+        mounted.append(where)
+        return where
+
+    yield mount
+    for where in mounted:
+        if subprocess.run(["umount", str(where)], capture_output=True).returncode:
+            subprocess.run(["umount", "--lazy", str(where)], check=False)
+
+
+def test_out_on_a_read_only_disk_is_refused_before_any_work(small_disk, capsys):
+    disk = small_disk("100k", ",ro")
+    line = _refused(capsys, _argv(disk / "run"), disk)
+    assert str(disk / "run") in line and "may not write" in line
+
+
+def _cli(out, *extra, steps="4"):
+    cmd = [sys.executable, "-m", "askdagger_mnist.cli.train", *_argv(out, *extra, steps=steps)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def _one_sentence_about_space(proc, path: Path) -> None:
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, proc.stderr[-3000:]
+    assert str(path) in lines[0] and "space" in lines[0], lines[0]
+
+
+def test_a_full_disk_while_a_checkpoint_is_written(small_disk):
+    disk = small_disk("300k")  # a checkpoint of this run is ~0.7 MB
+    out, ckpt = disk / "run", disk / "run.ckpt"
+    proc = _cli(out, "--checkpoint", str(ckpt), "--checkpoint-every", "2")
+    _one_sentence_about_space(proc, ckpt)
+    assert os.listdir(disk) == [], "something half-written was left behind"
+
+
+def test_a_full_disk_while_the_run_directory_is_written_keeps_the_checkpoint(small_disk):
+    disk = small_disk("800k")  # room for the checkpoint of step 2, not for the run as well
+    out, ckpt = disk / "run", disk / "run.ckpt"
+    proc = _cli(out, "--checkpoint", str(ckpt), "--checkpoint-every", "2")
+    _one_sentence_about_space(proc, out)
+    assert os.listdir(disk) == ["run.ckpt"], "only the last checkpoint may stay"
+    # Space freed: the same command resumes from the checkpoint and finishes.
+    subprocess.run(["mount", "-o", "remount,size=8m", str(disk)], check=True)
+    proc = _cli(out, "--checkpoint", str(ckpt), "--checkpoint-every", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    info = json.loads((out / "run.json").read_text())
+    assert info["resumed_at_steps"] == [2] and info["n_steps"] == 4
+    assert sorted(os.listdir(disk)) == ["run"] and sorted(os.listdir(out)) == [
+        "arrays.npz", "model.pt", "run.json"]  # fmt: skip
