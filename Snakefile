@@ -1,6 +1,6 @@
 # askdagger-mnist: the MNIST experiments of S-Aware Gating (ASkDAgger, Luijkx et al., TMLR 2025).
 #
-#   MNIST  --download_mnist-->  resources/mnist/MNIST/raw/*.gz
+#   MNIST  --download_mnist-->  {mnist_root}/MNIST/raw/*.gz, verified: results/mnist.verified.json
 #          --train (630 jobs)-->  results/runs/{mode}/{variant}/s{s_des}/rep{rep}/
 #          --aggregate------->  results/metrics/[{group}/]{runs.csv,curves.csv.gz}
 #          --plot_*---------->  figures/*.pdf, results/tables/*.{csv,md,tex}
@@ -26,7 +26,9 @@ configfile: os.path.join(workflow.basedir, "config.yaml")
 
 # Types restored, defaults filled in, cross-checked: a bad value stops here in one sentence.
 check_or_exit(
-    config, os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
+    config,
+    os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml"),
+    configfiles=workflow.configfiles,
 )
 
 
@@ -47,6 +49,7 @@ wildcard_constraints:
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/recovery.smk"
 include: "workflow/rules/results.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/plots.smk"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -199,6 +200,171 @@ def test_two_s_des_that_name_the_same_run_directory():
     )
 
 
+# ---- values the schema lets through but no run could use ----------------------------------------
+
+
+def test_integer_valued_floats_become_integers():
+    # YAML's 3.0 passes the schema's "integer" (JSON Schema counts it as one) but breaks
+    # range() and the train script's --batch-size: it is typed like a --config string.
+    config = {"repetitions": 3.0, "batch_size": 64.0, "max_steps": 10.0,
+              "train_resources": {"mem_mb": 8000.0}}
+    cfg.check(config, SCHEMA_PATH)
+    assert config["repetitions"] == 3 and type(config["repetitions"]) is int
+    assert type(config["batch_size"]) is int and type(config["max_steps"]) is int
+    assert type(config["train_resources"]["mem_mb"]) is int
+    assert problem({"repetitions": 2.5}).startswith("invalid config value repetitions = 2.5: ")
+
+
+NAN = float("nan")
+SAG = {"p_rand": 0.1, "normalization": True, "imputation": True}
+
+
+@pytest.mark.parametrize(
+    "given, key",
+    [
+        ({"s_des": [0.5, NAN]}, "s_des[1]"),
+        ({"s_des": ["0.5", "nan"]}, "s_des[1]"),  # --config 's_des=[0.5,nan]'
+        (yaml.safe_load("dropout: .nan"), "dropout"),  # YAML's spelling
+        ({"dropout": "NaN"}, "dropout"),
+        ({"variants": {"sag": {**SAG, "p_rand": NAN}}}, "variants.sag.p_rand"),
+        ({"s_des": [float("inf")]}, "s_des[0]"),
+    ],
+)
+def test_nan_and_infinity_are_refused_with_their_key(given, key):
+    # NaN slips through every bound of JSON Schema (each comparison with it is false).
+    sentence = problem(given)
+    assert sentence.startswith(f"invalid config value {key} = "), sentence
+    assert "not a finite number" in sentence and "fix it in config.yaml" in sentence
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        {"max_steps": 469},  # 469 x 128 = 60,032
+        {"batch_size": 129},  # max_steps null: 468 steps x 129
+        {"batch_size": 60_001, "max_steps": 1},
+        {"batch_size": 1_000, "max_steps": 61},
+    ],
+)
+def test_a_stream_longer_than_mnist_is_refused(given):
+    sentence = problem(given)
+    assert sentence.startswith("config keys max_steps and batch_size ask for "), sentence
+    assert "more than the 60,000 MNIST training images" in sentence
+
+
+@pytest.mark.parametrize(
+    "given",
+    [{"max_steps": 468}, {"batch_size": 64}, {"batch_size": 129, "max_steps": 465},
+     {"batch_size": 60_000, "max_steps": 1}, {"max_steps": 10, "checkpoint_every": 1_000}],
+)
+def test_streams_within_mnist_pass(given):
+    cfg.check(given, SCHEMA_PATH)
+
+
+def test_absurdly_many_mc_samples_are_refused():
+    sentence = problem({"mc_samples": 1_000_000})
+    assert sentence.startswith("invalid config value mc_samples = 1000000: ")
+    assert "from 1 to 1024" in sentence
+
+
+def _archive(name, **extra):
+    return {"name": name, "url": "https://example.org/r.zip", "format": "bundle", **extra}
+
+
+def test_two_archives_with_one_name_are_refused():
+    sentence = problem({"results_archives": [_archive("mine"), _archive("theirs"),
+                                             _archive("mine", url="gdrive:x")]})
+    assert sentence == (
+        "config key results_archives names 'mine' twice, and the last would silently replace "
+        "the first: give each archive its own name."
+    )
+    sentence = problem({"results_archives": [_archive("Mine"), _archive("mine")]})
+    assert sentence == (
+        "config key results_archives names 'Mine' and 'mine', which differ only in case and "
+        "would share files on case-insensitive filesystems (macOS, Windows): rename one."
+    )
+
+
+def test_downloading_needs_an_archive():
+    sentence = problem({"results_source": "download", "results_archives": []})
+    assert sentence.startswith("config key results_archives is empty but results_source is download")
+    cfg.check({"results_source": "train", "results_archives": []}, SCHEMA_PATH)
+
+
+def test_variant_names_that_differ_only_in_case_are_refused():
+    sentence = problem({"variants": {"sag": SAG, "SAG": SAG}})
+    assert sentence.startswith("config key variants names 'sag' and 'SAG', which differ only in case")
+    assert sentence.endswith("rename one.")
+
+
+def test_the_prand_ablation_needs_distinct_p_rand_values():
+    # Its figure titles and table columns are "p_rand = ...": two variants with one p_rand
+    # would share a column, the last silently winning.
+    sentence = problem({"figures": {"prand_ablation": {"variants": ["sag", "no_imputation"]}}})
+    assert sentence == (
+        "config key figures.prand_ablation.variants has 'sag' and 'no_imputation' with the same "
+        "p_rand 0.1, and that figure tells its variants apart by p_rand: list variants with "
+        "different p_rand values."
+    )
+
+
+@pytest.mark.parametrize(
+    "make, part",
+    [
+        (lambda root: root.write_text("x"), ""),  # mnist_root is a file
+        (lambda root: (root.mkdir(), (root / "MNIST").write_text("x")), "/MNIST"),
+        (lambda root: ((root / "MNIST").mkdir(parents=True), (root / "MNIST" / "raw").write_text("x")),
+         "/MNIST/raw"),
+    ],
+)
+def test_an_mnist_root_that_is_no_folder_is_refused(tmp_path, make, part):
+    root = tmp_path / "mnist"
+    make(root)
+    sentence = problem({"mnist_root": str(root)})
+    assert sentence == (
+        f"config key mnist_root = '{root}': {root}{part} is a file, not a folder: point "
+        "mnist_root at a folder that holds (or will hold) MNIST/raw/*.gz."
+    )
+
+
+def test_an_mnist_root_below_a_file_is_refused(tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    sentence = problem({"mnist_root": str(tmp_path / "notes.txt" / "mnist")})
+    assert f"{tmp_path / 'notes.txt'} is a file, not a folder" in sentence
+
+
+def test_an_mnist_root_that_is_or_will_be_a_folder_passes(tmp_path):
+    cfg.check({"mnist_root": str(tmp_path / "new" / "mnist")}, SCHEMA_PATH)
+    (tmp_path / "old" / "MNIST" / "raw").mkdir(parents=True)
+    cfg.check({"mnist_root": str(tmp_path / "old")}, SCHEMA_PATH)
+
+
+@pytest.mark.parametrize(
+    "root, phrase",
+    [("~/mnist", "~ and $ are not expanded"), ("$HOME/mnist", "~ and $ are not expanded"),
+     ("data/{name}", "{ and } are Snakemake wildcards")],
+)
+def test_an_mnist_root_that_would_not_mean_what_it_says_is_refused(root, phrase):
+    sentence = problem({"mnist_root": root})
+    assert sentence.startswith(f"config key mnist_root = {root!r}: ") and phrase in sentence
+
+
+def test_a_key_given_twice_in_a_config_file_is_refused(tmp_path):
+    from askdagger_mnist import config_checks
+
+    good = tmp_path / "good.yaml"
+    good.write_text("repetitions: 3\nvariants:\n  sag: {p_rand: 0.1}\n  other: {p_rand: 0.1}\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("repetitions: 3\nvariants:\n  sag: {p_rand: 0.1, p_rand: 0.2}\nrepetitions: 4\n")
+    assert config_checks.duplicate_keys([good, REPO / "config.yaml"]) is None
+    assert config_checks.duplicate_keys([good, bad]) == (
+        f"config file {bad} gives key variants.sag.p_rand twice (the last would silently win): "
+        "keep one."
+    )
+    (tmp_path / "broken.yaml").write_text("a: [")  # Snakemake reports files it cannot read
+    assert config_checks.duplicate_keys([tmp_path / "broken.yaml", tmp_path / "gone.yaml"]) is None
+
+
 def test_check_or_exit_prints_one_error_line_and_exits_1(capsys):
     with pytest.raises(SystemExit) as info:
         cfg.check_or_exit({"batch_size": 0}, SCHEMA_PATH)
@@ -212,6 +378,44 @@ def test_check_or_exit_is_silent_on_a_good_config(capsys):
     config = {"repetitions": "2"}
     cfg.check_or_exit(config, SCHEMA_PATH)
     assert config["repetitions"] == 2 and capsys.readouterr() == ("", "")
+
+
+# ---- --unlock while a Snakemake still runs here -------------------------------------------------
+
+
+@pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="needs Linux's /proc")
+def test_unlock_names_a_snakemake_still_running_in_this_directory(tmp_path, monkeypatch, capsys):
+    from askdagger_mnist import config_checks
+
+    fake = tmp_path / "bin" / "snakemake"  # a "head": its command line names snakemake
+    fake.parent.mkdir()
+    fake.write_text("import time\ntime.sleep(120)\n")
+    here, elsewhere = tmp_path / "work", tmp_path / "other"
+    here.mkdir(), elsewhere.mkdir()
+    heads = [subprocess.Popen([sys.executable, str(fake), "--cores", "8"], cwd=d)
+             for d in (here, elsewhere)]
+    try:
+        assert [pid for pid, _ in config_checks.running_here(here)] == [heads[0].pid]
+        assert config_checks.running_here(tmp_path) == []
+        monkeypatch.chdir(here)
+        monkeypatch.setattr(sys, "argv", ["snakemake", "--cores", "1"])
+        cfg.check_or_exit({}, SCHEMA_PATH)  # not unlocking: nothing to say
+        assert capsys.readouterr().err == ""
+        monkeypatch.setattr(sys, "argv", ["snakemake", "--unlock"])
+        cfg.check_or_exit({}, SCHEMA_PATH)
+        err = capsys.readouterr().err
+    finally:
+        for head in heads:
+            head.kill()
+            head.wait()
+    # The command line, cut to 100 characters, says which run it is.
+    command = f"{sys.executable} {fake} --cores 8"
+    command = command if len(command) <= 100 else command[:97] + "..."
+    assert err == (
+        f"warning: a Snakemake run is still active in this directory (process {heads[0].pid}: "
+        f"{command}), so its lock was not stale: start no other Snakemake here until that "
+        "process has ended, or it may delete the results of the jobs still running.\n"
+    )
 
 
 # ---- imports ------------------------------------------------------------------------------------

@@ -1,28 +1,33 @@
 """The workflow's config check: types restored, checked against the schema, defaults filled in.
 
-The Snakefile calls ``check_or_exit(config, schema_path)`` before any rule is defined. A bad
+The Snakefile calls ``check_or_exit(config, schema_path, configfiles)`` before any rule is defined. A bad
 value stops the workflow with one sentence on stderr (``error: <sentence>``) that names the
 key, the value and what is expected, and exits 1, like every CLI of the package.
 
 Imports only the standard library, PyYAML, jsonschema and the package's standard-library
-modules (``naming``, ``settings``): under ``--use-conda`` the environment running Snakemake
-itself may lack torch and numpy (tests/test_config.py checks this).
+modules (``naming``, ``settings``, ``config_checks``): under ``--use-conda`` the environment
+running Snakemake itself may lack torch and numpy (tests/test_config.py checks this).
 
 The steps, in order:
 
 1. ``coerce``: values given with ``--config`` arrive as strings, also inside lists and maps
    (``--config 'variants={sag: {p_rand: 0.3, ...}}'``); they get back the type the schema
-   asks for, and a single value is accepted where a list is expected.
-2. The schema (``workflow/schemas/config.schema.yaml``) is checked; the most relevant error
-   becomes one sentence (``describe``): an unknown key with a did-you-mean hint, or a bad
-   value with its key path (``variants.sag.p_rand``, ``s_des[1]``) and the description of
-   the key it belongs to.
+   asks for, and a single value is accepted where a list is expected; a whole float (YAML's
+   ``3.0``) becomes an integer where only an integer is allowed.
+2. NaN and infinity are refused wherever a number is (JSON Schema lets NaN pass every
+   bound); then the schema (``workflow/schemas/config.schema.yaml``) is checked, and its
+   most relevant error becomes one sentence (``describe``): an unknown key with a
+   did-you-mean hint, or a bad value with its key path (``variants.sag.p_rand``,
+   ``s_des[1]``) and the description of the key it belongs to.
 3. ``fill_defaults``: every key the schema gives a ``default`` is set where it is missing,
    nested ones included (``figures.main.variant``, ``train_resources.gpu``, ``sha256`` of each
    ``results_archives`` item), as Snakemake's ``snakemake.utils.validate`` would.
-4. Cross-checks the schema cannot express: every variant a figure names is defined under
-   ``variants``, and no two ``s_des`` values name the same run directory
-   (``naming.format_s_des``: 0.9 and 0.90 are both ``s0.9``).
+4. ``config_checks.cross_check``: what passes the schema but no run could use (a figure
+   naming an undefined variant, two s_des or names sharing a folder, a stream longer than
+   MNIST, an ``mnist_root`` that is a file, ...).
+
+``check_or_exit`` adds two checks of how Snakemake was started: a key written twice in a
+config file it loaded, and ``--unlock`` while a run is still active here (a warning).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+import math
 import re
 import sys
 from pathlib import Path
@@ -39,12 +45,12 @@ import jsonschema
 import yaml
 from jsonschema import validators
 
-from askdagger_mnist.naming import format_s_des
-
-# The figures that compare variants in sensitivity mode (keys under ``figures``, each a list).
-ABLATIONS = ("reg_ablation", "prand_ablation")
-# The figures that show one variant (keys under ``figures``, each a single name).
-SINGLE_VARIANT_FIGURES = ("main", "sag")
+from askdagger_mnist.config_checks import (  # noqa: F401 (the rules import ABLATIONS from here)
+    ABLATIONS,
+    cross_check,
+    duplicate_keys,
+    unlock_warning,
+)
 
 
 class ConfigProblem(Exception):
@@ -70,8 +76,8 @@ def coerce(value: Any, schema: Mapping) -> Any:
     Values from ``--config`` arrive as strings, also inside lists and maps: a string becomes
     null (``null``, ``none``, ``~`` or empty), a boolean (``true``/``false``), an integer or a
     number where the schema allows that type, and a single value becomes a one-item list where
-    the schema expects an array. Anything else is returned unchanged, for the schema check to
-    refuse.
+    the schema expects an array. A whole float (YAML's ``3.0``) becomes an integer where only
+    an integer is allowed. Anything else is returned unchanged, for the schema check to refuse.
     """
     kinds = _types(schema)
     if "array" in kinds and not isinstance(value, list):
@@ -86,6 +92,8 @@ def coerce(value: Any, schema: Mapping) -> Any:
             k: coerce(v, props.get(k, extra if isinstance(extra, dict) else {}))
             for k, v in value.items()
         }
+    if isinstance(value, float) and value.is_integer() and "integer" in kinds - {"number"}:
+        return int(value)
     if isinstance(value, str):
         text = value.strip()
         if "null" in kinds and text.lower() in ("null", "none", "~", ""):
@@ -113,11 +121,11 @@ def key_path(path) -> str:
     return out or "(top level)"
 
 
-def _description(error: jsonschema.ValidationError, schema: Mapping) -> str | None:
-    """The innermost ``description`` on the way from the schema's root to the error's key."""
+def _description(path, schema: Mapping) -> str | None:
+    """The innermost ``description`` on the way from the schema's root to the key ``path``."""
     description = None
     sub = schema
-    for part in error.absolute_path:
+    for part in path:
         if isinstance(part, int):
             sub = sub.get("items", {})
         elif part in sub.get("properties", {}):
@@ -126,7 +134,7 @@ def _description(error: jsonschema.ValidationError, schema: Mapping) -> str | No
             extra = sub.get("additionalProperties")
             sub = extra if isinstance(extra, dict) else {}
         description = sub.get("description", description)
-    return description or error.schema.get("description")
+    return description
 
 
 def describe(error: jsonschema.ValidationError, schema: Mapping) -> str:
@@ -144,15 +152,32 @@ def describe(error: jsonschema.ValidationError, schema: Mapping) -> str:
             f"unknown config key {', '.join(hints)}{inside}: fix the spelling, or see "
             f"config.yaml for the known keys."
         )
-    description = _description(error, schema)
-    value = json.dumps(error.instance, default=str)
+    description = _description(error.absolute_path, schema) or error.schema.get("description")
+    return _invalid(where, error.instance, error.message, description)
+
+
+def _invalid(where: str, instance: Any, message: str, description: str | None) -> str:
+    value = json.dumps(instance, default=str)
     if len(value) > 80:
         value = value[:77] + "..."
     expected = f" ({description})" if description else ""
     return (
-        f"invalid config value {where} = {value}: {error.message}{expected}; fix it in "
+        f"invalid config value {where} = {value}: {message}{expected}; fix it in "
         f"config.yaml, your --configfile or --config."
     )
+
+
+def _non_finite(value: Any, path: tuple = ()) -> tuple | None:
+    """(key path, value) of the first NaN or infinity in ``value``, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path, value
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(
+        value, list) else ()
+    for key, item in items:
+        found = _non_finite(item, (*path, key))
+        if found:
+            return found
+    return None
 
 
 def _validator_class(schema: Mapping):
@@ -198,29 +223,6 @@ def fill_defaults(config: MutableMapping, schema: Mapping) -> None:
         raise ConfigProblem(describe(error, schema))
 
 
-# ---- 4. cross-checks ---------------------------------------------------------------------------
-
-
-def _cross_check(config: Mapping) -> None:
-    known = config["variants"]
-    figures = config["figures"]
-    used = [(f"figures.{f}.variant", figures[f]["variant"]) for f in SINGLE_VARIANT_FIGURES]
-    for group in ABLATIONS:
-        used += [(f"figures.{group}.variants", v) for v in figures[group]["variants"]]
-    for key, name in used:
-        if name not in known:
-            raise ConfigProblem(
-                f"config key {key} names variant {name!r}, which is not defined under "
-                f"variants (known: {', '.join(known)}): add it there or fix the name."
-            )
-    formatted = [format_s_des(s) for s in config["s_des"]]
-    if len(set(formatted)) != len(formatted):
-        raise ConfigProblem(
-            f"config key s_des has values that name the same run directory "
-            f"({', '.join(formatted)}): list each value once."
-        )
-
-
 # ---- the whole check ---------------------------------------------------------------------------
 
 
@@ -232,20 +234,37 @@ def check(config: MutableMapping, schema_path: str | Path) -> None:
     """
     schema = load_schema(schema_path)
     config.update(coerce(dict(config), schema))
+    found = _non_finite(config)
+    if found:
+        path, value = found
+        raise ConfigProblem(
+            _invalid(key_path(path), value, "not a finite number", _description(path, schema))
+        )
     problem = first_problem(config, schema)
     if problem:
         raise ConfigProblem(problem)
     fill_defaults(config, schema)
-    _cross_check(config)
+    problem = cross_check(config)
+    if problem:
+        raise ConfigProblem(problem)
 
 
-def check_or_exit(config: MutableMapping, schema_path: str | Path) -> None:
+def check_or_exit(config: MutableMapping, schema_path: str | Path, configfiles=()) -> None:
     """``check``, but a problem prints ``error: <sentence>`` to stderr and exits 1.
 
-    What the Snakefile calls: the workflow stops before any job, without a traceback.
+    What the Snakefile calls: the workflow stops before any job, without a traceback. First
+    each config file Snakemake loaded (``configfiles``: the Snakefile passes
+    ``workflow.configfiles``) is read for a key written twice; last, ``--unlock`` while a run
+    is still active here prints a warning.
     """
     try:
+        problem = duplicate_keys(configfiles)
+        if problem:
+            raise ConfigProblem(problem)
         check(config, schema_path)
     except ConfigProblem as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
+    warning = unlock_warning()
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)

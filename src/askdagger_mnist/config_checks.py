@@ -1,0 +1,259 @@
+"""Start-up checks beyond the schema (``config`` calls them; standard library and PyYAML only).
+
+The schema judges each value alone; these catch what passes it but no run could use, and say
+so in one sentence naming the key and what to do (or return None):
+
+- ``cross_check``: values that clash with each other or with the disk: a figure naming an
+  undefined variant, two s_des or names sharing a folder, a stream longer than MNIST, a
+  download without archives, an ``mnist_root`` that is a file or would not mean what it says;
+- ``duplicate_keys``: a key written twice in a config file (YAML keeps the last, silently);
+- ``unlock_warning``: ``--unlock`` while a head or job of a Snakemake run is alive in this
+  directory on this host, whose lock is then not stale (docs/workflow.md).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Iterable, Mapping
+
+import yaml
+
+from askdagger_mnist.naming import format_s_des
+from askdagger_mnist.settings import STREAM_STEPS
+
+# The figures that compare variants in sensitivity mode (keys under ``figures``, each a list).
+ABLATIONS = ("reg_ablation", "prand_ablation")
+# The figures that show one variant (keys under ``figures``, each a single name).
+SINGLE_VARIANT_FIGURES = ("main", "sag")
+# A run's stream draws its batches from these without replacement (algorithm.loop.new_state).
+MNIST_TRAIN_IMAGES = 60_000
+
+
+def cross_check(config: Mapping) -> str | None:
+    """The first clash in a config that passed the schema and has its defaults, or None."""
+    for check in (_names, _figure_variants, _s_des_directories, _stream, _download, _prand_titles,
+                  _mnist_root):
+        sentence = check(config)
+        if sentence:
+            return sentence
+    return None
+
+
+def _figure_variants(config: Mapping) -> str | None:
+    known, figures = config["variants"], config["figures"]
+    used = [(f"figures.{f}.variant", figures[f]["variant"]) for f in SINGLE_VARIANT_FIGURES]
+    for group in ABLATIONS:
+        used += [(f"figures.{group}.variants", v) for v in figures[group]["variants"]]
+    for key, name in used:
+        if name not in known:
+            return (
+                f"config key {key} names variant {name!r}, which is not defined under "
+                f"variants (known: {', '.join(known)}): add it there or fix the name."
+            )
+    return None
+
+
+def _s_des_directories(config: Mapping) -> str | None:
+    formatted = [format_s_des(s) for s in config["s_des"]]  # 0.9 and 0.90 are both s0.9
+    if len(set(formatted)) != len(formatted):
+        return (
+            f"config key s_des has values that name the same run directory "
+            f"({', '.join(formatted)}): list each value once."
+        )
+    return None
+
+
+def _stream(config: Mapping) -> str | None:
+    """steps x batch_size images, drawn without replacement: at most MNIST's 60,000."""
+    batch, max_steps = config["batch_size"], config["max_steps"]
+    steps = STREAM_STEPS if max_steps is None else max_steps
+    if steps * batch <= MNIST_TRAIN_IMAGES:
+        return None
+    whole = " (max_steps null: the whole stream)" if max_steps is None else ""
+    fixes = [f"lower batch_size to at most {MNIST_TRAIN_IMAGES // steps}"]
+    if batch <= MNIST_TRAIN_IMAGES:  # then a shorter stream fits too
+        verb = "set" if max_steps is None else "lower"
+        fixes.insert(0, f"{verb} max_steps to at most {MNIST_TRAIN_IMAGES // batch}")
+    return (
+        f"config keys max_steps and batch_size ask for {steps} step{'s' * (steps > 1)}{whole} "
+        f"x {batch} = {steps * batch:,} images, more than the {MNIST_TRAIN_IMAGES:,} MNIST "
+        f"training images: {' or '.join(fixes)}."
+    )
+
+
+def _clash(key: str, names: Iterable[str], what: str) -> str | None:
+    """Two names of one folder: the same name twice, or two that differ only in case."""
+    seen: dict[str, str] = {}
+    for name in names:
+        first = seen.get(name.casefold())
+        if first is None:
+            seen[name.casefold()] = name
+        elif first == name:
+            return (
+                f"config key {key} names {name!r} twice, and the last would silently replace "
+                f"the first: give each {what} its own name."
+            )
+        else:
+            return (
+                f"config key {key} names {first!r} and {name!r}, which differ only in case and "
+                "would share files on case-insensitive filesystems (macOS, Windows): rename one."
+            )
+    return None
+
+
+def _names(config: Mapping) -> str | None:
+    archives = [a["name"] for a in config["results_archives"]]
+    return _clash("results_archives", archives, "archive") or _clash(
+        "variants", list(config["variants"]), "variant"
+    )
+
+
+def _download(config: Mapping) -> str | None:
+    if config["results_source"] == "download" and not config["results_archives"]:
+        return (
+            "config key results_archives is empty but results_source is download, so no run "
+            "could be imported: list at least one archive, or set results_source to train."
+        )
+    return None
+
+
+def _prand_titles(config: Mapping) -> str | None:
+    """The p_rand ablation titles its columns (figure and tables) "p_rand = ...": one each."""
+    by_title: dict[str, str] = {}
+    for name in config["figures"]["prand_ablation"]["variants"]:
+        p_rand = f"{config['variants'][name]['p_rand']:g}"
+        if p_rand in by_title:
+            return (
+                f"config key figures.prand_ablation.variants has {by_title[p_rand]!r} and "
+                f"{name!r} with the same p_rand {p_rand}, and that figure tells its variants "
+                "apart by p_rand: list variants with different p_rand values."
+            )
+        by_title[p_rand] = name
+    return None
+
+
+def _mnist_root(config: Mapping) -> str | None:
+    """A folder (or none yet, below a folder), its path meant literally; relative to the
+    working directory, which Snakemake has entered when it reads the Snakefile."""
+    root = config["mnist_root"]
+    head = f"config key mnist_root = {root!r}: "
+    if root.startswith("~") or "$" in root:
+        return head + (
+            "~ and $ are not expanded in config values, so this names a folder of that very "
+            "name: write the path out in full."
+        )
+    if "{" in root or "}" in root:
+        return head + "{ and } are Snakemake wildcards in file names: choose a folder without them."
+    raw = Path(root) / "MNIST" / "raw"
+    for path in (raw, *raw.parents):
+        if path.exists():  # the nearest part that exists must be a folder
+            if not path.is_dir():
+                return head + (
+                    f"{path} is a file, not a folder: point mnist_root at a folder that holds "
+                    "(or will hold) MNIST/raw/*.gz."
+                )
+            break
+    return None
+
+
+# ---- the config files' text ------------------------------------------------------------------
+
+
+def duplicate_keys(paths: Iterable[str | Path]) -> str | None:
+    """The first key written twice in one of the config files ``paths``, as one sentence."""
+    for path in paths:
+        try:
+            node = yaml.compose(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError, yaml.YAMLError):
+            continue  # Snakemake itself reports a file it cannot read
+        key = _twice(node, "", set())
+        if key:
+            return (
+                f"config file {path} gives key {key} twice (the last would silently win): "
+                "keep one."
+            )
+    return None
+
+
+def _twice(node, where: str, visited: set) -> str | None:
+    """The path of the first key given twice below ``node``, in the order of the text."""
+    if id(node) in visited:  # an alias: walked already
+        return None
+    visited.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        children = [(f"{where}[{i}]", item) for i, item in enumerate(node.value)]
+    elif isinstance(node, yaml.MappingNode):
+        children = [(f"{where}.{k.value}" if where else str(k.value), v) for k, v in node.value]
+    else:
+        return None
+    keys = set()
+    for path, child in children:
+        if isinstance(node, yaml.MappingNode) and path in keys:
+            return path
+        keys.add(path)
+        found = _twice(child, path, visited)
+        if found:
+            return found
+    return None
+
+
+# ---- --unlock while a run is alive here ------------------------------------------------------
+
+
+def unlock_warning(argv: list[str] | None = None, directory=None) -> str | None:
+    """When ``argv`` asks for ``--unlock`` and a process of a Snakemake run works in
+    ``directory`` on this host, the sentence that says its lock is not stale."""
+    if "--unlock" not in (sys.argv if argv is None else argv):
+        return None
+    running = running_here(os.getcwd() if directory is None else directory)
+    if not running:
+        return None
+    pid, command = running[0]
+    command = command if len(command) <= 100 else command[:97] + "..."
+    more = f", and {len(running) - 1} more" if len(running) > 1 else ""
+    ended = "those processes have" if more else "that process has"
+    return (
+        f"a Snakemake run is still active in this directory (process {pid}: {command}{more}), "
+        f"so its lock was not stale: start no other Snakemake here until {ended} ended, or it "
+        "may delete the results of the jobs still running."
+    )
+
+
+def running_here(directory: str | Path) -> list[tuple[int, str]]:
+    """(pid, command line) of each Snakemake head or job of this workflow working in
+    ``directory`` on this host, from Linux's /proc (elsewhere: none), this process and its
+    parents left out. Another user's processes cannot be seen."""
+    here, mine = os.path.realpath(directory), _self_and_parents()
+    found = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if not entry.isdigit() or int(entry) in mine:
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+            argv = [a for a in Path(f"/proc/{entry}/cmdline").read_bytes().decode(
+                errors="replace").split("\0") if a]
+        except OSError:
+            continue
+        if cwd == here and _of_a_run(argv):
+            found.append((int(entry), " ".join(argv)))
+    return sorted(found)
+
+
+def _of_a_run(argv: list[str]) -> bool:
+    """A Snakemake head (``snakemake ...``, ``python -m snakemake ...``) or a job's command."""
+    module = argv[argv.index("-m") + 1] if "-m" in argv[:-1] else ""
+    return ("snakemake" in (os.path.basename(a) for a in argv[:2]) or module == "snakemake"
+            or module.startswith("askdagger_mnist."))
+
+
+def _self_and_parents() -> set[int]:
+    pids, pid = set(), os.getpid()
+    while pid > 1 and pid not in pids:
+        pids.add(pid)
+        try:  # /proc/<pid>/stat: "pid (name) state ppid ..."
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            break
+    return pids
