@@ -65,16 +65,22 @@ def _variant_p_rand(runs, variants: Sequence[str], source: Path) -> dict[str, fl
     return out
 
 
-def cmd_reg_ablation(args: argparse.Namespace) -> list[Path]:
-    from ..analysis.figures import VARIANT_TITLES, ablation_figure, save_figure_atomic
-    from ..analysis.tables import summary_table, write_tables
-
+def _ablation_inputs(args: argparse.Namespace, what: str):
+    """(variants, runs, curves) of an ablation figure, every run it names checked present."""
     _check_out(args.out_figure, (".pdf", ".png", ".svg"), "--out-figure")
     variants = list(args.variants)
     runs, curves = load_for_figure(
         args.runs_csv, args.curves, [ABLATION_MODE], variants, args.s_des, args.reps,
-        f"the regularisation ablation {args.out_figure}",
+        f"the {what} {args.out_figure}",
     )
+    return variants, runs, curves
+
+
+def cmd_reg_ablation(args: argparse.Namespace) -> list[Path]:
+    from ..analysis.figures import VARIANT_TITLES, ablation_figure, save_figure_atomic
+    from ..analysis.tables import summary_table, write_tables
+
+    variants, runs, curves = _ablation_inputs(args, "regularisation ablation")
     titles = [VARIANT_TITLES.get(v, v) for v in variants]
     stats = curve_stats(curves, ["sensitivity"])
     fig = ablation_figure(
@@ -97,12 +103,7 @@ def cmd_prand_ablation(args: argparse.Namespace) -> list[Path]:
     from ..analysis.figures import P_RAND_TEX, ablation_figure, save_figure_atomic
     from ..analysis.tables import summary_table, write_tables
 
-    _check_out(args.out_figure, (".pdf", ".png", ".svg"), "--out-figure")
-    variants = list(args.variants)
-    runs, curves = load_for_figure(
-        args.runs_csv, args.curves, [ABLATION_MODE], variants, args.s_des, args.reps,
-        f"the p_rand ablation {args.out_figure}",
-    )
+    variants, runs, curves = _ablation_inputs(args, "p_rand ablation")
     p_rand = _variant_p_rand(runs, variants, args.runs_csv)
     titles = [f"{P_RAND_TEX} = {p_rand[v]:g}" for v in variants]
     stats = curve_stats(curves, ["sensitivity", "specificity"])
