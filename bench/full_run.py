@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-COMPONENTS = ("mc_probs", "gradients", "make_optimizer", "sag_threshold")
+sys.path.insert(0, str(REPO / "src"))  # the checkout's package, as the child runs it
+from askdagger_mnist.engines import COMPONENTS  # noqa: E402
 
 
 def child(argv: list[str]) -> None:
@@ -45,8 +46,8 @@ def child(argv: list[str]) -> None:
         else:
             rest.append(arg)
     name = rest[rest.index("--engine") + 1]
-    other = engines.PLAIN_PARTS if name == "fast" else engines.FAST_PARTS
-    engine = dataclasses.replace(engines.ENGINES[name], **{c: other[c] for c in swaps})
+    other = engines.PLAIN if name == "fast" else engines.FAST
+    engine = dataclasses.replace(engines.ENGINES[name], **{c: getattr(other, c) for c in swaps})
     engines.ENGINES[name] = engine
     train.exit_now(train.main(rest))
 

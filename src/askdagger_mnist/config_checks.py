@@ -21,14 +21,12 @@ from typing import Iterable, Mapping
 import yaml
 
 from askdagger_mnist.naming import format_s_des
-from askdagger_mnist.settings import STREAM_STEPS
+from askdagger_mnist.settings import MNIST_TRAIN_IMAGES, STREAM_STEPS
 
 # The figures that compare variants in sensitivity mode (keys under ``figures``, each a list).
 ABLATIONS = ("reg_ablation", "prand_ablation")
 # The figures that show one variant (keys under ``figures``, each a single name).
 SINGLE_VARIANT_FIGURES = ("main", "sag")
-# A run's stream draws its batches from these without replacement (algorithm.loop.new_state).
-MNIST_TRAIN_IMAGES = 60_000
 
 
 def cross_check(config: Mapping) -> str | None:

@@ -11,7 +11,7 @@ Each fast twin is bound to its plain part by a test in tests/fast/.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable
 
 from .algorithm import model, sag, training
@@ -46,20 +46,9 @@ FAST = Engine(
 
 ENGINES = {engine.name: engine for engine in (PLAIN, FAST)}
 
-# Each component in its plain and its fast form, by the Engine field it fills
-# (bench/full_run.py --swap measures one at a time; docs/architecture.md has the table).
-PLAIN_PARTS = {
-    "mc_probs": model.mc_probs,
-    "gradients": training.autograd_gradients,
-    "make_optimizer": training.paper_optimizer,
-    "sag_threshold": sag.sag_threshold,
-}
-FAST_PARTS = {
-    "mc_probs": query.mc_probs_shared,
-    "gradients": backprop.written_out_gradients,
-    "make_optimizer": lambda m: optim.NesterovSGD(m.parameters()),
-    "sag_threshold": fast_sag.sag_threshold_fast,
-}
+# The parts an engine chooses, by field name (bench/full_run.py --swap swaps one at a time
+# for the other engine's; docs/architecture.md has the measured table).
+COMPONENTS = tuple(f.name for f in fields(Engine) if f.name != "name")
 
 
 def engine_named(name: str) -> Engine:

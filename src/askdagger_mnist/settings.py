@@ -16,6 +16,7 @@ from dataclasses import dataclass
 MODES = ("sensitivity", "specificity", "success")
 # The metric each mode's s_des targets (docs/spec.md §4.1 and §5.1).
 TRACKED = {"sensitivity": "sensitivity", "specificity": "specificity", "success": "system_success"}
+MNIST_TRAIN_IMAGES = 60_000  # the stream draws its batches from these without replacement
 STREAM_STEPS = 468  # 468 x 128 = 59,904 of the 60,000 MNIST training images
 ENGINES = ("plain", "fast")  # docs/spec.md §7: the same algorithm, readable or fast
 

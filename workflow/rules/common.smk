@@ -3,7 +3,7 @@
 Included first by the Snakefile, after the config is checked (askdagger_mnist.config). The
 conventions shared with the package (the run directory layout, the s_des format, the modes)
 are imported from it, not restated: the Snakefile puts the package's src/ first on sys.path,
-and only its standard-library modules (naming, settings, config) are imported here, because
+and only its standard-library modules (naming, settings, config, data.mnist) are imported here, because
 under --use-conda the environment running Snakemake itself may lack torch and numpy.
 """
 
@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from askdagger_mnist.config import ABLATIONS
+from askdagger_mnist.data.mnist import TRAIN_FILES, raw_folder  # standard library only
 from askdagger_mnist.naming import RUNS_DIR, run_subdir
 from askdagger_mnist.naming import format_s_des as fmt_s  # 0.9 -> '0.9', as in run dirs
 from askdagger_mnist.settings import MODES
@@ -26,7 +27,6 @@ RUNS = RUNS_DIR
 METRICS = "results/metrics"
 LOGS = "results/logs"
 BENCHMARKS = "results/benchmarks"
-MNIST_TRAIN_FILES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
 # What download_mnist produces: a record of the verified files, in the workflow's own tree. The
 # user's files under mnist_root are never a rule's output, so Snakemake never deletes them.
 MNIST_MANIFEST = "results/mnist.verified.json"
@@ -77,13 +77,13 @@ def check_mnist_root():
         return  # download_mnist will check (and complete) the root
     try:
         files = json.loads(manifest.read_text())["files"]
-        sizes = {name: int(files[name]["size"]) for name in MNIST_TRAIN_FILES}
+        sizes = {name: int(files[name]["size"]) for name in TRAIN_FILES}
     except (OSError, ValueError, KeyError, TypeError):
         problem = f"{manifest} is unreadable or not download_mnist's"
     else:
         problem = None
-        raw = Path(config["mnist_root"]) / "MNIST" / "raw"
-        for name in reversed(MNIST_TRAIN_FILES):  # the first one missing is named
+        raw = raw_folder(config["mnist_root"])
+        for name in reversed(TRAIN_FILES):  # the first one missing is named
             path = raw / name
             if not path.is_file() or path.stat().st_size != sizes[name]:
                 problem = (

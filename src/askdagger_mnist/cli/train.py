@@ -31,12 +31,13 @@ from ..algorithm.metrics import whole_run_metrics
 from ..bookkeeping import Bookkeeping
 from ..data.checkpoint import is_checkpoint_of
 from ..data.rundir import (MODEL_FILE, atomic_dir, check_creatable, holds_run,
-                           reporting_no_space, write_run_files)
+                           installed_versions, reporting_no_space, write_run_files)
 from ..engines import engine_named
-from ..settings import ENGINES, EXECUTION_DEFAULTS, MODES, STREAM_STEPS, RunSettings
+from ..settings import (
+    ENGINES, EXECUTION_DEFAULTS, MNIST_TRAIN_IMAGES, MODES, STREAM_STEPS, RunSettings,
+)
 
 DEFAULTS = RunSettings()
-MNIST_TRAIN_IMAGES = 60_000
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,15 +152,10 @@ def cluster_record() -> dict | None:
 
 
 def versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        torchvision_version = version("torchvision")
-    except PackageNotFoundError:
-        torchvision_version = None
     return {
         "askdagger_mnist": __version__, "python": platform.python_version(),
-        "numpy": np.__version__, "torch": torch.__version__, "torchvision": torchvision_version,
+        "numpy": np.__version__, "torch": torch.__version__,
+        "torchvision": installed_versions(("torchvision",)).get("torchvision"),
     }
 
 
