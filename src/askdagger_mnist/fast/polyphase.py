@@ -1,5 +1,7 @@
 """2x2 max-pooling as the maximum of four contiguous blocks (used by ``fast.query`` and
-``fast.backprop``; plain twin: ``F.max_pool2d`` in ``algorithm.model.LeNet.forward``).
+``fast.backprop``; plain twin: ``F.max_pool2d`` in ``algorithm.model.LeNet.forward``; bound
+through tests/fast/test_fast_query.py and tests/fast/test_fast_backprop.py, the latter also
+checking the gradient's choice among tied maxima against ``F.max_pool2d``'s).
 
 A 5x5 convolution followed by a 2x2 max-pool computes, for each pooled position Y and each
 of the four window positions w = (wy, wx), conv(input)[2Y + w]. Split the input into its 2x2
