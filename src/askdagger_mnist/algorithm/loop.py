@@ -21,7 +21,7 @@ from ..settings import RunSettings
 from .masks import draw_masks
 from .model import LeNet, normalize_pixels, uncertainty_from_probs
 from .sag import SagConfig
-from .training import update_model
+from .training import LR_MILESTONES, update_model
 
 STREAM_ARRAYS = {  # name -> dtype of the arrays over the stream (docs/spec.md §3)
     "u": np.float64, "k": np.int64, "g": np.float64, "c": np.int8, "r": np.int8,
@@ -40,6 +40,8 @@ class LoopState:
     arrays: dict  # name -> preallocated array over the stream
     elapsed_s: float = 0.0
     resumed_at: list = field(default_factory=list)
+    epochs_completed: int = 0  # training epochs completed, the learning-rate counter (§3.5)
+    lr_changed_at_steps: list = field(default_factory=list)  # one step per milestone reached
 
     def train_set(self, n_seen: int) -> np.ndarray:
         """The training set: the queried indices among the first ``n_seen``, in stream order."""
@@ -133,10 +135,16 @@ def interactive_step(run: Run, images: torch.Tensor, labels: torch.Tensor,
     a["q_a"][lo:hi], a["q"][lo:hi] = q_a, q
     a["r"][lo:hi] = np.where(q, np.where(c, 1, -1), 0)
     # §3.5 Every update_every steps: update the model on the training set, then k += 1.
+    # The learning rate drops within the update when the epoch count reaches a milestone.
     if state.step > 0 and state.step % s.update_every == 0:
         with timer("update"):
-            update_model(run.model, run.optimizer, engine.gradients, images, labels,
-                         state.train_set(hi), s.update_every, B, s.dropout, rng)
+            epochs = update_model(run.model, run.optimizer, engine.gradients, images, labels,
+                                  state.train_set(hi), s.update_every, B, s.dropout, rng,
+                                  state.epochs_completed)
+        for milestone in LR_MILESTONES:
+            if state.epochs_completed < milestone <= epochs:  # the rate dropped in this update
+                state.lr_changed_at_steps.append(state.step)
+        state.epochs_completed = epochs
         state.k += 1
     state.step += 1
 

@@ -3,7 +3,8 @@
 ``update_model`` is the same for both engines; the engine supplies how the gradients are
 computed (here ``autograd_gradients``; fast twin ``fast.backprop.written_out_gradients``) and
 which optimizer takes the step (here ``paper_optimizer``, torch's
-SGD; fast twin ``fast.optim.NesterovSGD``).
+SGD; fast twin ``fast.optim.NesterovSGD``). The learning rate follows the authors' MultiStepLR,
+stepped once per completed training epoch (``learning_rate``, ``epoch_ends``).
 """
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ import torch.nn.functional as F
 from .masks import DropoutMasks, draw_masks
 from .model import LeNet, train_transform
 
-# §3.5: one SGD optimizer for the whole run.
+# §3.5: one SGD optimizer for the whole run; its rate is multiplied by LR_FACTOR each time
+# the count of completed training epochs reaches a milestone (the authors' MultiStepLR).
 LEARNING_RATE, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 5e-4
+LR_MILESTONES, LR_FACTOR = (25, 50), 0.1
 
 Gradients = Callable[[LeNet, torch.Tensor, torch.Tensor, DropoutMasks],
                      tuple[torch.Tensor, list[torch.Tensor]]]
@@ -28,6 +31,43 @@ def paper_optimizer(model: LeNet) -> torch.optim.Optimizer:
     """§3.5: SGD, lr 0.1, Nesterov momentum 0.9, weight decay 5e-4 on every parameter."""
     return torch.optim.SGD(model.parameters(), lr=LEARNING_RATE, momentum=MOMENTUM,
                            nesterov=True, weight_decay=WEIGHT_DECAY)
+
+
+def learning_rate(epochs_completed: int) -> float:
+    """docs/spec.md §3.5: the rate after ``epochs_completed`` completed epochs, multiplied by
+    LR_FACTOR once per milestone reached, as MultiStepLR does (0.1, then 0.01, then 0.001)."""
+    lr = LEARNING_RATE
+    for milestone in LR_MILESTONES:
+        if epochs_completed >= milestone:
+            lr *= LR_FACTOR
+    return lr
+
+
+def set_learning_rate(optimizer, lr: float) -> None:
+    """Set the rate of either engine's optimizer: torch.optim keeps it in ``param_groups``,
+    ``fast.optim.NesterovSGD`` in ``.lr``."""
+    if hasattr(optimizer, "param_groups"):
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+    else:
+        optimizer.lr = lr
+
+
+def epoch_ends(n_train: int, n_steps: int, batch_size: int) -> list[int]:
+    """§3.5: the SGD steps (1-based) of one update after which a training epoch is complete:
+    every ``nb``-th, ``nb`` being the mini-batches of one pass over ``n_train`` samples. With
+    ``nb > n_steps`` no pass ends within the update, and a pass cut short does not count."""
+    nb = -(-n_train // batch_size)  # ceil
+    return [] if nb == 0 else list(range(nb, n_steps + 1, nb))
+
+
+def epochs_before_step(q: np.ndarray, step: int, batch_size: int, update_every: int) -> int:
+    """§3.5: the completed-epoch count when ``step`` is next, from the queries ``q`` of the
+    stream alone (the training set at the update of step s holds the queried samples among
+    the first (s + 1) x batch_size): what the run counts as it goes."""
+    n_queried = np.cumsum(np.asarray(q) != 0)
+    return sum(len(epoch_ends(int(n_queried[(s + 1) * batch_size - 1]), update_every, batch_size))
+               for s in range(update_every, step, update_every))
 
 
 def autograd_gradients(model: LeNet, x: torch.Tensor, y: torch.Tensor,
@@ -54,21 +94,34 @@ def minibatches(train_set: np.ndarray, n_steps: int, batch_size: int) -> list[to
     return batches
 
 
-def update_model(model: LeNet, optimizer, gradients: Gradients, images: torch.Tensor, labels: torch.Tensor, train_set: np.ndarray,
-                 n_steps: int, batch_size: int, dropout: float,
-                 rng: np.random.Generator) -> None:
+def update_model(model: LeNet, optimizer, gradients: Gradients, images: torch.Tensor,
+                 labels: torch.Tensor, train_set: np.ndarray, n_steps: int, batch_size: int,
+                 dropout: float, rng: np.random.Generator, epochs_completed: int) -> int:
     """§3.5: ``n_steps`` SGD steps. The mini-batches, their training crops (§1.3) and their
-    dropout masks (§2.3) are drawn first, for all steps of the update, then the steps run."""
+    dropout masks (§2.3) are drawn first, for all steps of the update, then the steps run.
+    Returns the completed-epoch count after the update (``epochs_completed`` before it)."""
     batches = minibatches(train_set, n_steps, batch_size)
     chosen = torch.cat(batches).to(images.device)
     x_all, y_all = train_transform(images[chosen]), labels[chosen]
     masks_all = draw_masks(rng, len(chosen), 1, dropout, x_all.device)
+    ends = epoch_ends(len(train_set), n_steps, batch_size)
     start = 0
-    for batch in batches:
+    for j, batch in enumerate(batches, start=1):
         stop = start + len(batch)
         _, grads = gradients(model, x_all[start:stop], y_all[start:stop],
                              masks_all.rows(start, stop))
         for param, grad in zip(model.parameters(), grads):
             param.grad = grad
         optimizer.step()
+        if j in ends:  # the step that ends an epoch ran at the old rate; the scheduler steps
+            epochs_completed += 1
+            set_learning_rate(optimizer, learning_rate(epochs_completed))
         start = stop
+    return epochs_completed
+
+
+def lr_schedule_record(epochs_completed: int, lr_changed_at_steps: list) -> dict:
+    """§3.5: the schedule as run.json records it."""
+    return {"milestones_epochs": list(LR_MILESTONES), "factor": LR_FACTOR,
+            "epochs_completed": epochs_completed, "lr_changed_at_steps": list(lr_changed_at_steps),
+            "final_lr": learning_rate(epochs_completed)}

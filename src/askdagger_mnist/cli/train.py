@@ -28,6 +28,7 @@ from ..data.mnist import load_mnist_train
 from ..errors import UserError
 from ..algorithm.loop import run_loop
 from ..algorithm.metrics import whole_run_metrics
+from ..algorithm.training import lr_schedule_record
 from ..bookkeeping import Bookkeeping
 from ..data.checkpoint import is_checkpoint_of
 from ..data.rundir import (MODEL_FILE, atomic_dir, check_creatable, holds_run,
@@ -243,6 +244,7 @@ def _run_locked(args, settings, device, images, labels, checkpoint: Path) -> Pat
         "device": device_description(device),
         "engine": engine.name,
         "threads": torch.get_num_threads(),
+        "lr_schedule": lr_schedule_record(state.epochs_completed, state.lr_changed_at_steps),
         "host": socket.gethostname(),
         "n_steps": state.step,
         "wall_time_s": round(state.elapsed_s, 3),

@@ -12,10 +12,15 @@ from pathlib import Path
 
 import torch
 
+from ..algorithm.training import (LR_MILESTONES, epochs_before_step, learning_rate,
+                                  set_learning_rate)
 from ..errors import UserError
 from .rundir import atomic_file
 
-VERSION = 3  # 2: dropout masks from the numpy Generator; 3: plain masks, the engine recorded
+# 2: dropout masks from the numpy Generator; 3: plain masks, the engine recorded;
+# 4: the learning-rate schedule's epoch count (a format-3 run ran at a constant rate).
+VERSION = 4
+READS = (3, 4)  # a format-3 checkpoint resumes with its epoch count recomputed (restore_schedule)
 
 
 def save_checkpoint(path: Path, run) -> None:
@@ -29,6 +34,8 @@ def save_checkpoint(path: Path, run) -> None:
         "k": state.k,
         "elapsed_s": state.elapsed_s,
         "resumed_at": list(state.resumed_at),
+        "epochs_completed": state.epochs_completed,
+        "lr_changed_at_steps": list(state.lr_changed_at_steps),
         "unseen": torch.from_numpy(state.unseen.copy()),
         "arrays": {name: torch.from_numpy(a[:n_seen].copy()) for name, a in state.arrays.items()},
         "model": run.model.state_dict(),
@@ -51,7 +58,7 @@ def is_checkpoint_of(path: Path, settings) -> bool:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # missing, torn or foreign: not known to be one
         return False
-    return (isinstance(payload, dict) and payload.get("version") == VERSION
+    return (isinstance(payload, dict) and payload.get("version") in READS
             and payload.get("settings") == settings.to_dict())
 
 
@@ -65,10 +72,11 @@ def load_checkpoint(path: Path, run) -> None:
             "run from step 0 (or, if it is a file of yours, choose another --checkpoint)."
         ) from exc
     version = payload.get("version") if isinstance(payload, dict) else None
-    if version != VERSION:
+    if version not in READS:
         raise UserError(
             f"checkpoint {path} was written by another version of askdagger-mnist (format "
-            f"{version}, this one reads {VERSION}): delete it to start the run from step 0."
+            f"{version}, this one reads {' and '.join(map(str, READS))}): delete it to start the "
+            "run from step 0."
         )
     engine = payload.get("engine")
     if engine != run.engine.name:
@@ -95,6 +103,23 @@ def load_checkpoint(path: Path, run) -> None:
     if payload["cuda_rng"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(payload["cuda_rng"])
     random.setstate(_as_tuple(payload["python_rng"]))
+    restore_schedule(payload, run)
+
+
+def restore_schedule(payload: dict, run) -> None:
+    """docs/spec.md §3.5, §6.3: the epoch count and the rate. A format-3 checkpoint lacks the
+    count: it is recomputed from the stream's queries, and its run, which kept the rate at 0.1,
+    lowers it from the resume step on if the count has passed a milestone (recorded there)."""
+    state, s = run.state, run.settings
+    if "epochs_completed" in payload:
+        state.epochs_completed = int(payload["epochs_completed"])
+        state.lr_changed_at_steps = [int(x) for x in payload["lr_changed_at_steps"]]
+    else:
+        state.epochs_completed = epochs_before_step(state.arrays["q"], state.step,
+                                                    s.batch_size, s.update_every)
+        passed = sum(m <= state.epochs_completed for m in LR_MILESTONES)
+        state.lr_changed_at_steps = [state.step] * passed  # the drops take effect from here
+    set_learning_rate(run.optimizer, learning_rate(state.epochs_completed))
 
 
 def _as_tuple(obj):
