@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from askdagger_mnist.settings import (
+    ENGINE_CHOICES,
     ENGINES,
     EXECUTION_DEFAULTS,
     MODES,
@@ -68,8 +69,8 @@ def test_execution_defaults(key):
 
 
 def test_engine_choices_are_the_settings_engines():
-    assert PROPS["engine"]["enum"] == list(ENGINES)
-    assert EXECUTION_DEFAULTS["engine"] in ENGINES
+    assert PROPS["engine"]["enum"] == list(ENGINE_CHOICES) == ["auto", *ENGINES]
+    assert EXECUTION_DEFAULTS["engine"] in ENGINE_CHOICES
 
 
 def test_modes_are_the_settings_modes():

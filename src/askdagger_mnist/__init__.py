@@ -12,6 +12,8 @@ docs/spec.md, whose section numbers the code cites):
     fast/         - the same functions, faster, each bound to its plain twin by a test
     engines       - the plain and the fast engine: which part each uses (the swap table)
     bookkeeping   - wall time, progress lines, checkpoints: the observer of the loop
+    devices       - the run's device: cpu, or a GPU slot; how run.json names it
+    gpu_slots     - GPU slots shared by a workstation's jobs: least-loaded GPU, flock (stdlib)
     data/         - MNIST files, run directories, checkpoints
     analysis/     - aggregate tables, figures, ablation tables, the SAG illustration
     prebuilt/     - downloads, safe extraction, the authors' format, our bundles

@@ -53,3 +53,12 @@ COMPONENTS = tuple(f.name for f in fields(Engine) if f.name != "name")
 
 def engine_named(name: str) -> Engine:
     return ENGINES[name]
+
+
+def engine_for(choice: str, device) -> Engine:
+    """The engine of config/CLI value ``choice`` on ``device`` (a torch.device): ``auto`` is
+    fast on the CPU and plain on CUDA, where the plain engine's library kernels are the ones
+    PyTorch tests, and the fast engine, measured on CPUs only, is unmeasured (settings.py)."""
+    if choice == "auto":
+        choice = "plain" if device.type == "cuda" else "fast"
+    return engine_named(choice)

@@ -19,9 +19,24 @@ TRACKED = {"sensitivity": "sensitivity", "specificity": "specificity", "success"
 MNIST_TRAIN_IMAGES = 60_000  # the stream draws its batches from these without replacement
 STREAM_STEPS = 468  # 468 x 128 = 59,904 of the 60,000 MNIST training images
 ENGINES = ("plain", "fast")  # docs/spec.md §7: the same algorithm, readable or fast
+# The engine choices of config and CLI: auto is fast on the CPU and plain on CUDA (the library's
+# kernels, which PyTorch tests on CUDA; the fast engine was measured on CPUs only).
+ENGINE_CHOICES = ("auto", *ENGINES)
 
-# Execution defaults (how a run is carried out; they never change its results).
-EXECUTION_DEFAULTS = {"engine": "fast", "device": "auto", "threads": 1, "checkpoint_every": 50}
+# Execution defaults (how a run is carried out; they never change its results). jobs_per_gpu:
+# training jobs that may share one GPU of a workstation (docs/cluster.md, gpu_slots.py).
+EXECUTION_DEFAULTS = {"engine": "auto", "device": "auto", "jobs_per_gpu": 1, "threads": 1,
+                      "checkpoint_every": 50}
+
+# The reproduction verdict (docs/reproduction.md): margins on the difference of means (the
+# mode's tracked metric, every other metric), the fewest runs per side for a verdict other
+# than inconclusive, bootstrap resamples, and the step after which curve gaps are measured.
+REPRODUCTION_DEFAULTS = {
+    "margins": {"tracked": 0.02, "others": 0.05},
+    "min_runs": 3,
+    "bootstrap_resamples": 10_000,
+    "curve_after_step": 50,
+}
 
 
 @dataclass(frozen=True)

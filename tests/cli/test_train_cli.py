@@ -140,6 +140,7 @@ def test_checkpoint_inside_a_file_or_inside_the_run_directory_is_refused(tmp_pat
         (["--checkpoint-every", "-1"], "--checkpoint-every"),
         (["--progress-every", "-1"], "--progress-every"),
         (["--threads", "0"], "--threads"),
+        (["--jobs-per-gpu", "0"], "--jobs-per-gpu must be >= 1, not 0."),
     ],
 )
 def test_negative_counts_are_refused(tmp_path, capsys, flags, says):

@@ -159,6 +159,8 @@ def test_paper_config_dry_run_has_630_train_jobs_and_every_target(tmp_path):
         "--n-min 50",
         "--n-rep 10",
         "--device auto",
+        "--jobs-per-gpu 1",
+        "--engine auto",
         "--threads 1",
     ):
         assert f"{flag} " in shell, (flag, shell)
@@ -217,6 +219,7 @@ BAD_CONFIGS = [
         "'no_norm'",
     ),
     (["--config", "device=tpu"], "device", "auto, cpu or cuda"),
+    (["--config", "jobs_per_gpu=0"], "jobs_per_gpu", "an integer >= 1"),
     # Values the schema lets through but no run could use (config_checks.py):
     (["--config", "dropout=nan"], "dropout", "not a finite number"),
     (["--config", "max_steps=469"], "max_steps and batch_size", "60,000 MNIST training images"),

@@ -22,11 +22,14 @@ if config["results_source"] == "train":
             "../../envs/train.yaml"
         threads: config["threads"]
         resources:
+            # A whole-job tag: --resources gpu=<GPUs x jobs_per_gpu> lets that many jobs run
+            # at once; the script itself places each on a GPU slot (docs/cluster.md).
             gpu=config["train_resources"]["gpu"],
             mem_mb=config["train_resources"]["mem_mb"],
             runtime=config["train_resources"]["runtime"],
             # Execution choices, not settings: changing them re-runs nothing.
             device=config["device"],
+            jobs_per_gpu=config["jobs_per_gpu"],
             engine=config["engine"],
             checkpoint_every=config["checkpoint_every"],
         params:
@@ -37,5 +40,6 @@ if config["results_source"] == "train":
             "python -m askdagger_mnist.cli.train --mode {wildcards.mode} --variant {wildcards.variant}"
             " --s-des {wildcards.s_des} --rep {wildcards.rep} {params.settings}"
             " --data-root {params.data_root:q} --out {output.run:q}"
-            " --device {resources.device} --engine {resources.engine} --threads {threads}"
+            " --device {resources.device} --jobs-per-gpu {resources.jobs_per_gpu}"
+            " --engine {resources.engine} --threads {threads}"
             " --checkpoint-every {resources.checkpoint_every} > {log:q} 2>&1"

@@ -33,9 +33,10 @@ from ..bookkeeping import Bookkeeping
 from ..data.checkpoint import is_checkpoint_of
 from ..data.rundir import (MODEL_FILE, atomic_dir, check_creatable, holds_run,
                            installed_versions, reporting_no_space, write_run_files)
-from ..engines import engine_named
+from ..devices import check_device, device_description, placed_device
+from ..engines import engine_for
 from ..settings import (
-    ENGINES, EXECUTION_DEFAULTS, MNIST_TRAIN_IMAGES, MODES, STREAM_STEPS, RunSettings,
+    ENGINE_CHOICES, EXECUTION_DEFAULTS, MNIST_TRAIN_IMAGES, MODES, STREAM_STEPS, RunSettings,
 )
 
 DEFAULTS = RunSettings()
@@ -71,10 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--checkpoint", type=Path, help="checkpoint file (default <out>.checkpoint.pt)")
     g.add_argument("--checkpoint-every", type=int, default=EXECUTION_DEFAULTS["checkpoint_every"],
                    help="steps between checkpoints (0: none)")
-    g.add_argument("--engine", choices=ENGINES, default=EXECUTION_DEFAULTS["engine"],
+    g.add_argument("--engine", choices=ENGINE_CHOICES, default=EXECUTION_DEFAULTS["engine"],
                    help="plain: the readable reference; fast: the same algorithm, faster "
-                   "kernels (docs/spec.md §7)")
+                   "kernels (docs/spec.md §7); auto: fast on the CPU, plain on CUDA")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default=EXECUTION_DEFAULTS["device"])
+    g.add_argument("--jobs-per-gpu", type=int, default=EXECUTION_DEFAULTS["jobs_per_gpu"],
+                   help="jobs that may share one GPU: its slots (docs/cluster.md)")
+    g.add_argument("--gpu-slot-dir", type=Path, help="folder of the GPU slot locks (default: "
+                   "<temp dir>/askdagger-mnist-gpu-slots-<uid>, shared by this user's jobs)")
     g.add_argument("--threads", type=int, default=EXECUTION_DEFAULTS["threads"],
                    help="torch intra-op threads")
     g.add_argument("--progress-every", type=int, default=50, help="steps between progress lines")
@@ -99,6 +104,7 @@ def check_args(args: argparse.Namespace, settings: RunSettings) -> Path:
     """Refuse, in one sentence and before any work or write, every flag that cannot work;
     returns the checkpoint path."""
     for flag, value, least in (("--threads", args.threads, 1),
+                               ("--jobs-per-gpu", args.jobs_per_gpu, 1),
                                ("--progress-every", args.progress_every, 0),
                                ("--checkpoint-every", args.checkpoint_every, 0)):
         if value < least:
@@ -123,20 +129,6 @@ def check_args(args: argparse.Namespace, settings: RunSettings) -> Path:
         raise UserError(f"--checkpoint {checkpoint} lies inside the run directory --out {out}: "
                         "put it beside it (default: <out>.checkpoint.pt).")
     return checkpoint
-
-
-def pick_device(choice: str) -> torch.device:
-    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise UserError("--device cuda was asked for but no CUDA GPU is visible: use --device cpu or auto.")
-        return torch.device("cuda", 0)  # first GPU of CUDA_VISIBLE_DEVICES
-    return torch.device("cpu")
-
-
-def device_description(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda:{device.index} ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({platform.processor() or platform.machine()})"
 
 
 def cluster_record() -> dict | None:
@@ -215,7 +207,7 @@ def run(args: argparse.Namespace) -> tuple[Path, bool]:
         return args.out, False
     torch.set_num_threads(args.threads)
     tune_malloc()
-    device = pick_device(args.device)
+    check_device(args.device)
     # (No torch.use_deterministic_algorithms: it imports torch._inductor, ~2 s per job, and
     # the CPU kernels used here are deterministic anyway; tests/algorithm/test_loop.py checks
     # that a resumed run is bit-identical.)
@@ -225,11 +217,14 @@ def run(args: argparse.Namespace) -> tuple[Path, bool]:
             if is_checkpoint_of(checkpoint, settings):
                 Path(checkpoint).unlink()
             return args.out, False
-        return _run_locked(args, settings, device, images, labels, checkpoint), True
+        # A GPU slot (gpu_slots.py) for the rest of the run; waits while all are taken.
+        with placed_device(args.device, args.jobs_per_gpu, args.gpu_slot_dir) as placed:
+            return _run_locked(args, settings, placed, images, labels, checkpoint), True
 
 
-def _run_locked(args, settings, device, images, labels, checkpoint: Path) -> Path:
-    engine = engine_named(args.engine)
+def _run_locked(args, settings, placed, images, labels, checkpoint: Path) -> Path:
+    device, placement = placed
+    engine = engine_for(args.engine, device)  # auto: fast on the CPU, plain on CUDA
     bookkeeping = Bookkeeping(checkpoint, args.checkpoint_every, args.progress_every,
                               args.halt_after)
     state, model = run_loop(settings, images, labels, device, engine, bookkeeping)
@@ -242,13 +237,14 @@ def _run_locked(args, settings, device, images, labels, checkpoint: Path) -> Pat
         "seed": {"entropy": str(seed_seq.entropy), "variant_key": settings.variant_key()},
         "versions": versions(),
         "device": device_description(device),
-        "engine": engine.name,
+        "gpu_placement": placement,  # the GPU slot held (index, name, slot, visible device)
+        "engine": engine.name,  # the engine auto resolved to, if auto
         "threads": torch.get_num_threads(),
-        "lr_schedule": lr_schedule_record(state.epochs_completed, state.lr_changed_at_steps),
         "host": socket.gethostname(),
         "n_steps": state.step,
         "wall_time_s": round(state.elapsed_s, 3),
         "resumed_at_steps": state.resumed_at,
+        "lr_schedule": lr_schedule_record(state.epochs_completed, state.lr_changed_at_steps),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "metrics": metrics,
         "source": "train",

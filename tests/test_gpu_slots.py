@@ -1,0 +1,193 @@
+"""GPU slots on a workstation (askdagger_mnist.gpu_slots, docs/cluster.md), with a simulated
+GPU count: jobs started together spread over the GPUs, one more waits until a slot is freed,
+a killed job's slot frees itself, CUDA_VISIBLE_DEVICES names the GPUs, SLURM's GPU is used as
+it is, and a bad jobs_per_gpu is one sentence."""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from askdagger_mnist import config as cfg
+from askdagger_mnist import devices
+from askdagger_mnist.engines import FAST, PLAIN, engine_for
+from askdagger_mnist.errors import UserError
+from askdagger_mnist.gpu_slots import (
+    default_lock_dir,
+    gpu_slot,
+    least_loaded,
+    slot_path,
+    slurm_allocated,
+    visible_devices,
+)
+from conftest import REPO
+
+NO_CUDA_ENV: dict = {}  # no CUDA_VISIBLE_DEVICES, no SLURM
+
+
+class Waiting(Exception):
+    """Raised by a log callback: the job would wait for a slot."""
+
+
+def _refuse_to_wait(line: str) -> None:
+    raise Waiting(line)
+
+
+# ---- the choice ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("held, jobs_per_gpu, expected", [
+    ([0, 0], 1, 0), ([1, 0], 1, 1), ([1, 1], 1, None), ([2, 1], 2, 1), ([1, 1, 0], 2, 2),
+    ([2, 2, 2], 2, None), ([1, 1], 3, 0), ([0], 4, 0),
+])
+def test_the_least_loaded_gpu_with_a_free_slot_is_chosen(held, jobs_per_gpu, expected):
+    assert least_loaded(held, jobs_per_gpu) == expected
+
+
+def test_gpus_are_named_by_their_cuda_visible_devices_entry():
+    assert visible_devices(2, {}) == ["0", "1"]
+    assert visible_devices(2, {"CUDA_VISIBLE_DEVICES": "3, 1"}) == ["3", "1"]
+    assert visible_devices(1, {"CUDA_VISIBLE_DEVICES": "GPU-8f1c,GPU-aa"}) == ["GPU-8f1c"]
+    assert visible_devices(2, {"CUDA_VISIBLE_DEVICES": "7"}) == ["0", "1"]  # too few: positions
+    assert slot_path("/x", "MIG-1/2", 0).name == "gpu-MIG-1_2.slot0.lock"
+    assert default_lock_dir().name == f"askdagger-mnist-gpu-slots-{os.getuid()}"
+
+
+def test_slots_fill_the_least_loaded_gpu_first_and_then_wait(tmp_path):
+    with (gpu_slot(2, 2, tmp_path, NO_CUDA_ENV) as a, gpu_slot(2, 2, tmp_path, NO_CUDA_ENV) as b,
+          gpu_slot(2, 2, tmp_path, NO_CUDA_ENV) as c, gpu_slot(2, 2, tmp_path, NO_CUDA_ENV) as d):
+        assert [(p.index, p.slot) for p in (a, b, c, d)] == [(0, 0), (1, 0), (0, 1), (1, 1)]
+        assert a.lock == str(tmp_path / "gpu-0.slot0.lock") and a.visible_device == "0"
+        full = r"all 4 GPU slots \(2 GPUs x 2 jobs per GPU\) are taken"
+        with (pytest.raises(Waiting, match=full),
+              gpu_slot(2, 2, tmp_path, NO_CUDA_ENV, log=_refuse_to_wait)):
+            pass
+    with gpu_slot(2, 2, tmp_path, NO_CUDA_ENV) as again:  # all released
+        assert (again.index, again.slot) == (0, 0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [  # lock files stay; never deleted
+        "choose.lock", "gpu-0.slot0.lock", "gpu-0.slot1.lock", "gpu-1.slot0.lock",
+        "gpu-1.slot1.lock"]
+
+
+def test_cuda_visible_devices_is_honoured_across_workflows(tmp_path):
+    """Workflow A sees physical GPU 5 only; workflow B sees GPUs 2 and 5: they share GPU 5."""
+    a_env, b_env = {"CUDA_VISIBLE_DEVICES": "5"}, {"CUDA_VISIBLE_DEVICES": "2,5"}
+    with gpu_slot(1, 1, tmp_path, a_env) as a:
+        assert (a.index, a.visible_device, a.lock) == (0, "5", str(tmp_path / "gpu-5.slot0.lock"))
+        with gpu_slot(2, 1, tmp_path, b_env) as b:
+            assert (b.index, b.visible_device) == (0, "2")
+            # Both GPUs of B are taken, one of them by A.
+            with pytest.raises(Waiting), gpu_slot(2, 1, tmp_path, b_env, log=_refuse_to_wait):
+                pass
+    with gpu_slot(2, 1, tmp_path, b_env) as b, gpu_slot(2, 1, tmp_path, b_env) as b2:
+        assert [(b.index, b.visible_device), (b2.index, b2.visible_device)] == [(0, "2"), (1, "5")]
+
+
+def test_under_slurm_the_allocated_gpu_is_used_without_a_lock(tmp_path):
+    env = {"SLURM_JOB_ID": "42", "SLURM_JOB_GPUS": "3", "CUDA_VISIBLE_DEVICES": "3"}
+    assert slurm_allocated(env)
+    folder = tmp_path / "slots"
+    with gpu_slot(1, 2, folder, env) as p, gpu_slot(1, 2, folder, env) as q:
+        assert p.record() == q.record() == {"index": 0, "visible_device": "3", "slot": None,
+                                            "jobs_per_gpu": 2, "lock": None, "waited_s": 0.0}
+    assert not folder.exists()
+    # A SLURM job without GPUs (say, Snakemake run inside a CPU allocation) takes slots.
+    assert not slurm_allocated({"SLURM_JOB_ID": "42"})
+    with gpu_slot(1, 1, folder, {"SLURM_JOB_ID": "42"}) as p:
+        assert p.slot == 0
+
+
+@pytest.mark.parametrize("bad", [0, -3])
+def test_a_bad_jobs_per_gpu_is_one_sentence(tmp_path, bad):
+    with (pytest.raises(UserError, match=rf"^--jobs-per-gpu must be >= 1, not {bad}\.$"),
+          gpu_slot(2, bad, tmp_path, NO_CUDA_ENV)):
+        pass
+    with pytest.raises(cfg.ConfigProblem) as info:
+        cfg.check({"jobs_per_gpu": bad}, REPO / "workflow" / "schemas" / "config.schema.yaml")
+    sentence = str(info.value)
+    assert "jobs_per_gpu" in sentence and "an integer >= 1" in sentence and "\n" not in sentence
+
+
+def test_a_slot_folder_that_is_a_file_is_one_sentence(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with (pytest.raises(UserError, match="cannot be used .* --gpu-slot-dir"),
+          gpu_slot(1, 1, tmp_path / "file", NO_CUDA_ENV)):
+        pass
+
+
+# ---- separate processes, as Snakemake starts them -------------------------------------------
+
+HOLDER = """
+import json, sys
+from askdagger_mnist.gpu_slots import gpu_slot
+with gpu_slot(2, 2, sys.argv[1], {}, poll_s=0.05) as p:
+    print(json.dumps(p.record()), flush=True)
+    sys.stdin.read()  # hold the slot until the test closes stdin (or kills the process)
+"""
+
+
+def _holder(folder):
+    return subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+
+
+def test_four_processes_spread_over_two_gpus_a_fifth_waits_and_a_killed_ones_slot_frees(tmp_path):
+    first = [_holder(tmp_path) for _ in range(4)]  # started together
+    try:
+        got = [json.loads(p.stdout.readline()) for p in first]
+        assert len({(g["index"], g["slot"]) for g in got}) == 4  # distinct slots
+        assert sorted(g["index"] for g in got) == [0, 0, 1, 1]  # two on each GPU
+        fifth = _holder(tmp_path)
+        first.append(fifth)
+        waiting = fifth.stderr.readline()
+        time.sleep(1.0)
+        assert fifth.poll() is None and not select.select([fifth.stdout], [], [], 0)[0]
+        assert waiting.startswith("all 4 GPU slots (2 GPUs x 2 jobs per GPU) are taken: waiting")
+        victim = first[2]
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        freed = json.loads(fifth.stdout.readline())  # within a poll of the kill
+        assert (freed["index"], freed["slot"]) == (got[2]["index"], got[2]["slot"])
+        assert freed["waited_s"] >= 1.0
+    finally:
+        for p in first:
+            if p.poll() is None:
+                p.stdin.close()
+            p.wait(timeout=30)
+
+
+# ---- the device a run gets, with two simulated GPUs ------------------------------------------
+
+
+@pytest.fixture
+def two_fake_gpus(monkeypatch):
+    """torch.cuda as a machine with two GPUs shows it (nothing reaches a real GPU)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Simulated GPU")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+
+
+def test_a_cuda_run_gets_the_least_loaded_gpu_and_the_plain_engine(tmp_path, two_fake_gpus):
+    with devices.placed_device("auto", 1, tmp_path) as (first, placement):
+        assert first == torch.device("cuda", 0)
+        with devices.placed_device("cuda", 1, tmp_path) as (second, placement):
+            assert second == torch.device("cuda", 1)
+            assert placement == {"index": 1, "visible_device": "1", "slot": 0, "jobs_per_gpu": 1,
+                                 "lock": str(tmp_path / "gpu-1.slot0.lock"),
+                                 "waited_s": placement["waited_s"], "name": "Simulated GPU"}
+            assert devices.device_description(second) == "cuda:1 (Simulated GPU)"
+            assert engine_for("auto", second) is PLAIN and engine_for("fast", second) is FAST
+    with devices.placed_device("cpu", 1, tmp_path) as (cpu, placement):
+        assert cpu == torch.device("cpu") and placement is None
+        assert engine_for("auto", cpu) is FAST and engine_for("plain", cpu) is PLAIN
