@@ -4,6 +4,9 @@
 #          --train (630 jobs)-->  results/runs/{mode}/{variant}/s{s_des}/rep{rep}/
 #          --aggregate------->  results/metrics/[{group}/]{runs.csv,curves.csv.gz}
 #          --plot_*---------->  figures/*.pdf, results/tables/*.{csv,md,tex}
+#   with compare_with: archives --import_comparison--> results/compare/{name}/
+#          --reproduction_verdict, plot_reproduction-->  results/reproduction/verdict.{csv,md},
+#                                                        figures/reproduction.pdf
 #
 # Usage and every config key: docs/workflow.md and config.yaml.
 
@@ -53,6 +56,7 @@ include: "workflow/rules/recovery.smk"
 include: "workflow/rules/results.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/plots.smk"
+include: "workflow/rules/reproduction.smk"
 
 
 localrules:

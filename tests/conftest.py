@@ -14,6 +14,23 @@ SHARED = REPO.parent / "shared"
 MNIST_ROOT = SHARED / "data" / "mnist"  # holds MNIST/raw/*.gz, as torchvision lays it out
 MNIST_RAW = MNIST_ROOT / "MNIST" / "raw"
 REFERENCE_RESULTS = SHARED / "reference" / "original_results"
+# Four more runs of the original (sensitivity, s_des 0.9, reps 2-5): six in that configuration.
+EXTRA_REFERENCE_RESULTS = SHARED / "reference" / "extra_original_results"
+ALL_MODES = ("sensitivity", "specificity", "success")
+
+
+def authors_zip(path: Path, roots=(REFERENCE_RESULTS, EXTRA_REFERENCE_RESULTS), modes=ALL_MODES) -> Path:
+    """The reference runs of the original code under ``roots`` (results.npy only), zipped in
+    the authors' archive layout ``results_{mode}/r.._s.._u.._i.._b.._e../{rep}/results.npy``."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for root in roots:
+            for npy in sorted(Path(root).glob("results_*/*/*/results.npy")):
+                rel = npy.relative_to(root)
+                if rel.parts[0].removeprefix("results_") in modes:
+                    zf.write(npy, rel.as_posix())
+    return path
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

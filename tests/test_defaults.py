@@ -15,6 +15,7 @@ from askdagger_mnist.settings import (
     ENGINES,
     EXECUTION_DEFAULTS,
     MODES,
+    REPRODUCTION_DEFAULTS,
     STREAM_STEPS,
     RunSettings,
 )
@@ -66,6 +67,18 @@ def test_execution_defaults(key):
     assert key in PROPS, f"the schema has no key {key}"
     assert PROPS[key]["default"] == EXECUTION_DEFAULTS[key], f"schema default of {key}"
     assert CONFIG[key] == EXECUTION_DEFAULTS[key], f"config.yaml value of {key}"
+
+
+def test_reproduction_defaults():
+    section = PROPS["reproduction"]
+    assert section["default"] == REPRODUCTION_DEFAULTS == CONFIG["reproduction"]
+    props = section["properties"]
+    for key, value in REPRODUCTION_DEFAULTS.items():
+        if key == "margins":
+            assert {k: v["default"] for k, v in props[key]["properties"].items()} == value
+        else:
+            assert props[key]["default"] == value, key
+    assert PROPS["compare_with"]["default"] == [] == CONFIG["compare_with"]
 
 
 def test_engine_choices_are_the_settings_engines():

@@ -32,7 +32,7 @@ SINGLE_VARIANT_FIGURES = ("main", "sag")
 def cross_check(config: Mapping) -> str | None:
     """The first clash in a config that passed the schema and has its defaults, or None."""
     for check in (_names, _figure_variants, _s_des_directories, _stream, _download, _prand_titles,
-                  _mnist_root):
+                  _mnist_root, _compare_with):
         sentence = check(config)
         if sentence:
             return sentence
@@ -115,6 +115,18 @@ def _download(config: Mapping) -> str | None:
             "could be imported: list at least one archive, or set results_source to train."
         )
     return None
+
+
+def _compare_with(config: Mapping) -> str | None:
+    known = [a["name"] for a in config["results_archives"]]
+    for name in config["compare_with"]:
+        if name not in known:
+            return (
+                f"config key compare_with names archive {name!r}, which is not an entry of "
+                f"results_archives (known: {', '.join(known) or 'none'}): add it there or fix "
+                "the name."
+            )
+    return _clash("compare_with", config["compare_with"], "archive")
 
 
 def _prand_titles(config: Mapping) -> str | None:

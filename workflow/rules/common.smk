@@ -30,6 +30,9 @@ BENCHMARKS = "results/benchmarks"
 # What download_mnist produces: a record of the verified files, in the workflow's own tree. The
 # user's files under mnist_root are never a rule's output, so Snakemake never deletes them.
 MNIST_MANIFEST = "results/mnist.verified.json"
+# The archives of compare_with, imported: the other side of a reproduction verdict.
+COMPARE = "results/compare"
+REPRODUCTION = "results/reproduction"
 
 # Every shell command runs in bash strict mode with the repository's src/ first on
 # PYTHONPATH, so `python -m askdagger_mnist.cli.<stage>` imports this checkout's code inside any
@@ -143,12 +146,37 @@ def final_targets():
             for ext in ("csv", "md", "tex")
         ],
         "figures/sag.pdf",
+        *(
+            [
+                "results/reproduction/verdict.csv",
+                "results/reproduction/verdict.md",
+                "figures/reproduction.pdf",
+            ]
+            if config["compare_with"]
+            else []
+        ),
     ]
 
 
 def results_archive(wildcards):
     """The results_archives entry named by the {name} wildcard (rules of results.smk)."""
     return {a["name"]: a for a in config["results_archives"]}[wildcards.name]
+
+
+# ---- reproduction (reproduction.smk) ----------------------------------------------------------
+
+
+def comparison_dirs(wildcards=None):
+    return [f"{COMPARE}/{name}" for name in config["compare_with"]]
+
+
+def reproduction_flags():
+    r = config["reproduction"]
+    return (
+        f"--margin-tracked {r['margins']['tracked']!r} --margin-others {r['margins']['others']!r}"
+        f" --min-runs {r['min_runs']} --resamples {r['bootstrap_resamples']}"
+        f" --curve-after-step {r['curve_after_step']}"
+    )
 
 
 def wildcard_alternatives(names):

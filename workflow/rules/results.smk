@@ -4,6 +4,7 @@
 #   fetch_archive   url | gdrive:<id> | file://  ->  resources/archives/{name}.zip (verified)
 #   import_archive  the zip  ->  results/imported/{name}/{mode}/{variant}/s{s_des}/rep{rep}/
 #   import_run      the first archive (in config order) that has the run -> results/runs/...
+# compare_with archives are fetched the same way (reproduction.smk).
 # Always available: `snakemake --cores 1 results/bundle.zip` packs the configured runs (and
 # the aggregated metrics) into a bundle that others can list as a `format: bundle` archive.
 #
@@ -21,11 +22,12 @@ localrules:
     bundle,
 
 
-if config["results_source"] == "download":
+# Archives are fetched and imported for results_source: download, and for compare_with
+# (reproduction.smk imports those into a tree of their own, results/compare/{name}).
+if config["results_source"] == "download" or config["compare_with"]:
 
     localrules:
         fetch_archive,
-        import_run,
 
     rule fetch_archive:
         output:
@@ -77,6 +79,12 @@ if config["results_source"] == "download":
             " --format {params.format} --url {params.url:q} --variants {params.variants:q}"
             " {params.filters} --out {output.staging:q} > {log:q} 2>&1 "
             + _SHOW_LOG_ON_ERROR
+
+
+if config["results_source"] == "download":
+
+    localrules:
+        import_run,
 
     rule import_run:
         input:

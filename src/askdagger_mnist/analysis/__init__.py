@@ -5,4 +5,7 @@
     tables      - ablation tables (csv, md, tex)
     figures     - the paper figure and the ablation figures
     sag_figure  - sag.pdf: one SAG call of a run, recomputed and drawn
+    sides       - the two sides of a reproduction check: runs by configuration, common steps
+    verdict     - does it reproduce? bootstrap interval and verdict per configuration and metric
+    reproduction_figure - reproduction.pdf: ours solid, theirs dashed
 """

@@ -58,8 +58,9 @@ def _mode_order(mode: str) -> int:
     return MODES.index(mode) if mode in MODES else len(MODES)
 
 
-def load_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
-    """One run directory -> (its runs.csv row, its curves as a DataFrame)."""
+def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray]]:
+    """One run directory -> (its settings, run.json, arrays), checked: every problem is one
+    sentence naming the file and what to do."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run directory {run_dir} does not exist: run its train job first.")
@@ -88,9 +89,17 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
             f"{run_dir / 'arrays.npz'} has inconsistent arrays c {c.shape} and q {q.shape}: "
             "re-run its train job."
         )
+    if int(settings["batch_size"]) < 1:
+        raise UserError(f"{run_dir / 'run.json'} has batch_size {settings['batch_size']}: it must be >= 1.")
+    return settings, info, arrays
+
+
+def load_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
+    """One run directory -> (its runs.csv row, its curves as a DataFrame)."""
+    run_dir = Path(run_dir)
+    settings, info, arrays = read_run(run_dir)
+    c, q = arrays["c"], arrays["q"]
     batch_size = int(settings["batch_size"])
-    if batch_size < 1:
-        raise UserError(f"{run_dir / 'run.json'} has batch_size {batch_size}: it must be >= 1.")
 
     metrics = whole_run_metrics(c, q)
     if "train_idx" in arrays:

@@ -5,4 +5,5 @@
     fetch_results   - rules fetch_archive, import_archive, import_run, bundle
     aggregate       - rules aggregate, aggregate_group
     plots           - rules plot_main, plot_ablation, plot_sag
+    reproduction    - rules reproduction_verdict, plot_reproduction
 """

@@ -1,0 +1,142 @@
+"""The two sides of a reproduction check (docs/reproduction.md): run directories -> one row
+per run with its configuration and whole-run metrics, and the mean windowed curves per
+configuration, both over the steps the two sides have in common.
+
+A *configuration* is what a run's result may depend on besides its seed: mode, p_rand,
+normalization, imputation, s_des, batch size and update interval. Runs of one configuration
+on one side are repetitions of the same experiment; the verdict (``analysis.verdict``)
+compares the two samples.
+
+Runs of a configuration are compared over the first ``steps`` steps that every run of it has,
+on both sides: the loop is causal (a step never depends on later ones, and the seed does not
+depend on the stream length), so the first 60 steps of a full run are exactly a 60-step run.
+Full runs (468 steps) are compared whole.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..algorithm.metrics import CURVE_COLUMNS, whole_run_metrics, windowed_curves
+from ..data.rundir import is_complete_run
+from ..settings import MODES
+from .aggregate import read_run
+
+CONFIG_COLUMNS = ("mode", "p_rand", "normalization", "imputation", "s_des", "batch_size",
+                  "update_every")
+# The whole-run metrics a verdict is given for (docs/spec.md §5.1).
+VERDICT_METRICS = ("sensitivity", "specificity", "informedness", "query_rate",
+                   "novice_success", "system_success")
+CURVE_METRICS = (*CURVE_COLUMNS, "informedness")  # informedness = sensitivity + specificity - 1
+
+
+@dataclass
+class RunArrays:
+    """One run as a side holds it: its configuration, name and the arrays c and q."""
+
+    config: tuple  # values of CONFIG_COLUMNS
+    variant: str
+    rep: int
+    run_dir: str
+    c: np.ndarray
+    q: np.ndarray
+
+    @property
+    def n_steps(self) -> int:
+        return -(-len(self.c) // self.config[CONFIG_COLUMNS.index("batch_size")])
+
+
+@dataclass
+class Side:
+    """The runs of one side, by configuration (repetitions in the order they were read)."""
+
+    label: str
+    runs: dict[tuple, list[RunArrays]] = field(default_factory=dict)
+
+    def add(self, run: RunArrays) -> None:
+        self.runs.setdefault(run.config, []).append(run)
+
+    def n_runs(self) -> int:
+        return sum(len(r) for r in self.runs.values())
+
+
+def config_order(config: tuple):
+    """Sort key of configurations: modes in the paper's order, then the other values."""
+    mode = config[0]
+    return (MODES.index(mode) if mode in MODES else len(MODES), *config[1:])
+
+
+def config_of(settings: dict) -> tuple:
+    return (str(settings["mode"]), round(float(settings["p_rand"]), 12),
+            bool(settings["normalization"]), bool(settings["imputation"]),
+            round(float(settings["s_des"]), 12), int(settings["batch_size"]),
+            int(settings["update_every"]))
+
+
+def read_side(label: str, run_dirs: Iterable[Path]) -> Side:
+    """The runs in ``run_dirs`` (each read and checked by ``aggregate.read_run``). A run
+    named twice (same mode, variant, s_des and repetition) is kept once: the first wins, as
+    when runs are imported from several archives."""
+    side, seen = Side(label), set()
+    for run_dir in run_dirs:
+        settings, _, arrays = read_run(Path(run_dir))
+        key = (str(settings["mode"]), str(settings["variant"]),
+               round(float(settings["s_des"]), 12), int(settings["rep"]))
+        if key in seen:
+            continue
+        seen.add(key)
+        side.add(RunArrays(config_of(settings), str(settings["variant"]), int(settings["rep"]),
+                           str(run_dir), np.asarray(arrays["c"]), np.asarray(arrays["q"])))
+    return side
+
+
+def run_dirs_under(folder: Path) -> list[Path]:
+    """The complete run directories ``{mode}/{variant}/s{s_des}/rep{rep}`` of an imported
+    archive (its staging folder), in sorted order."""
+    found = [p for mode in MODES for p in sorted(Path(folder).glob(f"{mode}/*/s*/rep*"))]
+    return [p for p in found if is_complete_run(p)]
+
+
+def common_steps(*runs: Sequence[RunArrays]) -> int:
+    """The number of steps every given run has."""
+    return min(r.n_steps for group in runs for r in group)
+
+
+def _samples(run: RunArrays, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    n = steps * run.config[CONFIG_COLUMNS.index("batch_size")]
+    return run.c[:n], run.q[:n]
+
+
+def metric_values(runs: Sequence[RunArrays], steps: int, metric: str) -> np.ndarray:
+    """One whole-run metric of each run, over its first ``steps`` steps."""
+    return np.array([whole_run_metrics(*_samples(r, steps))[metric] for r in runs], dtype=float)
+
+
+def mean_curve(runs: Sequence[RunArrays], steps: int, metric: str) -> np.ndarray:
+    """The windowed curve of ``metric`` (``metrics.windowed_curves``), averaged over the runs
+    step by step (NaN points left out), over the first ``steps`` steps."""
+    curves = []
+    for r in runs:
+        c, q = _samples(r, steps)
+        w = windowed_curves(c, q, r.config[CONFIG_COLUMNS.index("batch_size")])
+        if metric == "informedness":
+            curves.append(w["sensitivity"] + w["specificity"] - 1.0)
+        else:
+            curves.append(w[metric])
+    with warnings.catch_warnings():  # steps before a run's first failure are NaN: expected
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(np.vstack(curves), axis=0)
+
+
+def largest_curve_gap(ours: np.ndarray, theirs: np.ndarray, after_step: int) -> float:
+    """The largest absolute difference between two mean curves at the steps after
+    ``after_step`` where both are defined (NaN when there are none)."""
+    diff = np.abs(ours - theirs)[after_step + 1:]
+    diff = diff[np.isfinite(diff)]
+    return float(diff.max()) if len(diff) else float("nan")

@@ -1,0 +1,68 @@
+# Does it reproduce? (docs/reproduction.md) Only with compare_with set.
+#
+#   fetch_archive, then import_comparison   archive -> results/compare/{name}/{mode}/{variant}/s{s}/rep{r}
+#   reproduction_verdict   our runs vs. the imported ones -> results/reproduction/verdict.{csv,md}
+#   plot_reproduction      the same two sides -> figures/reproduction.pdf
+#
+# The imported runs live in a tree of their own and never become ours. Both sides are read from
+# their run directories, so runs of any length compare over the steps both have.
+
+if config["compare_with"]:
+
+    localrules:
+        reproduction_verdict,
+        plot_reproduction,
+
+    use rule import_archive as import_comparison with:
+        output:
+            staging=directory(f"{COMPARE}/{{name}}"),
+        log:
+            f"{LOGS}/import_comparison/{{name}}.log",
+        benchmark:
+            f"{BENCHMARKS}/import_comparison/{{name}}.tsv"
+
+    rule reproduction_verdict:
+        input:
+            ours=all_runs(),
+            theirs=comparison_dirs(),
+        output:
+            csv=report(
+                f"{REPRODUCTION}/verdict.csv",
+                caption="../report/reproduction_verdict.rst",
+                category="Reproduction",
+                labels={"table": "verdict (verdict.csv)"},
+            ),
+            md=f"{REPRODUCTION}/verdict.md",
+        log:
+            f"{LOGS}/reproduction/verdict.log",
+        benchmark:
+            f"{BENCHMARKS}/reproduction/verdict.tsv"
+        conda:
+            "../../envs/analysis.yaml"
+        params:
+            settings=reproduction_flags(),
+        shell:
+            "python -m askdagger_mnist.cli.reproduction verdict --ours {input.ours:q}"
+            " --theirs {input.theirs:q} {params.settings} --out-csv {output.csv:q}"
+            " --out-md {output.md:q} > {log:q} 2>&1"
+
+    rule plot_reproduction:
+        input:
+            ours=all_runs(),
+            theirs=comparison_dirs(),
+        output:
+            figure=report(
+                "figures/reproduction.pdf",
+                caption="../report/reproduction.rst",
+                category="Reproduction",
+                labels={"figure": "reproduction (reproduction.pdf)"},
+            ),
+        log:
+            f"{LOGS}/reproduction/figure.log",
+        benchmark:
+            f"{BENCHMARKS}/reproduction/figure.tsv"
+        conda:
+            "../../envs/analysis.yaml"
+        shell:
+            "python -m askdagger_mnist.cli.reproduction figure --ours {input.ours:q}"
+            " --theirs {input.theirs:q} --out {output.figure:q} > {log:q} 2>&1"
