@@ -53,6 +53,13 @@ from askdagger_mnist.config_checks import (  # noqa: F401 (the rules import ABLA
 )
 
 
+def train_conda_env(device: str) -> str:
+    """The conda environment of the train rule (relative to the repository): with device
+    cuda the one that requires pytorch's CUDA build, so that a job never silently trains on
+    the CPU build conda picks where it sees no GPU driver; else the one that lets conda pick."""
+    return "envs/train-cuda.yaml" if device == "cuda" else "envs/train.yaml"
+
+
 class ConfigProblem(Exception):
     """A config value a user must fix; its message is one sentence."""
 

@@ -4,11 +4,14 @@
    fake GPU, and two GPU jobs never overlap (one GPU GRES).
 2. The smoke workflow (one s_des) with the cluster profile (``workflow/profiles/slurm-gpu``)
    made into a site profile for the local partitions, as docs/cluster.md says: every train
-   job runs under SLURM in the gpu partition with a GPU requested, download/aggregation/plots
-   stay local, the figures and tables are produced.
-3. One train job through ``scancel`` (resubmitted with grown resources, resumed from its
-   checkpoint) and a killed Snakemake head (orphan found and cancelled by run ID, unlock,
-   rerun resumed from the newer checkpoint).
+   job runs under SLURM in the gpu partition with one GPU, batched GROUP_SIZE runs to a
+   submission (no --ntasks-per-gpu), download/aggregation/plots stay local, the figures and
+   tables are produced.
+3. One train job through ``scancel`` (the rerun resumes it from its checkpoint) and a killed
+   Snakemake head (orphan found and cancelled by run ID, unlock, rerun resumed from the newer
+   checkpoint).
+4. ``scancel`` of a submission of two runs: the rerun keeps the finished one and resumes the
+   other.
 
 The cluster has no accounting database, so the site profile uses ``slurm-status-command:
 squeue``; ``cluster`` is module-scoped (started once, stopped by PID also on failure).
@@ -106,7 +109,7 @@ def test_gpu_jobs_run_one_at_a_time_on_the_fake_gpu(cluster, tmp_path):
 
 # ---- the workflow on the cluster ------------------------------------------------------------
 
-PROFILE = REPO / "workflow" / "profiles" / "slurm-gpu" / "profile.yaml"
+PROFILE = REPO / "workflow" / "profiles" / "slurm-gpu" / "config.yaml"
 SMOKE = REPO / "workflow" / "presets" / "smoke.yaml"
 LOCAL_PARTITIONS = {"<cpu-partition>": "cpu", "<gpu-partition>": "gpu"}
 # Only what a site without an accounting database must add, and faster polling for the test.
@@ -117,12 +120,19 @@ SITE_SETTINGS = {
 }
 
 
+# The repository's 20 runs per submission would put the smoke preset's 7 train jobs into one;
+# 3 makes several submissions (3 + 3 + 1), as a sweep has.
+GROUP_SIZE = 3
+
+
 def site_profile(directory: Path) -> Path:
     """Our own profile derived from the repository's, as docs/cluster.md tells users to make
     one: the placeholders replaced by this cluster's partitions, plus the site settings."""
     import yaml
 
     text = PROFILE.read_text()
+    assert "  - train_batch=20\n" in text, "the profile's group size changed: update GROUP_SIZE's note"
+    text = text.replace("  - train_batch=20\n", f"  - train_batch={GROUP_SIZE}\n")
     for placeholder, value in LOCAL_PARTITIONS.items():
         assert placeholder in text, f"{PROFILE} lost its placeholder {placeholder}"
         text = text.replace(placeholder, value)
@@ -131,7 +141,7 @@ def site_profile(directory: Path) -> Path:
     assert not leftover, f"placeholders left in the profile: {leftover}"
     profile.update(SITE_SETTINGS)
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "profile.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
+    (directory / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
     return directory
 
 
@@ -151,7 +161,9 @@ def slurm_workdir(cluster, tmp_path, mnist_mirror):
     workdir = tmp_path / "wd"
     workdir.mkdir()
     profile = site_profile(tmp_path / "site-profile")
-    return workdir, profile, [f"mnist_mirrors={mnist_mirror}"]
+    # The command line's --config replaces the profile's (device=cuda): the test cluster's GPUs
+    # are fake, so the runs train on the CPU of the GPU partition's node.
+    return workdir, profile, [f"mnist_mirrors={mnist_mirror}", "device=cpu"]
 
 
 @pytest.mark.slow
@@ -168,28 +180,33 @@ def test_smoke_workflow_trains_on_the_gpu_partition(cluster, slurm_workdir):
     wall = time.monotonic() - t0
     assert proc.returncode == 0, proc.stderr[-4000:] + "\n" + cluster.log_tail()
 
-    # Every run of the preset was trained by a SLURM job in the gpu partition with one GPU.
+    # Every run of the preset was trained by a SLURM job in the gpu partition with one GPU,
+    # GROUP_SIZE runs per submission, one after another.
     runs = sorted((workdir / "results" / "runs").glob("*/*/s*/rep*/run.json"))
     assert len(runs) == 7, [str(r) for r in runs]
     jobs = {k: v for k, v in train_jobs(cluster).items() if k not in before}
-    seen = set()
+    per_job: dict[str, int] = {}
     for path in runs:
         record = json.loads(path.read_text())["slurm"]
         assert record is not None, f"{path} was not trained under SLURM"
         assert record["partition"] == "gpu", record
         assert record["node"] == "node1", record
         assert record["job_id"] in jobs, (record, sorted(jobs))
-        job = jobs[record["job_id"]]
-        assert job["Partition"] == "gpu" and job["TresPerJob"] == "gres:gpu:1", job
-        assert job["JobState"] == "COMPLETED", job
         if cluster.gpus_indexed:
             assert record["cuda_visible_devices"] == "0", record
-        seen.add(record["job_id"])
-    assert len(seen) == 7
+        per_job[record["job_id"]] = per_job.get(record["job_id"], 0) + 1
+    assert sorted(per_job.values()) == [1, GROUP_SIZE, GROUP_SIZE], per_job
+    assert len(jobs) == -(-7 // GROUP_SIZE), f"expected 3 submissions (no retries), got {sorted(jobs)}"
+    for job_id, job in jobs.items():
+        # one GPU, one core and one run's memory; the runtimes of its runs added up
+        assert job["Partition"] == "gpu" and job["TresPerJob"] == "gres:gpu:1", job
+        assert job["NumCPUs"] == "1" and job["MinMemoryNode"] == "4000M", job
+        assert job["TimeLimit"] == f"00:{5 * per_job[job_id]:02d}:00", job
+        assert job.get("NtasksPerTRES") in (None, "0"), job  # no --ntasks-per-gpu
+        assert job["JobState"] == "COMPLETED", job
     # Download, aggregation and plots stayed local: the only cluster jobs are train jobs.
     others = [j for j in cluster.jobs() if j["JobId"] not in before and j["JobId"] not in jobs]
     assert not [j for j in others if j["WorkDir"] == str(workdir)], others
-    assert len(jobs) == 7, f"expected 7 train jobs (no retries), got {sorted(jobs)}"
     for name in ("mnist.pdf", "mnist_reg_ablation.pdf", "mnist_prand_ablation.pdf", "sag.pdf"):
         pdf = workdir / "figures" / name
         assert pdf.is_file() and pdf.read_bytes()[:5] == b"%PDF-", pdf
@@ -202,8 +219,8 @@ def test_smoke_workflow_trains_on_the_gpu_partition(cluster, slurm_workdir):
 def test_scancel_then_dead_head_then_rerun_resume_from_checkpoints(cluster, slurm_workdir):
     """One train job through both ways a cluster job dies, as docs/cluster.md describes:
 
-    1. `scancel` of the running job while Snakemake lives: the profile's retries resubmit it
-       (second attempt: twice the time, more memory) and it resumes from its checkpoint;
+    1. `scancel` of the running job while Snakemake lives: Snakemake reports the failure and
+       stops (the profile has no retries); the rerun resumes the run from its checkpoint;
     2. the Snakemake head is killed (SIGKILL) while that job runs: the job lives on, is found
        with `squeue --me` under the run ID and ended with `scancel --name <run id>`; the
        directory is locked, `--unlock` and a rerun resume the run from its checkpoint again.
@@ -232,16 +249,23 @@ def test_scancel_then_dead_head_then_rerun_resume_from_checkpoints(cluster, slur
             time.sleep(0.2)
         assert cond(), f"{what} did not happen:\n" + head_log.read_text()[-3000:]
 
-    with open(head_log, "w") as fh:
-        head = subprocess.Popen(snakemake_cmd(workdir, profile, *args), env=cluster.env(),
-                                cwd=workdir, stdout=fh, stderr=subprocess.STDOUT)
+    def start_head():
+        with open(head_log, "w") as fh:
+            return subprocess.Popen(snakemake_cmd(workdir, profile, *args), env=cluster.env(),
+                                    cwd=workdir, stdout=fh, stderr=subprocess.STDOUT)
+
+    head = start_head()
     try:
-        # 1. scancel while the head lives: resubmitted, resumed.
+        # 1. scancel while the head lives: the head reports it and stops (no retries: the
+        # profile leaves them to a rerun); the rerun resumes the run from its checkpoint.
         wait_for(lambda: new_jobs("RUNNING") and checkpoint.is_file(), "a checkpoint of the job")
         first = new_jobs("RUNNING")[0]
         cluster.run("scancel", first)
+        assert head.wait(timeout=120) != 0, head_log.read_text()[-3000:]
+        assert checkpoint.is_file() and not (workdir / run).exists()
+        head = start_head()
         wait_for(lambda: [k for k in new_jobs("RUNNING") if k != first]
-                 and "resuming from checkpoint" in log_text(), "the resubmitted job resuming")
+                 and "resuming from checkpoint" in log_text(), "the rerun's job resuming")
         second = [k for k in new_jobs("RUNNING") if k != first][0]
         def stamp():
             try:
@@ -256,9 +280,9 @@ def test_scancel_then_dead_head_then_rerun_resume_from_checkpoints(cluster, slur
         head.wait()
     jobs = train_jobs(cluster)
     assert jobs[first]["JobState"] == "CANCELLED", jobs[first]
-    assert (jobs[first]["TimeLimit"], jobs[first]["MinMemoryNode"]) == ("00:30:00", "4000M")
-    assert (jobs[second]["TimeLimit"], jobs[second]["MinMemoryNode"]) == ("01:00:00", "8000M")
-    assert jobs[second]["TresPerJob"] == "gres:gpu:1" and jobs[second]["Partition"] == "gpu"
+    for job in (jobs[first], jobs[second]):
+        assert (job["TimeLimit"], job["MinMemoryNode"]) == ("00:05:00", "4000M"), job
+        assert job["TresPerJob"] == "gres:gpu:1" and job["Partition"] == "gpu", job
 
     run_id = re.search(r"SLURM run ID: (\S+)", head_log.read_text()).group(1)
     assert run_id.startswith("askdagger_"), run_id  # the profile's job name prefix
@@ -286,3 +310,53 @@ def test_scancel_then_dead_head_then_rerun_resume_from_checkpoints(cluster, slur
     assert info["slurm"]["job_id"] not in (first, second)
     assert info["slurm"]["partition"] == "gpu" and info["n_steps"] == 300
     assert not checkpoint.exists(), "the checkpoint was not removed after the run completed"
+
+
+@pytest.mark.slow
+def test_scancel_of_a_grouped_submission_keeps_its_finished_run_and_resumes_the_other(
+    cluster, slurm_workdir
+):
+    """Two runs in one submission (one after another): `scancel` of it while the second runs.
+    The head reports the failure; rerunning the same command keeps the finished run as it is
+    (not deleted, not retrained) and resumes the cut one from its checkpoint, in a submission
+    of its own."""
+    workdir, profile, config = slurm_workdir
+    runs = ["results/runs/sensitivity/sag/s0.7/rep0", "results/runs/specificity/sag/s0.7/rep0"]
+    args = ["--config", *config, "s_des=0.7", "max_steps=150", "checkpoint_every=5", "--", *runs]
+    before = set(train_jobs(cluster))
+    head_log = workdir.parent / "head.log"
+    with open(head_log, "w") as fh:
+        head = subprocess.Popen(snakemake_cmd(workdir, profile, *args), env=cluster.env(),
+                                cwd=workdir, stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        done = killed = None
+        while time.monotonic() < deadline and head.poll() is None:
+            finished = [r for r in runs if (workdir / r / "run.json").is_file()]
+            if len(finished) == 1:
+                other = next(r for r in runs if r not in finished)
+                if Path(workdir, other + ".checkpoint.pt").is_file():
+                    done, killed = finished[0], other
+                    break
+            time.sleep(0.2)
+        assert done, "no moment with one run finished and the other checkpointed:\n" + head_log.read_text()[-3000:]
+        submitted = [k for k in train_jobs(cluster) if k not in before]
+        assert len(submitted) == 1, submitted  # both runs in one submission
+        kept = (workdir / done / "run.json").read_bytes()
+        cluster.run("scancel", submitted[0])
+        assert head.wait(timeout=300) != 0, head_log.read_text()[-4000:]
+    finally:
+        if head.poll() is None:
+            head.kill()
+    assert (workdir / done / "run.json").read_bytes() == kept, "the finished run was deleted"
+    assert not (workdir / killed).exists()
+    rerun = subprocess.run(snakemake_cmd(workdir, profile, *args), env=cluster.env(),
+                           cwd=workdir, capture_output=True, text=True, timeout=400)
+    assert rerun.returncode == 0, rerun.stderr[-4000:]
+    jobs = {k: v for k, v in train_jobs(cluster).items() if k not in before}
+    assert jobs[submitted[0]]["JobState"] == "CANCELLED"
+    assert len(jobs) == 2, jobs  # the cut run alone in the rerun's submission
+    assert (workdir / done / "run.json").read_bytes() == kept, "the finished run was retrained"
+    info = json.loads((workdir / killed / "run.json").read_text())
+    assert info["resumed_at_steps"] and info["n_steps"] == 150, info["resumed_at_steps"]
+    assert info["slurm"]["job_id"] not in (submitted[0],) and info["slurm"]["job_id"] in jobs

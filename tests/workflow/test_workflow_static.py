@@ -13,12 +13,12 @@ import re
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from importlib import metadata
 from pathlib import Path
 
 import pytest
 import yaml
 
+from askdagger_mnist.config import train_conda_env
 from askdagger_mnist.naming import run_subdir
 from askdagger_mnist.settings import MODES
 from conftest import REPO
@@ -285,7 +285,7 @@ def test_config_from_the_command_line_is_typed(tmp_path):
 
 # import name -> conda-forge package name (what a rule's script may import)
 CONDA_NAME = {
-    "torch": "pytorch",
+    "torch": "pytorch",  # or pytorch-cpu, the metapackage of its CPU build
     "torchvision": "torchvision",
     "numpy": "numpy",
     "pandas": "pandas",
@@ -318,7 +318,13 @@ def rules_with_envs() -> list[tuple[str, Path, str]]:
                 block.append(nxt)
             text = "\n".join(block)
             runs_something = re.search(r"^\s+(shell|script|run|notebook|wrapper):", text, re.M)
-            conda = re.search(r"^\s+conda:\s*\n\s+\"([^\"]+)\"", text, re.M)
+            conda = re.search(r"^\s+conda:\s*\n(?:\s+#.*\n)?\s+\"([^\"]+)\"", text, re.M)
+            if re.search(r"^\s+f\"\.\./\.\./\{train_conda_env\(config\['device'\]\)\}\"", text, re.M):
+                # the train rule: one env per device (config.train_conda_env), both checked
+                for device in ("cpu", "cuda"):
+                    found.append((header.group(2), smk, text, True,
+                                  f"../../{train_conda_env(device)}"))
+                continue
             found.append(
                 (header.group(2), smk, text, runs_something is not None, conda and conda.group(1))
             )
@@ -385,7 +391,8 @@ def env_packages(env_file: Path) -> dict[str, str]:
     packages = {}
     for dep in env.get("dependencies") or []:
         assert isinstance(dep, str), f"{env_file}: no pip section expected, found {dep!r}"
-        m = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*==?\s*([0-9][0-9A-Za-z.]*)", dep.strip())
+        m = re.fullmatch(r"([A-Za-z0-9_.-]+)\s*==?\s*([0-9][0-9A-Za-z.]*)(=[A-Za-z0-9_.*]+)?",
+                         dep.strip())
         assert m, f"{env_file}: {dep!r} is not pinned to a version (name =X.Y.Z)"
         assert "::" not in dep, f"{env_file}: {dep!r} names a channel"
         packages[m.group(1)] = m.group(2)
@@ -421,7 +428,8 @@ def test_every_rule_has_a_pinned_conda_env_listing_what_its_script_imports():
                 assert (
                     imported in CONDA_NAME
                 ), f"askdagger_mnist.{module} imports {imported}: add it to CONDA_NAME"
-                assert CONDA_NAME[imported] in packages, (
+                assert CONDA_NAME[imported] in packages or (
+                    imported == "torch" and "pytorch-cpu" in packages), (
                     f"rule {name} runs askdagger_mnist.{module}, which imports {imported}, "
                     f"but {env_file.name} does not list {CONDA_NAME[imported]}"
                 )
@@ -429,18 +437,54 @@ def test_every_rule_has_a_pinned_conda_env_listing_what_its_script_imports():
     assert checked >= 7
 
 
-def test_env_pins_match_the_versions_pip_installs():
-    """Same major.minor as the pip install that the tests run under (and python itself)."""
+def env_deps(env_file: Path) -> dict[str, str]:
+    """package -> its whole pin (version and build string, e.g. '2.13.0=cuda*')."""
+    deps = yaml.safe_load(env_file.read_text())["dependencies"]
+    return {d.split("=", 1)[0].strip(): d.split("=", 1)[1].strip() for d in deps}
+
+
+def test_torchvision_is_paired_with_its_pytorch_release():
+    """conda-forge builds torchvision 0.N against pytorch 2.(N-15) only (torchvision-feedstock):
+    any other pair does not solve."""
+    paired = 0
     for env_file in sorted((REPO / "envs").glob("*.yaml")):
-        for package, pinned in env_packages(env_file).items():
+        packages = env_packages(env_file)
+        torch = packages.get("pytorch") or packages.get("pytorch-cpu")
+        if "torchvision" in packages:
+            major, minor = (int(x) for x in torch.split(".")[:2])
+            tv_major, tv_minor = (int(x) for x in packages["torchvision"].split(".")[:2])
+            assert (major, tv_major, tv_minor) == (2, 0, minor + 15), (
+                f"{env_file.name}: torchvision {packages['torchvision']} is not built against "
+                f"pytorch {torch} (torchvision 0.N pairs with pytorch 2.(N-15))")
+            paired += 1
+    assert paired == 2  # train.yaml and train-cuda.yaml
+
+
+def test_every_pin_names_the_conda_forge_feedstock_it_was_checked_in():
+    for env_file in sorted((REPO / "envs").glob("*.yaml")):
+        text = env_file.read_text()
+        for package, version in env_packages(env_file).items():
             if package == "python":
-                installed = f"{sys.version_info.major}.{sys.version_info.minor}"
-            else:
-                installed = metadata.version(PIP_NAME.get(package, package)).split("+")[0]
-            assert pinned.split(".")[:2] == installed.split(".")[:2], (
-                f"{env_file.name} pins {package} ={pinned} but pip installs {installed}: "
-                "update the pin"
-            )
+                continue
+            feedstock = {"pytorch": "pytorch-cpu", "pytorch-cpu": "pytorch-cpu",
+                         "matplotlib-base": "matplotlib"}.get(package, package)
+            assert re.search(rf"{re.escape(package)} +{re.escape(version)} .*"
+                             rf"conda-forge/{feedstock}-feedstock", text), (
+                f"{env_file.name} does not say in which feedstock {package} {version} was found")
+
+
+def test_device_cuda_selects_the_env_that_requires_the_cuda_build():
+    assert train_conda_env("cuda") == "envs/train-cuda.yaml"
+    assert train_conda_env("auto") == train_conda_env("cpu") == "envs/train.yaml"
+    cpu, cuda = env_deps(REPO / "envs" / "train.yaml"), env_deps(REPO / "envs" / "train-cuda.yaml")
+    assert cuda["pytorch"] == cpu["pytorch"] + "=cuda*"  # the same release, CUDA build required
+    assert {k: v for k, v in cuda.items() if k != "pytorch"} == \
+        {k: v for k, v in cpu.items() if k != "pytorch"}
+    # results only reads state dicts: the CPU metapackage (no CUDA download on a head node)
+    assert "pytorch-cpu" in env_deps(REPO / "envs" / "results.yaml")
+    # the cluster profile trains with device cuda, so a CPU-only build fails loudly
+    profile = yaml.safe_load((REPO / "workflow" / "profiles" / "slurm-gpu" / "config.yaml").read_text())
+    assert "device=cuda" in profile["config"]
 
 
 def test_static_check_sees_the_imports_of_each_cli():

@@ -19,7 +19,8 @@ if config["results_source"] == "train":
         benchmark:
             f"{BENCHMARKS}/train/{{mode}}/{{variant}}/s{{s_des}}/rep{{rep}}.tsv"
         conda:
-            "../../envs/train.yaml"
+            # device: cuda requires pytorch's CUDA build (envs/train-cuda.yaml)
+            f"../../{train_conda_env(config['device'])}"
         threads: config["threads"]
         resources:
             # A whole-job tag: --resources gpu=<GPUs x jobs_per_gpu> lets that many jobs run
