@@ -169,3 +169,33 @@ def test_finished_runs_survive_a_killed_head_and_only_the_cut_off_run_is_trained
     # ... and with the settings they were made with there is nothing to do.
     proc = snakemake(workdir, "--dry-run")
     assert proc.returncode == 0 and "Nothing to be done" in proc.output, proc.output[-3000:]
+
+
+def test_a_new_wording_of_the_train_command_retrains_nothing_but_other_settings_do(tmp_path):
+    """Runs recorded by an older version of the workflow, whose train command was worded
+    differently (simulated: the recorded code edited), are kept when made with the configured
+    settings; a run whose run.json says other settings is still trained."""
+    workdir = tmp_path / "wd"
+    workdir.mkdir()
+    config = [*CONFIG, "max_steps=12", "checkpoint_every=0"]
+    proc = snakemake(workdir, config=config)
+    assert proc.returncode == 0, proc.output[-3000:]
+    metadata = workdir / ".snakemake" / "metadata"
+    for run in (A, B, C):
+        record = metadata / base64.urlsafe_b64encode(run.encode()).decode()
+        data = json.loads(record.read_text())
+        assert "--engine" in data["code"]
+        data["code"] = data["code"].replace(" --jobs-per-gpu {resources.jobs_per_gpu}", "")
+        record.write_text(json.dumps(data))
+    info_c = workdir / C / "run.json"
+    info = json.loads(info_c.read_text())
+    info["settings"]["p_rand"] = 0.2  # C claims other settings than this config's
+    info_c.write_text(json.dumps(info))
+
+    dry = snakemake(workdir, "--dry-run", config=config)
+    assert dry.returncode == 0, dry.output[-3000:]
+    assert "2 finished run(s) were made with another wording of the train command" in dry.output
+    assert set(trained(dry.output)) == {C}, trained(dry.output)
+    assert "Code has changed" in trained(dry.output)[C]
+    again = snakemake(workdir, "--dry-run", config=config)  # recorded once, for good
+    assert set(trained(again.output)) == {C} and "another wording" not in again.output

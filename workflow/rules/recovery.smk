@@ -10,6 +10,8 @@
 # job would pass is recorded as Snakemake records a finished job (the rule, its params, shell
 # code and inputs, so that a changed setting still re-runs it) and its mark cleared. Anything
 # else is left to Snakemake: a run of other settings, a missing or half-made one is trained.
+# The same holds for a finished run recorded with another wording of the train command (an
+# older version of this workflow): its settings decide, not the command's text.
 
 
 import dataclasses
@@ -150,11 +152,8 @@ def keep_finished_runs():
     if not runs:
         return
     persistence = snakemakes_persistence()
-    kept = [
-        key
-        for key in sorted(persistence._filter_incomplete_keys(runs))
-        if made_as_configured(key, runs[key])
-    ]
+    incomplete = persistence._filter_incomplete_keys(runs)
+    kept = [key for key in sorted(incomplete) if made_as_configured(key, runs[key])]
     for key in kept:
         record_as_finished(persistence, key, runs[key])
         remove_left_checkpoint(key)
@@ -163,6 +162,26 @@ def keep_finished_runs():
         print(
             f"Kept {len(kept)} finished run(s) whose job a stopped Snakemake had not recorded "
             f"(complete, made with these settings): {', '.join(kept[:3])}{more}.",
+            file=sys.stderr,
+        )
+    # A new version of the workflow may word the train command differently (a new execution
+    # flag): Snakemake's code trigger would then retrain every finished run. What a run's
+    # result depends on is its settings, which its params and run.json record: a complete
+    # run made with this config's settings is recorded with the current command instead.
+    current = persistence._code(workflow.get_rule("train"))
+    recoded = [
+        key
+        for key in sorted(set(runs) - incomplete)
+        if getattr(persistence._read_record(key), "code", None) not in (None, current)
+        and made_as_configured(key, runs[key])
+    ]
+    for key in recoded:
+        record_as_finished(persistence, key, runs[key])
+    if recoded:
+        print(
+            f"{len(recoded)} finished run(s) were made with another wording of the train "
+            "command (an older version of this workflow) and with these settings: recorded "
+            "as finished, not trained again.",
             file=sys.stderr,
         )
 
