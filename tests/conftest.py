@@ -19,6 +19,25 @@ EXTRA_REFERENCE_RESULTS = SHARED / "reference" / "extra_original_results"
 ALL_MODES = ("sensitivity", "specificity", "success")
 
 
+def assert_same_run(a_dir: Path, b_dir: Path, info_keys=("metrics",)) -> None:
+    """Two run directories hold the same run: every array and model tensor equal, bit for
+    bit, and run.json's ``info_keys`` entries equal."""
+    import numpy as np
+    import torch
+
+    from askdagger_mnist.data.rundir import read_arrays, read_info
+
+    a, b = read_arrays(a_dir), read_arrays(b_dir)
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    sa = torch.load(Path(a_dir) / "model.pt", weights_only=True)
+    sb = torch.load(Path(b_dir) / "model.pt", weights_only=True)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    for key in info_keys:
+        assert read_info(a_dir)[key] == read_info(b_dir)[key], key
+
+
 def authors_zip(path: Path, roots=(REFERENCE_RESULTS, EXTRA_REFERENCE_RESULTS), modes=ALL_MODES) -> Path:
     """The reference runs of the original code under ``roots`` (results.npy only), zipped in
     the authors' archive layout ``results_{mode}/r.._s.._u.._i.._b.._e../{rep}/results.npy``."""

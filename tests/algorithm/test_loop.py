@@ -17,9 +17,9 @@ import torch
 from askdagger_mnist.data.mnist import load_mnist_train
 from askdagger_mnist.algorithm.loop import run_loop
 from askdagger_mnist.engines import FAST
-from askdagger_mnist.data.rundir import read_arrays, read_info
+from askdagger_mnist.data.rundir import read_info
 from askdagger_mnist.settings import RunSettings
-from conftest import MNIST_ROOT
+from conftest import assert_same_run, MNIST_ROOT
 
 CPU = torch.device("cpu")
 
@@ -91,17 +91,6 @@ def _train_cli(out, *extra, engine="fast", **kw):
 _train = _train_cli
 
 
-def _assert_same_run(a_dir, b_dir):
-    a, b = read_arrays(a_dir), read_arrays(b_dir)
-    assert a.keys() == b.keys()
-    for name in a:
-        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
-    sa = torch.load(a_dir / "model.pt", weights_only=True)
-    sb = torch.load(b_dir / "model.pt", weights_only=True)
-    assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    assert read_info(a_dir)["metrics"] == read_info(b_dir)["metrics"]
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ["fast", "plain"])
 def test_resume_after_crash_and_after_sigkill_is_bit_identical(tmp_path, engine):
@@ -125,7 +114,7 @@ def test_resume_after_crash_and_after_sigkill_is_bit_identical(tmp_path, engine)
     assert "resuming from checkpoint at step 8" in err
     assert not ckpt.exists()  # removed on completion
     assert read_info(out)["resumed_at_steps"] == [8]
-    _assert_same_run(ref, out)
+    assert_same_run(ref, out)
 
     # A real SIGKILL as soon as a checkpoint exists.
     out = tmp_path / "killed"
@@ -142,7 +131,7 @@ def test_resume_after_crash_and_after_sigkill_is_bit_identical(tmp_path, engine)
     assert proc.returncode == 0, err
     step = int(err.split("resuming from checkpoint at step ")[1].split()[0])
     assert 4 <= step < 24
-    _assert_same_run(ref, out)
+    assert_same_run(ref, out)
 
 
 def test_checkpoint_of_other_settings_is_refused(tmp_path):

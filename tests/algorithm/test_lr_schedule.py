@@ -21,12 +21,12 @@ from askdagger_mnist.algorithm.training import (
 )
 from askdagger_mnist.data.checkpoint import restore_schedule
 from askdagger_mnist.data.mnist import load_mnist_train
-from askdagger_mnist.data.rundir import read_arrays, read_info
+from askdagger_mnist.data.rundir import read_info
 from askdagger_mnist.engines import FAST
 from askdagger_mnist.fast.backprop import written_out_gradients
 from askdagger_mnist.fast.optim import NesterovSGD
 from askdagger_mnist.settings import RunSettings
-from conftest import MNIST_ROOT
+from conftest import assert_same_run, MNIST_ROOT
 
 CPU = torch.device("cpu")
 # Few queries (no random ones, specificity 0.9): a training set of one mini-batch, 5 epochs per
@@ -218,16 +218,6 @@ def _train_cli(out, *extra):
          "--progress-every", "0", "--engine", "fast", *extra], capture_output=True, text=True)
 
 
-def _assert_same_run(a_dir, b_dir):
-    a, b = read_arrays(a_dir), read_arrays(b_dir)
-    for name in a:
-        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
-    sa = torch.load(a_dir / "model.pt", weights_only=True)
-    sb = torch.load(b_dir / "model.pt", weights_only=True)
-    assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    assert read_info(a_dir)["lr_schedule"] == read_info(b_dir)["lr_schedule"]
-
-
 @pytest.mark.slow
 def test_resume_across_the_drop_and_from_format_3_is_bit_identical(tmp_path):
     ref = tmp_path / "ref"
@@ -240,7 +230,7 @@ def test_resume_across_the_drop_and_from_format_3_is_bit_identical(tmp_path):
     assert _train_cli(out, "--checkpoint-every", "30", "--halt-after", "30").returncode == 3
     done = _train_cli(out, "--checkpoint-every", "30")
     assert done.returncode == 0, done.stderr
-    _assert_same_run(ref, out)
+    assert_same_run(ref, out, ("lr_schedule",))
     # A format-3 checkpoint of step 20 (no count saved): recomputed, the same run.
     out = tmp_path / "format3"
     ckpt = tmp_path / "format3.checkpoint.pt"
@@ -251,4 +241,4 @@ def test_resume_across_the_drop_and_from_format_3_is_bit_identical(tmp_path):
     torch.save({**payload, "version": 3}, ckpt)
     done = _train_cli(out, "--checkpoint-every", "20")
     assert done.returncode == 0 and "resuming from checkpoint at step 20" in done.stderr
-    _assert_same_run(ref, out)
+    assert_same_run(ref, out, ("lr_schedule",))

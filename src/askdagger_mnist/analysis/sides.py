@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-import pandas as pd
 
 from ..algorithm.metrics import CURVE_COLUMNS, whole_run_metrics, windowed_curves
 from ..data.rundir import is_complete_run

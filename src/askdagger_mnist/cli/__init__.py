@@ -6,4 +6,5 @@
     aggregate       - rules aggregate, aggregate_group
     plots           - rules plot_main, plot_ablation, plot_sag
     reproduction    - rules reproduction_verdict, plot_reproduction
+    common          - what the commands that write files share: name what they wrote, errors
 """

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import UserError
+from .common import run_writing
 from ..analysis.inputs import curve_stats, load_for_figure
 from ..settings import MODES
 from ..naming import format_s_des
@@ -183,14 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if hasattr(args, "s_des"):
         args.s_des = _s_des_list(args.s_des)
-    try:
-        written = args.func(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    for path in written:
-        print(f"wrote {path}")
-    return 0
+    return run_writing(args.func, args)
 
 
 if __name__ == "__main__":

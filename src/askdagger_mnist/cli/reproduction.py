@@ -25,6 +25,7 @@ from ..analysis.sides import Side, read_side, run_dirs_under
 from ..analysis.verdict import VerdictSettings
 from ..data.rundir import write_bytes_atomic
 from ..errors import UserError
+from .common import run_writing
 from ..naming import format_s_des
 from ..settings import REPRODUCTION_DEFAULTS
 
@@ -127,14 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        written = args.func(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    for path in written:
-        print(f"wrote {path}")
-    return 0
+    return run_writing(args.func, args)
 
 
 if __name__ == "__main__":
