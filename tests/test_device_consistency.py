@@ -199,3 +199,24 @@ def test_a_checkpoint_resumes_only_under_the_engine_auto_resolved_to(tmp_path, c
             in capsys.readouterr().err)
     assert train.main([*argv, "--engine", "plain"]) == 0
     assert json.loads((out / "run.json").read_text())["resumed_at_steps"] == [2]
+
+
+def test_a_resumed_gpu_run_continues_its_own_gpus_generator_on_whichever_gpu_it_lands(monkeypatch):
+    """A job may resume on another GPU than it started on (gpu_slots): the checkpoint keeps the
+    state of the run's own GPU and restores it into the GPU it now uses. (CUDA simulated:
+    torch.cuda's two generator functions replaced by a table of per-GPU states.)"""
+    from askdagger_mnist.data.checkpoint import device_rng_state, restore_device_rng
+
+    states = {0: torch.tensor([0], dtype=torch.uint8), 1: torch.tensor([11], dtype=torch.uint8)}
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: states[device.index].clone())
+    monkeypatch.setattr(torch.cuda, "set_rng_state",
+                        lambda state, device: states.__setitem__(device.index, state.clone()))
+    saved = device_rng_state(torch.device("cuda", 1))  # the run drew on GPU 1
+    states[1] = torch.tensor([99], dtype=torch.uint8)  # meanwhile, another job used GPU 1
+    restore_device_rng(saved, torch.device("cuda", 0))  # resumed on GPU 0
+    assert states[0].item() == 11 and states[1].item() == 99
+    assert device_rng_state(torch.device("cpu")) is None
+    restore_device_rng(None, torch.device("cuda", 0))  # written on the CPU: nothing to restore
+    assert states[0].item() == 11
+    restore_device_rng([torch.tensor([5], dtype=torch.uint8)], torch.device("cuda", 0))  # old list
+    assert states[0].item() == 5

@@ -42,7 +42,7 @@ def save_checkpoint(path: Path, run) -> None:
         "optimizer": run.optimizer.state_dict(),
         "numpy_rng": run.rng.bit_generator.state,
         "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "cuda_rng": device_rng_state(run_device(run)),
         "python_rng": random.getstate(),
     }
     # Through a Python file object: a full disk is then an OSError with its errno (torch's own
@@ -100,10 +100,34 @@ def load_checkpoint(path: Path, run) -> None:
     run.optimizer.load_state_dict(payload["optimizer"])
     run.rng.bit_generator.state = payload["numpy_rng"]
     torch.set_rng_state(payload["torch_rng"])
-    if payload["cuda_rng"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(payload["cuda_rng"])
+    restore_device_rng(payload["cuda_rng"], run_device(run))
     random.setstate(_as_tuple(payload["python_rng"]))
     restore_schedule(payload, run)
+
+
+def run_device(run) -> torch.device:
+    return next(run.model.parameters()).device
+
+
+def device_rng_state(device: torch.device):
+    """The state of the generator the run draws from on its GPU (crop offsets, §1.3), or None
+    on the CPU. Only the run's own GPU: a resumed job may be placed on another GPU
+    (gpu_slots), and there it must continue this stream, not that GPU's."""
+    return torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+
+
+def restore_device_rng(saved, device: torch.device) -> None:
+    """Put ``saved`` (``device_rng_state`` of the run's GPU when it was written) into the
+    generator of the GPU the run now uses. (Checkpoints written before this held a list of
+    every visible GPU's state: the entry of the same index is taken, as then.)"""
+    if device.type != "cuda" or saved is None:
+        return
+    if isinstance(saved, (list, tuple)):
+        index = device.index or 0
+        if index >= len(saved):
+            return
+        saved = saved[index]
+    torch.cuda.set_rng_state(saved, device)
 
 
 def restore_schedule(payload: dict, run) -> None:
