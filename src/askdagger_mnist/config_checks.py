@@ -126,6 +126,12 @@ def _compare_with(config: Mapping) -> str | None:
                 f"results_archives (known: {', '.join(known) or 'none'}): add it there or fix "
                 "the name."
             )
+    if config["results_source"] == "download" and set(known) <= set(config["compare_with"]):
+        return (
+            "config key compare_with names every archive of results_archives, so with "
+            "results_source download none is left to import our runs from: keep at least "
+            "one archive out of compare_with, or set results_source to train."
+        )
     return _clash("compare_with", config["compare_with"], "archive")
 
 

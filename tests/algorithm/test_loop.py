@@ -37,6 +37,17 @@ def short_run(mnist):
     return settings, state
 
 
+def test_a_shorter_stream_is_exactly_the_start_of_a_longer_one(short_run, mnist):
+    """The loop is causal and the seed does not depend on the stream length: a run of 30
+    steps is the first 30 steps of the 45-step run, array for array (what lets the
+    reproduction verdict compare a short sweep with the first steps of full runs)."""
+    settings, state = short_run
+    shorter, _ = run_loop(RunSettings(mode="sensitivity", s_des=0.9, steps=30), *mnist, CPU, FAST)
+    n = 30 * settings.batch_size
+    for name, values in shorter.arrays.items():
+        np.testing.assert_array_equal(values, state.arrays[name][:n], err_msg=name)
+
+
 def test_update_bookkeeping(short_run):
     settings, state = short_run
     a, B = state.arrays, settings.batch_size

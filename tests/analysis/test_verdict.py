@@ -54,7 +54,7 @@ def test_reference_runs_import_into_their_configurations(reference):
     side = read_side("theirs", run_dirs_under(reference))
     assert {c[0]: len(r) for c, r in side.runs.items()} == {
         "sensitivity": 6, "specificity": 2, "success": 2}
-    assert all(c[1:] == (0.1, True, True, 0.9, 128, 5) for c in side.runs)
+    assert all(c[1:] == (0.1, True, True, 0.9, 128, 5, 16, 0.4, 50, 10) for c in side.runs)
 
 
 def test_a_source_compared_with_itself_is_equivalent_everywhere(reference):

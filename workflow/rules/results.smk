@@ -88,7 +88,12 @@ if config["results_source"] == "download":
 
     rule import_run:
         input:
-            staging=[f"{IMPORTED}/{name}" for name in ARCHIVES],
+            # never from a compare_with archive: that is the other side of a verdict
+            staging=[
+                f"{IMPORTED}/{name}"
+                for name in ARCHIVES
+                if name not in config["compare_with"]
+            ],
         output:
             run=directory(f"{RUNS}/{{mode}}/{{variant}}/s{{s_des}}/rep{{rep}}"),
         log:

@@ -3,7 +3,8 @@ per run with its configuration and whole-run metrics, and the mean windowed curv
 configuration, both over the steps the two sides have in common.
 
 A *configuration* is what a run's result may depend on besides its seed: mode, p_rand,
-normalization, imputation, s_des, batch size and update interval. Runs of one configuration
+normalization, imputation, s_des, batch size, update interval, MC passes, dropout, n_min and
+n_rep. Runs of one configuration
 on one side are repetitions of the same experiment; the verdict (``analysis.verdict``)
 compares the two samples.
 
@@ -24,11 +25,11 @@ import numpy as np
 
 from ..algorithm.metrics import CURVE_COLUMNS, whole_run_metrics, windowed_curves
 from ..data.rundir import is_complete_run
-from ..settings import MODES
+from ..settings import MODES, RunSettings
 from .aggregate import read_run
 
 CONFIG_COLUMNS = ("mode", "p_rand", "normalization", "imputation", "s_des", "batch_size",
-                  "update_every")
+                  "update_every", "mc_samples", "dropout", "n_min", "n_rep")
 # The whole-run metrics a verdict is given for (docs/spec.md §5.1).
 VERDICT_METRICS = ("sensitivity", "specificity", "informedness", "query_rate",
                    "novice_success", "system_success")
@@ -72,10 +73,16 @@ def config_order(config: tuple):
 
 
 def config_of(settings: dict) -> tuple:
+    """A run's configuration from its run.json settings (a setting a run.json lacks, from a
+    bundle of an older version, is the default: settings.RunSettings)."""
+    default = RunSettings()
+    extra = [settings.get(name, getattr(default, name))
+             for name in ("mc_samples", "dropout", "n_min", "n_rep")]
     return (str(settings["mode"]), round(float(settings["p_rand"]), 12),
             bool(settings["normalization"]), bool(settings["imputation"]),
             round(float(settings["s_des"]), 12), int(settings["batch_size"]),
-            int(settings["update_every"]))
+            int(settings["update_every"]), int(extra[0]), round(float(extra[1]), 12),
+            int(extra[2]), int(extra[3]))
 
 
 def read_side(label: str, run_dirs: Iterable[Path]) -> Side:

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..naming import format_s_des
-from ..settings import REPRODUCTION_DEFAULTS, TRACKED
+from ..settings import REPRODUCTION_DEFAULTS, TRACKED, RunSettings
 from .sides import (CONFIG_COLUMNS, CURVE_METRICS, VERDICT_METRICS, Side, common_steps,
                     config_order, largest_curve_gap, mean_curve, metric_values)
 
@@ -157,8 +157,11 @@ def _fmt(value: Any, spec: str = ".3f") -> str:
 def _label(row: Mapping[str, Any]) -> str:
     regs = ("" if row["normalization"] else ", no normalization") + \
            ("" if row["imputation"] else ", no imputation")
+    default = RunSettings()
+    other = "".join(f", {name} {row[name]:g}" for name in ("mc_samples", "dropout", "n_min", "n_rep")
+                    if row[name] != getattr(default, name))  # shown where not the default
     return (f"{row['mode']}, p_rand {row['p_rand']:g}{regs}, s_des {format_s_des(row['s_des'])}"
-            f" (batch {row['batch_size']}, update every {row['update_every']})")
+            f" (batch {row['batch_size']}, update every {row['update_every']}{other})")
 
 
 def to_markdown(table: pd.DataFrame, ours: str, theirs: str, settings: VerdictSettings) -> str:

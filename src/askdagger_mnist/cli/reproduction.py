@@ -48,8 +48,9 @@ def read_sides(args: argparse.Namespace) -> tuple[Side, Side]:
                             "(snakemake imports every compare_with archive by itself).")
         archive = read_side(folder.name, run_dirs_under(folder))
         if not archive.runs:
-            raise UserError(f"{folder} holds no run directories: check that its archive "
-                            "holds runs of the configured variants (see its import log).")
+            raise UserError(f"{folder} holds no run directories: check that its archive holds "
+                            "runs of the configured variants, batch_size and update_every "
+                            "(its import log says what was skipped and why).")
         if not set(archive.runs) & set(ours.runs):
             raise UserError(
                 f"{folder} holds no configuration that ours has (it has {_describe(archive.runs)}; "
@@ -89,7 +90,7 @@ def cmd_figure(args: argparse.Namespace) -> list[Path]:
 def verdict_settings(args: argparse.Namespace) -> VerdictSettings:
     for flag, value, least in (("--margin-tracked", args.margin_tracked, 0),
                                ("--margin-others", args.margin_others, 0),
-                               ("--min-runs", args.min_runs, 1), ("--resamples", args.resamples, 100),
+                               ("--min-runs", args.min_runs, 1), ("--resamples", args.resamples, 1000),
                                ("--curve-after-step", args.curve_after_step, 0)):
         if not value >= least:
             raise UserError(f"{flag} must be >= {least}, not {value}.")
