@@ -8,18 +8,23 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
-from askdagger_mnist.algorithm import training
+from askdagger_mnist.algorithm import schedule
 from askdagger_mnist.algorithm.loop import interactive_step, new_state, run_loop, start_run
 from askdagger_mnist.algorithm.model import LeNet
+from askdagger_mnist.algorithm.schedule import (
+    LEARNING_RATE, LR_FACTOR, LR_MILESTONES, epoch_ends, epochs_before_step, learning_rate,
+)
 from askdagger_mnist.algorithm.training import (
-    LEARNING_RATE, LR_FACTOR, LR_MILESTONES, autograd_gradients, epoch_ends, epochs_before_step,
-    learning_rate, minibatches, paper_optimizer, set_learning_rate, update_model,
+    autograd_gradients, minibatches, paper_optimizer, set_learning_rate, update_model,
 )
 from askdagger_mnist.data.checkpoint import restore_schedule
+from askdagger_mnist.errors import UserError
 from askdagger_mnist.data.mnist import load_mnist_train
 from askdagger_mnist.data.rundir import read_info
 from askdagger_mnist.engines import FAST
@@ -138,7 +143,7 @@ def test_both_optimizers_follow_the_same_rates_bit_for_bit(monkeypatch):
     fast, _, _ = _update(lambda m: NesterovSGD(m.parameters()), 200, 24, written_out_gradients)
     for a, b in zip(plain.parameters(), fast.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    monkeypatch.setattr(training, "LR_MILESTONES", ())  # the same update at a constant rate
+    monkeypatch.setattr(schedule, "LR_MILESTONES", ())  # the same update at a constant rate
     constant, _, _ = _update(paper_optimizer, 200, 24)
     assert not all(torch.equal(a, b) for a, b in zip(plain.parameters(), constant.parameters()))
 
@@ -150,24 +155,27 @@ def _fake_run(settings, q, step, optimizer):
     return SimpleNamespace(settings=settings, state=state, optimizer=optimizer)
 
 
-def test_a_format_3_checkpoint_gets_its_count_recomputed():
+def test_a_format_3_checkpoint_gets_its_count_recomputed_or_is_refused_past_a_milestone():
     """Without the saved count, resuming recomputes it from q; a run that (at the constant
-    rate of format 3) passed a milestone lowers its rate from the resume step on."""
+    rate of format 3) already passed a milestone cannot continue as today's code makes it:
+    refused in one sentence naming the file."""
     settings = RunSettings(steps=40)
     q = np.zeros(40 * 128, np.int8)
     q[:100] = 1  # one mini-batch a pass: 5 epochs per update
     optimizer = NesterovSGD(LeNet().parameters())
+    path = Path("results/runs/x.checkpoint.pt")
     run = _fake_run(settings, q, 21, optimizer)  # updates of steps 5, 10, 15, 20
-    restore_schedule({"version": 3}, run)
+    restore_schedule({"version": 3}, run, path)
     assert (run.state.epochs_completed, run.state.lr_changed_at_steps) == (20, [])
     assert optimizer.lr == LEARNING_RATE
     run = _fake_run(settings, q, 31, optimizer)  # 30 epochs: one milestone passed
-    restore_schedule({"version": 3}, run)
-    assert (run.state.epochs_completed, run.state.lr_changed_at_steps) == (30, [31])
-    assert optimizer.lr == learning_rate(30)
+    with pytest.raises(UserError, match=r"^checkpoint results/runs/x.checkpoint.pt was written "
+                       r"before the learning-rate schedule .* completed 30 epochs .* delete it"):
+        restore_schedule({"version": 3}, run, path)
     run = _fake_run(settings, q, 31, optimizer)  # format 4: as saved
-    restore_schedule({"epochs_completed": 30, "lr_changed_at_steps": [25]}, run)
+    restore_schedule({"epochs_completed": 30, "lr_changed_at_steps": [25]}, run, path)
     assert (run.state.epochs_completed, run.state.lr_changed_at_steps) == (30, [25])
+    assert optimizer.lr == learning_rate(30)
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +197,7 @@ def test_a_run_with_few_queries_lowers_its_rate(mnist, monkeypatch):
     assert (state.epochs_completed, state.lr_changed_at_steps) == (30, [25])
     assert run.optimizer.lr == learning_rate(30)
     assert epochs_before_step(state.arrays["q"], 31, 128, 5) == 30  # the count from the stream
-    monkeypatch.setattr(training, "LR_MILESTONES", ())  # the same run at a constant rate
+    monkeypatch.setattr(schedule, "LR_MILESTONES", ())  # the same run at a constant rate
     constant = _run(CROSSING, *mnist)
     for name, array in state.arrays.items():  # the same up to the update of step 30 ...
         np.testing.assert_array_equal(array, constant.state.arrays[name], err_msg=name)
@@ -202,7 +210,7 @@ def test_a_paper_default_run_keeps_its_rate_and_is_unchanged(mnist, monkeypatch)
     settings = RunSettings(steps=26)
     state, model = run_loop(settings, *mnist, CPU, FAST)
     assert state.lr_changed_at_steps == [] and state.epochs_completed < 25
-    monkeypatch.setattr(training, "LR_MILESTONES", ())
+    monkeypatch.setattr(schedule, "LR_MILESTONES", ())
     constant, constant_model = run_loop(settings, *mnist, CPU, FAST)
     for name, array in state.arrays.items():
         np.testing.assert_array_equal(array, constant.arrays[name], err_msg=name)

@@ -174,10 +174,14 @@ def test_finished_runs_survive_a_killed_head_and_only_the_cut_off_run_is_trained
 def test_a_new_wording_of_the_train_command_retrains_nothing_but_other_settings_do(tmp_path):
     """Runs recorded by an older version of the workflow, whose train command was worded
     differently (simulated: the recorded code edited), are kept when made with the configured
-    settings; a run whose run.json says other settings is still trained."""
+    settings and, for a run from before the learning-rate schedule (no lr_schedule in its
+    run.json), when its epoch count stayed below the first milestone. A run whose run.json
+    says other settings, or whose old constant rate would have dropped, is trained again."""
+    import numpy as np
+
     workdir = tmp_path / "wd"
     workdir.mkdir()
-    config = [*CONFIG, "max_steps=12", "checkpoint_every=0"]
+    config = [*CONFIG, "max_steps=30", "checkpoint_every=0"]
     proc = snakemake(workdir, config=config)
     assert proc.returncode == 0, proc.output[-3000:]
     metadata = workdir / ".snakemake" / "metadata"
@@ -187,15 +191,23 @@ def test_a_new_wording_of_the_train_command_retrains_nothing_but_other_settings_
         assert "--engine" in data["code"]
         data["code"] = data["code"].replace(" --jobs-per-gpu {resources.jobs_per_gpu}", "")
         record.write_text(json.dumps(data))
-    info_c = workdir / C / "run.json"
-    info = json.loads(info_c.read_text())
-    info["settings"]["p_rand"] = 0.2  # C claims other settings than this config's
-    info_c.write_text(json.dumps(info))
+        info_file = workdir / run / "run.json"
+        info = json.loads(info_file.read_text())
+        del info["lr_schedule"]  # made before the schedule was emulated
+        if run == C:
+            info["settings"]["p_rand"] = 0.2  # C claims other settings than this config's
+        info_file.write_text(json.dumps(info))
+    # B: a training set of 100 samples throughout: 5 epochs per update, 25 after 5 updates,
+    # where today's rate drops and the old constant one did not.
+    arrays = dict(np.load(workdir / B / "arrays.npz"))
+    arrays["q"] = np.zeros_like(arrays["q"])
+    arrays["q"][:100] = 1
+    np.savez(workdir / B / "arrays.npz", **arrays)
 
     dry = snakemake(workdir, "--dry-run", config=config)
     assert dry.returncode == 0, dry.output[-3000:]
-    assert "2 finished run(s) were made with another wording of the train command" in dry.output
-    assert set(trained(dry.output)) == {C}, trained(dry.output)
-    assert "Code has changed" in trained(dry.output)[C]
-    again = snakemake(workdir, "--dry-run", config=config)  # recorded once, for good
-    assert set(trained(again.output)) == {C} and "another wording" not in again.output
+    assert "1 finished run(s) were made with another wording of the train command" in dry.output
+    assert set(trained(dry.output)) == {B, C}, trained(dry.output)
+    assert all("Code has changed" in reason for reason in trained(dry.output).values())
+    again = snakemake(workdir, "--dry-run", config=config)  # A recorded once, for good
+    assert set(trained(again.output)) == {B, C} and "another wording" not in again.output

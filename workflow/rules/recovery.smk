@@ -71,10 +71,32 @@ def finished_runs():
 
 def made_as_configured(path, wildcards):
     try:
-        recorded = json.loads((Path(path) / "run.json").read_text())["settings"]
+        info = json.loads((Path(path) / "run.json").read_text())
+        recorded = info["settings"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
-    return recorded == settings_passed(*wildcards)
+    return recorded == settings_passed(*wildcards) and rate_as_today(path, info)
+
+
+def rate_as_today(path, info):
+    """Whether the run's learning rate followed today's schedule (docs/spec.md §3.5): always
+    for a run whose run.json records it; a run made before the schedule was emulated (rate
+    0.1 throughout) only if its epoch count stayed below the first milestone, where the two
+    agree. Counted with numpy; without numpy here, such a run is trained again."""
+    if "lr_schedule" in info:
+        return True
+    try:
+        import numpy as np
+
+        from askdagger_mnist.algorithm.schedule import LR_MILESTONES, epochs_before_step
+
+        s = info["settings"]
+        with np.load(Path(path) / "arrays.npz") as arrays:
+            q = arrays["q"]
+        epochs = epochs_before_step(q, s["steps"], s["batch_size"], s["update_every"])
+    except Exception:
+        return False
+    return epochs < LR_MILESTONES[0]
 
 
 def snakemakes_persistence():

@@ -2,6 +2,7 @@
 
     model     - LeNet with Monte-Carlo dropout; query-time probabilities; input transforms (§1-2)
     masks     - dropout keep masks drawn from the run's numpy Generator (§2.3)
+    schedule  - the learning-rate schedule: the authors' MultiStepLR over completed epochs (§3.5)
     training  - the model update: mini-batches, autograd gradients, SGD and its rate schedule (§3.5)
     sag       - S-Aware Gating: the query threshold gamma (§4)
     loop      - one interactive run, step by step (§3)

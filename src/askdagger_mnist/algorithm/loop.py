@@ -21,7 +21,8 @@ from ..settings import RunSettings
 from .masks import draw_masks
 from .model import LeNet, normalize_pixels, uncertainty_from_probs
 from .sag import SagConfig
-from .training import LR_MILESTONES, update_model
+from .schedule import LR_MILESTONES
+from .training import update_model
 
 STREAM_ARRAYS = {  # name -> dtype of the arrays over the stream (docs/spec.md §3)
     "u": np.float64, "k": np.int64, "g": np.float64, "c": np.int8, "r": np.int8,

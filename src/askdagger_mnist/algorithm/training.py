@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 
 from .masks import DropoutMasks, draw_masks
+from .schedule import LEARNING_RATE, LR_FACTOR, LR_MILESTONES, epoch_ends, learning_rate
 from .model import LeNet, train_transform
 
-# §3.5: one SGD optimizer for the whole run; its rate is multiplied by LR_FACTOR each time
-# the count of completed training epochs reaches a milestone (the authors' MultiStepLR).
-LEARNING_RATE, MOMENTUM, WEIGHT_DECAY = 0.1, 0.9, 5e-4
-LR_MILESTONES, LR_FACTOR = (25, 50), 0.1
+# §3.5: one SGD optimizer for the whole run; its rate follows the schedule of schedule.py
+# (the authors' MultiStepLR over completed training epochs).
+MOMENTUM, WEIGHT_DECAY = 0.9, 5e-4
 
 Gradients = Callable[[LeNet, torch.Tensor, torch.Tensor, DropoutMasks],
                      tuple[torch.Tensor, list[torch.Tensor]]]
@@ -33,16 +33,6 @@ def paper_optimizer(model: LeNet) -> torch.optim.Optimizer:
                            nesterov=True, weight_decay=WEIGHT_DECAY)
 
 
-def learning_rate(epochs_completed: int) -> float:
-    """docs/spec.md §3.5: the rate after ``epochs_completed`` completed epochs, multiplied by
-    LR_FACTOR once per milestone reached, as MultiStepLR does (0.1, then 0.01, then 0.001)."""
-    lr = LEARNING_RATE
-    for milestone in LR_MILESTONES:
-        if epochs_completed >= milestone:
-            lr *= LR_FACTOR
-    return lr
-
-
 def set_learning_rate(optimizer, lr: float) -> None:
     """Set the rate of either engine's optimizer: torch.optim keeps it in ``param_groups``,
     ``fast.optim.NesterovSGD`` in ``.lr``."""
@@ -51,23 +41,6 @@ def set_learning_rate(optimizer, lr: float) -> None:
             group["lr"] = lr
     else:
         optimizer.lr = lr
-
-
-def epoch_ends(n_train: int, n_steps: int, batch_size: int) -> list[int]:
-    """§3.5: the SGD steps (1-based) of one update after which a training epoch is complete:
-    every ``nb``-th, ``nb`` being the mini-batches of one pass over ``n_train`` samples. With
-    ``nb > n_steps`` no pass ends within the update, and a pass cut short does not count."""
-    nb = -(-n_train // batch_size)  # ceil
-    return [] if nb == 0 else list(range(nb, n_steps + 1, nb))
-
-
-def epochs_before_step(q: np.ndarray, step: int, batch_size: int, update_every: int) -> int:
-    """§3.5: the completed-epoch count when ``step`` is next, from the queries ``q`` of the
-    stream alone (the training set at the update of step s holds the queried samples among
-    the first (s + 1) x batch_size): what the run counts as it goes."""
-    n_queried = np.cumsum(np.asarray(q) != 0)
-    return sum(len(epoch_ends(int(n_queried[(s + 1) * batch_size - 1]), update_every, batch_size))
-               for s in range(update_every, step, update_every))
 
 
 def autograd_gradients(model: LeNet, x: torch.Tensor, y: torch.Tensor,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from ..algorithm.training import (LR_MILESTONES, epochs_before_step, learning_rate,
-                                  set_learning_rate)
+from ..algorithm.schedule import LR_MILESTONES, epochs_before_step, learning_rate
+from ..algorithm.training import set_learning_rate
 from ..errors import UserError
 from .rundir import atomic_file
 
@@ -102,7 +102,7 @@ def load_checkpoint(path: Path, run) -> None:
     torch.set_rng_state(payload["torch_rng"])
     restore_device_rng(payload["cuda_rng"], run_device(run))
     random.setstate(_as_tuple(payload["python_rng"]))
-    restore_schedule(payload, run)
+    restore_schedule(payload, run, path)
 
 
 def run_device(run) -> torch.device:
@@ -119,21 +119,21 @@ def device_rng_state(device: torch.device):
 def restore_device_rng(saved, device: torch.device) -> None:
     """Put ``saved`` (``device_rng_state`` of the run's GPU when it was written) into the
     generator of the GPU the run now uses. (Checkpoints written before this held a list of
-    every visible GPU's state: the entry of the same index is taken, as then.)"""
+    every visible GPU's state; their runs always drew on cuda:0, so its entry is the stream.)"""
     if device.type != "cuda" or saved is None:
         return
     if isinstance(saved, (list, tuple)):
-        index = device.index or 0
-        if index >= len(saved):
+        if not saved:
             return
-        saved = saved[index]
+        saved = saved[0]
     torch.cuda.set_rng_state(saved, device)
 
 
-def restore_schedule(payload: dict, run) -> None:
+def restore_schedule(payload: dict, run, path: Path) -> None:
     """docs/spec.md §3.5, §6.3: the epoch count and the rate. A format-3 checkpoint lacks the
-    count: it is recomputed from the stream's queries, and its run, which kept the rate at 0.1,
-    lowers it from the resume step on if the count has passed a milestone (recorded there)."""
+    count: it is recomputed from the stream's queries. Its run kept the rate at 0.1 throughout;
+    if the count has already passed a milestone, the run cannot continue as today's code makes
+    it, and the checkpoint is refused."""
     state, s = run.state, run.settings
     if "epochs_completed" in payload:
         state.epochs_completed = int(payload["epochs_completed"])
@@ -141,8 +141,14 @@ def restore_schedule(payload: dict, run) -> None:
     else:
         state.epochs_completed = epochs_before_step(state.arrays["q"], state.step,
                                                     s.batch_size, s.update_every)
-        passed = sum(m <= state.epochs_completed for m in LR_MILESTONES)
-        state.lr_changed_at_steps = [state.step] * passed  # the drops take effect from here
+        if state.epochs_completed >= LR_MILESTONES[0]:
+            raise UserError(
+                f"checkpoint {path} was written before the learning-rate schedule of "
+                f"docs/spec.md §3.5, and its run has already completed {state.epochs_completed} "
+                f"epochs at the old constant rate (the rate drops at {LR_MILESTONES[0]}): delete "
+                "it to train the run from step 0."
+            )
+        state.lr_changed_at_steps = []
     set_learning_rate(run.optimizer, learning_rate(state.epochs_completed))
 
 

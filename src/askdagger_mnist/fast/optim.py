@@ -13,7 +13,8 @@ from typing import Iterable, Optional, Sequence
 
 import torch
 
-from ..algorithm.training import LEARNING_RATE, MOMENTUM, WEIGHT_DECAY
+from ..algorithm.schedule import LEARNING_RATE
+from ..algorithm.training import MOMENTUM, WEIGHT_DECAY
 
 
 class NesterovSGD:
