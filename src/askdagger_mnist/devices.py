@@ -20,8 +20,8 @@ from .gpu_slots import gpu_slot
 def check_device(choice: str) -> None:
     """Refuse ``--device cuda`` where no GPU is visible (before any work)."""
     if choice == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for but no CUDA GPU is visible: use --device "
-                        "cpu or auto.")
+        raise UserError("--device cuda (config key device) was asked for but no CUDA GPU is "
+                        "visible: use cpu or auto, or run where a GPU is visible.")
 
 
 def uses_cuda(choice: str) -> bool:

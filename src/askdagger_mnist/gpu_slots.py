@@ -97,7 +97,7 @@ def _open(path: Path) -> int:
         return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
     except OSError as exc:
         raise UserError(f"the GPU slot lock {path} cannot be opened ({exc.strerror}): name "
-                        "another folder with --gpu-slot-dir.") from None
+                        "another folder with --gpu-slot-dir (under Snakemake: set TMPDIR).") from None
 
 
 def _try_lock(path: Path) -> int | None:
@@ -117,10 +117,10 @@ def _prepare(lock_dir: Path, is_default: bool) -> None:
         st = os.lstat(lock_dir)
     except OSError as exc:
         raise UserError(f"the GPU slot folder {lock_dir} cannot be used ({exc.strerror}): "
-                        "name another one with --gpu-slot-dir.") from None
+                        "name another one with --gpu-slot-dir (under Snakemake: set TMPDIR).") from None
     if is_default and st.st_uid != os.getuid():
         raise UserError(f"the GPU slot folder {lock_dir} belongs to another user: remove it, "
-                        "or name another one with --gpu-slot-dir.")
+                        "or name another one with --gpu-slot-dir (under Snakemake: set TMPDIR).")
 
 
 def _take_slot(lock_dir: Path, devices: list[str], jobs_per_gpu: int):
