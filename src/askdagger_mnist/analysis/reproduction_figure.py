@@ -3,7 +3,7 @@ configuration both sides have, ours solid and theirs dashed, one colour per s_de
 
 Columns are the matched (mode, variant settings); rows are the mode's tracked metric, the
 query rate and the novice success rate, each the mean windowed curve over a side's runs
-(``sides.mean_curve``) over the steps both sides have.
+(``sides.mean_curves``) over the steps both sides have.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from matplotlib.lines import Line2D
 
 from ..naming import format_s_des
 from .figures import COLUMN_TITLES, S_DES_TEX, TRACKED, _rate_axis, s_des_colour, style
-from .sides import CONFIG_COLUMNS, Side, common_steps, config_order, mean_curve
+from .sides import CONFIG_COLUMNS, Side, common_steps, config_order, mean_curves
 
 S_DES = CONFIG_COLUMNS.index("s_des")
 
@@ -45,10 +45,10 @@ def reproduction_figure(ours: Side, theirs: Side) -> plt.Figure:
                 steps = common_steps(a, b)
                 colour = s_des_colour(config[S_DES])
                 x = np.arange(steps)
+                ours_curves, theirs_curves = mean_curves(a, steps), mean_curves(b, steps)
                 for ax, (name, _) in zip(axes[:, col], rows):
-                    ax.plot(x, mean_curve(a, steps, name), color=colour, linewidth=1.2)
-                    ax.plot(x, mean_curve(b, steps, name), color=colour, linewidth=1.2,
-                            linestyle="--")
+                    ax.plot(x, ours_curves[name], color=colour, linewidth=1.2)
+                    ax.plot(x, theirs_curves[name], color=colour, linewidth=1.2, linestyle="--")
             for ax, (_, ylabel) in zip(axes[:, col], rows):
                 _rate_axis(ax)
                 ax.tick_params(labelleft=True)

@@ -23,7 +23,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..algorithm.metrics import CURVE_COLUMNS, whole_run_metrics, windowed_curves
+from ..algorithm.metrics import whole_run_metrics, windowed_curves
 from ..data.rundir import is_complete_run
 from ..settings import MODES, RunSettings
 from .aggregate import read_run
@@ -33,7 +33,6 @@ CONFIG_COLUMNS = ("mode", "p_rand", "normalization", "imputation", "s_des", "bat
 # The whole-run metrics a verdict is given for (docs/spec.md §5.1).
 VERDICT_METRICS = ("sensitivity", "specificity", "informedness", "query_rate",
                    "novice_success", "system_success")
-CURVE_METRICS = (*CURVE_COLUMNS, "informedness")  # informedness = sensitivity + specificity - 1
 
 
 @dataclass
@@ -54,13 +53,17 @@ class RunArrays:
 
 @dataclass
 class Side:
-    """The runs of one side, by configuration (repetitions in the order they were read)."""
+    """The runs of one side, by configuration (repetitions in the order they were added)."""
 
     label: str
     runs: dict[tuple, list[RunArrays]] = field(default_factory=dict)
 
     def add(self, run: RunArrays) -> None:
-        self.runs.setdefault(run.config, []).append(run)
+        """Add ``run``, unless the side holds it already (the same variant and repetition in
+        its configuration): the first wins, as when runs come from several archives."""
+        held = self.runs.setdefault(run.config, [])
+        if all((r.variant, r.rep) != (run.variant, run.rep) for r in held):
+            held.append(run)
 
     def n_runs(self) -> int:
         return sum(len(r) for r in self.runs.values())
@@ -86,17 +89,11 @@ def config_of(settings: dict) -> tuple:
 
 
 def read_side(label: str, run_dirs: Iterable[Path]) -> Side:
-    """The runs in ``run_dirs`` (each read and checked by ``aggregate.read_run``). A run
-    named twice (same mode, variant, s_des and repetition) is kept once: the first wins, as
-    when runs are imported from several archives."""
-    side, seen = Side(label), set()
+    """The runs in ``run_dirs`` (each read and checked by ``aggregate.read_run``; a run named
+    twice is kept once, see ``Side.add``)."""
+    side = Side(label)
     for run_dir in run_dirs:
         settings, _, arrays = read_run(Path(run_dir))
-        key = (str(settings["mode"]), str(settings["variant"]),
-               round(float(settings["s_des"]), 12), int(settings["rep"]))
-        if key in seen:
-            continue
-        seen.add(key)
         side.add(RunArrays(config_of(settings), str(settings["variant"]), int(settings["rep"]),
                            str(run_dir), np.asarray(arrays["c"]), np.asarray(arrays["q"])))
     return side
@@ -119,25 +116,25 @@ def _samples(run: RunArrays, steps: int) -> tuple[np.ndarray, np.ndarray]:
     return run.c[:n], run.q[:n]
 
 
-def metric_values(runs: Sequence[RunArrays], steps: int, metric: str) -> np.ndarray:
-    """One whole-run metric of each run, over its first ``steps`` steps."""
-    return np.array([whole_run_metrics(*_samples(r, steps))[metric] for r in runs], dtype=float)
+def whole_run_values(runs: Sequence[RunArrays], steps: int) -> dict[str, np.ndarray]:
+    """Each verdict metric (``metrics.whole_run_metrics``) of each run over its first ``steps``
+    steps: metric -> one value per run."""
+    per_run = [whole_run_metrics(*_samples(r, steps)) for r in runs]
+    return {m: np.array([p[m] for p in per_run], dtype=float) for m in VERDICT_METRICS}
 
 
-def mean_curve(runs: Sequence[RunArrays], steps: int, metric: str) -> np.ndarray:
-    """The windowed curve of ``metric`` (``metrics.windowed_curves``), averaged over the runs
-    step by step (NaN points left out), over the first ``steps`` steps."""
-    curves = []
+def mean_curves(runs: Sequence[RunArrays], steps: int) -> dict[str, np.ndarray]:
+    """The windowed curves (``metrics.windowed_curves``; informedness = sensitivity +
+    specificity - 1) of the runs over their first ``steps`` steps, averaged step by step
+    (NaN points left out): metric -> mean curve, for every verdict metric."""
+    per_run = []
     for r in runs:
-        c, q = _samples(r, steps)
-        w = windowed_curves(c, q, r.config[CONFIG_COLUMNS.index("batch_size")])
-        if metric == "informedness":
-            curves.append(w["sensitivity"] + w["specificity"] - 1.0)
-        else:
-            curves.append(w[metric])
+        w = windowed_curves(*_samples(r, steps), r.config[CONFIG_COLUMNS.index("batch_size")])
+        per_run.append({**w, "informedness": w["sensitivity"] + w["specificity"] - 1.0})
     with warnings.catch_warnings():  # steps before a run's first failure are NaN: expected
         warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(np.vstack(curves), axis=0)
+        return {m: np.nanmean(np.vstack([p[m] for p in per_run]), axis=0)
+                for m in VERDICT_METRICS}
 
 
 def largest_curve_gap(ours: np.ndarray, theirs: np.ndarray, after_step: int) -> float:

@@ -24,8 +24,8 @@ import pandas as pd
 
 from ..naming import format_s_des
 from ..settings import REPRODUCTION_DEFAULTS, TRACKED, RunSettings
-from .sides import (CONFIG_COLUMNS, CURVE_METRICS, VERDICT_METRICS, Side, common_steps,
-                    config_order, largest_curve_gap, mean_curve, metric_values)
+from .sides import (CONFIG_COLUMNS, VERDICT_METRICS, Side, common_steps, config_order,
+                    largest_curve_gap, mean_curves, whole_run_values)
 
 LEVEL = 0.95  # of the interval on the difference of means
 VERDICT_COLUMNS = (
@@ -99,9 +99,10 @@ def compare_sides(ours: Side, theirs: Side, settings: VerdictSettings) -> pd.Dat
         a, b = ours.runs[config], theirs.runs[config]
         steps = common_steps(a, b)
         mode = config[0]
+        values_a, values_b = whole_run_values(a, steps), whole_run_values(b, steps)
+        curves_a, curves_b = mean_curves(a, steps), mean_curves(b, steps)
         for metric in VERDICT_METRICS:
-            x = metric_values(a, steps, metric)
-            y = metric_values(b, steps, metric)
+            x, y = values_a[metric], values_b[metric]
             x, y = x[np.isfinite(x)], y[np.isfinite(y)]
             margin = settings.margin(mode, metric)
             row = {**dict(zip(CONFIG_COLUMNS, config)), "variant": a[0].variant,
@@ -116,10 +117,8 @@ def compare_sides(ours: Side, theirs: Side, settings: VerdictSettings) -> pd.Dat
                            diff=float(x.mean() - y.mean()), ci_low=lo, ci_high=hi)
             else:
                 verdict, reason = "inconclusive", "the metric is undefined on a side"
-            if metric in CURVE_METRICS:
-                row["max_curve_diff"] = largest_curve_gap(
-                    mean_curve(a, steps, metric), mean_curve(b, steps, metric),
-                    settings.curve_after_step)
+            row["max_curve_diff"] = largest_curve_gap(curves_a[metric], curves_b[metric],
+                                                      settings.curve_after_step)
             rows.append({**row, "verdict": verdict, "reason": reason})
     for side, other, reason in ((ours, theirs, "ours only"), (theirs, ours, "theirs only")):
         for config in sorted(set(side.runs) - set(other.runs), key=config_order):

@@ -56,11 +56,9 @@ def read_sides(args: argparse.Namespace) -> tuple[Side, Side]:
                 f"{folder} holds no configuration that ours has (it has {_describe(archive.runs)}; "
                 f"ours: {_describe(ours.runs)}): compare with an archive of the same "
                 "experiment, or add its settings to the config (modes, s_des, variants).")
-        for config, runs in archive.runs.items():
-            known = {(r.variant, r.rep) for r in theirs.runs.get(config, [])}
-            for run in runs:  # the first archive wins for a run two of them hold
-                if (run.variant, run.rep) not in known:
-                    theirs.add(run)
+        for runs in archive.runs.values():
+            for run in runs:  # the first archive wins for a run two of them hold (Side.add)
+                theirs.add(run)
     return ours, theirs
 
 
