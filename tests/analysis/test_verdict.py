@@ -15,7 +15,7 @@ from askdagger_mnist.analysis.sides import read_side, run_dirs_under
 from askdagger_mnist.analysis.verdict import (VerdictSettings, compare_sides, difference_interval,
                                               judge, summary_line, to_markdown)
 from askdagger_mnist.cli import reproduction
-from askdagger_mnist.cli.fetch_results import cmd_import
+from askdagger_mnist.cli.fetch_results import DEFAULT_VARIANTS, cmd_import
 from askdagger_mnist.data.rundir import read_arrays, read_info, write_run_files
 from conftest import authors_zip
 
@@ -27,8 +27,8 @@ def reference(tmp_path_factory) -> Path:
     """The 10 reference runs (sensitivity 6, specificity 2, success 2), imported."""
     base = tmp_path_factory.mktemp("reference")
     archive = authors_zip(base / "reference.zip")
-    cmd_import(archive, base / "imported", "authors", None, {"sag": {"p_rand": 0.1,
-               "normalization": True, "imputation": True}}, "sensitivity", 128, 5, False)
+    cmd_import(archive, base / "imported", "authors", None, {"sag": DEFAULT_VARIANTS["sag"]},
+               "sensitivity", 128, 5, False)
     return base / "imported"
 
 
