@@ -30,11 +30,15 @@ EXECUTION_DEFAULTS = {"engine": "auto", "device": "auto", "jobs_per_gpu": 1, "th
 
 # The reproduction verdict (docs/reproduction.md): margins on the difference of means (the
 # mode's tracked metric, every other metric), the fewest runs per side for a verdict other
-# than inconclusive, bootstrap resamples, and the step after which curve gaps are measured.
+# than inconclusive, and the step after which curve gaps are measured.
+#
+# The fewest runs a side at which the verdict may call "different": the smallest n at which
+# bench/calibrate_verdict.py measured its false-positive rate (two samples of one pool of runs)
+# at 5% or less, on every pool and metric (docs/reproduction.md, the calibration table).
+MIN_RUNS_CALIBRATED = 3
 REPRODUCTION_DEFAULTS = {
     "margins": {"tracked": 0.02, "others": 0.05},
-    "min_runs": 3,
-    "bootstrap_resamples": 10_000,
+    "min_runs": MIN_RUNS_CALIBRATED,
     "curve_after_step": 50,
 }
 

@@ -12,8 +12,9 @@ import pytest
 
 from askdagger_mnist.algorithm.metrics import whole_run_metrics
 from askdagger_mnist.analysis.sides import read_side, run_dirs_under
-from askdagger_mnist.analysis.verdict import (VerdictSettings, compare_sides, difference_interval,
-                                              judge, summary_line, to_markdown)
+from askdagger_mnist.analysis.verdict import (VerdictSettings, compare_sides, judge,
+                                              runs_to_decide, summary_line, to_markdown)
+from askdagger_mnist.errors import UserError
 from askdagger_mnist.cli import reproduction
 from askdagger_mnist.cli.fetch_results import DEFAULT_VARIANTS, cmd_import
 from askdagger_mnist.data.rundir import read_arrays, read_info, write_run_files
@@ -59,10 +60,16 @@ def test_reference_runs_import_into_their_configurations(reference):
 
 def test_a_source_compared_with_itself_is_equivalent_everywhere(reference):
     side = read_side("same", run_dirs_under(reference))
-    table = compare_sides(side, side, VerdictSettings(0.02, 0.05, 2, 10_000, 50))
-    assert len(table) == 3 * 6 and set(table["verdict"]) == {"equivalent"}
+    table = compare_sides(side, side, DEFAULTS)
+    assert len(table) == 3 * 6
+    assert verdicts(table[table["mode"] == "sensitivity"]) == {
+        ("sensitivity", m): "equivalent" for m in table["metric"].unique()}
+    # two runs a side are below the calibrated floor of 3: no verdict, and the reason says so
+    two = table[table["mode"] != "sensitivity"]
+    assert set(two["verdict"]) == {"inconclusive"}
+    assert set(two["reason"]) == {"2 runs on a side; the verdict needs 3 a side"}
     assert np.allclose(table["diff"], 0) and (table["max_curve_diff"].fillna(0) == 0).all()
-    assert summary_line(table).startswith("3 of 3 configurations equivalent on the tracked metric")
+    assert summary_line(table).startswith("1 of 3 configurations equivalent on the tracked metric")
 
 
 def test_a_copy_with_its_tracked_metric_shifted_beyond_the_margin_is_different(reference, tmp_path):
@@ -100,7 +107,7 @@ def test_one_run_per_side_is_inconclusive_and_one_sided_configurations_are_liste
     table = compare_sides(ours, theirs, DEFAULTS)
     matched = table[table["verdict"] != "unmatched"]
     assert set(matched["verdict"]) == {"inconclusive"}
-    assert set(matched["reason"]) == {"fewer than 3 runs on a side"}
+    assert set(matched["reason"]) == {"1 runs on a side; the verdict needs 3 a side"}
     unmatched = table[table["verdict"] == "unmatched"]
     assert unmatched[["mode", "reason", "n_ours", "n_theirs"]].values.tolist() == [
         ["success", "theirs only", 0, 1]]
@@ -124,20 +131,30 @@ def test_short_runs_are_compared_over_the_steps_both_sides_have(reference, tmp_p
     assert np.allclose(table["diff"], 0) and set(table["max_curve_diff"].dropna()) == {0.0}
 
 
-def test_the_bootstrap_interval_is_stable_and_exact_where_it_must_be():
-    rng = np.random.default_rng(7)
-    x, y = rng.normal(0.90, 0.01, 10), rng.normal(0.89, 0.01, 6)
-    lo1, hi1 = difference_interval(x, y, 10_000, np.random.default_rng(1))
-    lo2, hi2 = difference_interval(x, y, 10_000, np.random.default_rng(2))
-    assert abs(lo1 - lo2) < 1e-3 and abs(hi1 - hi2) < 1e-3  # resampling noise well below margins
-    assert lo1 < x.mean() - y.mean() < hi1
-    # no spread: the interval is the difference itself
-    assert difference_interval(np.full(4, 0.5), np.full(3, 0.25), 1000, rng) == (0.25, 0.25)
+def test_min_runs_below_the_calibrated_floor_is_refused():
+    with pytest.raises(UserError, match=r"reproduction.min_runs is 2, below 3, .*set it to 3 or more"):
+        VerdictSettings(0.02, 0.05, 2, 50)
+
+
+def test_runs_to_decide_estimates_the_runs_that_fit_the_interval_inside_the_margin():
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(0.56, 0.02, 4), rng.normal(0.55, 0.02, 4)
+    needed = runs_to_decide(x, y, 0.05)
+    grown = [welch_interval_of(rng, needed, x, y) for _ in range(200)]
+    # with the estimated n, most intervals of samples like these lie inside the margin
+    assert np.mean([-0.05 <= lo and hi <= 0.05 for lo, hi in grown]) > 0.5
+    assert runs_to_decide(x, y + 0.2, 0.05) is None  # the difference is beyond the margin
+
+
+def welch_interval_of(rng, n, x, y):
+    from askdagger_mnist.analysis.intervals import welch_interval
+    return welch_interval(rng.normal(x.mean(), x.std(ddof=1), n), rng.normal(y.mean(), y.std(ddof=1), n))
 
 
 @pytest.mark.parametrize("lo, hi, n, expected", [
     (-0.01, 0.015, 5, "equivalent"), (-0.02, 0.02, 5, "equivalent"), (0.021, 0.05, 5, "different"),
     (-0.09, -0.03, 5, "different"), (-0.01, 0.03, 5, "inconclusive"), (0.0, 0.0, 2, "inconclusive"),
+    (0.005, 0.03, 5, "different"), (0.005, 0.015, 5, "equivalent"), (-0.03, -0.001, 5, "different"),
 ])
 def test_judge(lo, hi, n, expected):
     assert judge(lo, hi, 0.02, n, 10, 3)[0] == expected

@@ -174,7 +174,7 @@ def reproduction_flags():
     r = config["reproduction"]
     return (
         f"--margin-tracked {r['margins']['tracked']!r} --margin-others {r['margins']['others']!r}"
-        f" --min-runs {r['min_runs']} --resamples {r['bootstrap_resamples']}"
+        f" --min-runs {r['min_runs']}"
         f" --curve-after-step {r['curve_after_step']}"
     )
 

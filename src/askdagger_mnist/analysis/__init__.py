@@ -6,6 +6,7 @@
     figures     - the paper figure and the ablation figures
     sag_figure  - sag.pdf: one SAG call of a run, recomputed and drawn
     sides       - the two sides of a reproduction check: runs by configuration, common steps
-    verdict     - does it reproduce? bootstrap interval and verdict per configuration and metric
+    verdict     - does it reproduce? the verdict per configuration and metric
+    intervals   - Welch's interval on a difference of means (and the percentile bootstrap it replaced)
     reproduction_figure - reproduction.pdf: ours solid, theirs dashed
 """

@@ -2,20 +2,25 @@
 (docs/reproduction.md). Pure numpy and pandas: two ``sides.Side`` in, one table out.
 
 For every configuration both sides have and every whole-run metric: n, mean and standard
-deviation per side, the difference of means (ours - theirs) with a 95% percentile-bootstrap
-interval, and a verdict at a margin m:
+deviation per side, the difference of means (ours - theirs) with a 95% Welch interval
+(``intervals.welch_interval``), and a verdict at a margin m:
 
-* ``equivalent``: the interval lies inside [-m, m];
-* ``different``: the interval lies entirely outside it (above m or below -m);
-* ``inconclusive``: otherwise, and always when a side has fewer than ``min_runs`` runs
-  (a bootstrap interval of one or two runs says nothing about the spread).
+* ``equivalent``: the interval lies inside [-m, m] (any difference is smaller than m);
+* ``different``: the interval excludes 0 and does not lie inside [-m, m] (a difference is
+  detected, and it is not shown to be smaller than m);
+* ``inconclusive``: otherwise (the reason says about how many runs a side would decide it),
+  and always when a side has fewer than ``min_runs`` runs.
+
+``min_runs`` defaults to the smallest n at which bench/calibrate_verdict.py measured the rate
+of ``different`` on two samples of one pool at 5% or less (docs/reproduction.md, the
+calibration table); smaller values are refused.
 
 Configurations on one side only are rows with the verdict ``unmatched``.
 """
 
 from __future__ import annotations
 
-import hashlib
+import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -23,11 +28,12 @@ import numpy as np
 import pandas as pd
 
 from ..naming import format_s_des
-from ..settings import REPRODUCTION_DEFAULTS, TRACKED, RunSettings
+from ..errors import UserError
+from ..settings import MIN_RUNS_CALIBRATED, REPRODUCTION_DEFAULTS, TRACKED, RunSettings
+from .intervals import welch_interval
 from .sides import (CONFIG_COLUMNS, VERDICT_METRICS, Side, common_steps, config_order,
                     largest_curve_gap, mean_curves, whole_run_values)
 
-LEVEL = 0.95  # of the interval on the difference of means
 VERDICT_COLUMNS = (
     *CONFIG_COLUMNS, "variant", "metric", "tracked", "steps", "n_ours", "n_theirs",
     "mean_ours", "std_ours", "mean_theirs", "std_theirs", "diff", "ci_low", "ci_high",
@@ -40,9 +46,14 @@ class VerdictSettings:
     margin_tracked: float
     margin_others: float
     min_runs: int
-    resamples: int
     curve_after_step: int
-    seed: int = 0
+
+    def __post_init__(self):
+        if self.min_runs < MIN_RUNS_CALIBRATED:
+            raise UserError(
+                f"reproduction.min_runs is {self.min_runs}, below {MIN_RUNS_CALIBRATED}, the "
+                f"fewest runs a side at which the verdict's false-positive rate was measured at "
+                f"5% or less (docs/reproduction.md); set it to {MIN_RUNS_CALIBRATED} or more.")
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any] | None = None) -> "VerdictSettings":
@@ -51,40 +62,37 @@ class VerdictSettings:
         merged = {**REPRODUCTION_DEFAULTS, **(section or {})}
         margins = {**REPRODUCTION_DEFAULTS["margins"], **merged["margins"]}
         return cls(float(margins["tracked"]), float(margins["others"]), int(merged["min_runs"]),
-                   int(merged["bootstrap_resamples"]), int(merged["curve_after_step"]))
+                   int(merged["curve_after_step"]))
 
     def margin(self, mode: str, metric: str) -> float:
         return self.margin_tracked if TRACKED.get(mode) == metric else self.margin_others
 
 
-def difference_interval(ours: np.ndarray, theirs: np.ndarray, resamples: int,
-                        rng: np.random.Generator, level: float = LEVEL) -> tuple[float, float]:
-    """Percentile-bootstrap interval of mean(ours) - mean(theirs): each side is resampled
-    with replacement, independently, ``resamples`` times."""
-    a = ours[rng.integers(0, len(ours), (resamples, len(ours)))].mean(axis=1)
-    b = theirs[rng.integers(0, len(theirs), (resamples, len(theirs)))].mean(axis=1)
-    lo, hi = np.quantile(a - b, [(1 - level) / 2, (1 + level) / 2])
-    return float(lo), float(hi)
+def runs_to_decide(x: np.ndarray, y: np.ndarray, margin: float) -> int | None:
+    """About how many runs a side would make the interval fit inside +-margin, if the means and
+    spreads stay as they are (normal approximation); None when the difference itself is at or
+    beyond the margin (more runs then decide between different and equivalent, not how many)."""
+    gap = margin - abs(float(x.mean() - y.mean()))
+    spread = math.sqrt((np.var(x, ddof=1) + np.var(y, ddof=1)) / 2)
+    if gap <= 0:
+        return None
+    return max(len(x), len(y), math.ceil(2 * (1.96 * spread / gap) ** 2))
 
 
 def judge(lo: float, hi: float, margin: float, n_ours: int, n_theirs: int,
-          min_runs: int) -> tuple[str, str]:
-    """(verdict, reason) for an interval [lo, hi] on the difference of means."""
+          min_runs: int, needed: int | None = None) -> tuple[str, str]:
+    """(verdict, reason) for a 95% interval [lo, hi] on the difference of means. ``needed``:
+    runs_to_decide's estimate, quoted when the verdict is inconclusive."""
     if min(n_ours, n_theirs) < min_runs:
-        return "inconclusive", f"fewer than {min_runs} runs on a side"
+        return "inconclusive", (f"{min(n_ours, n_theirs)} runs on a side; the verdict needs "
+                                f"{min_runs} a side")
     if -margin <= lo and hi <= margin:
         return "equivalent", "interval inside the margin"
-    if lo > margin or hi < -margin:
-        return "different", "interval outside the margin"
-    return "inconclusive", "interval crosses the margin"
-
-
-def row_rng(seed: int, config: tuple, metric: str) -> np.random.Generator:
-    """A generator of its own for each (configuration, metric): a row's interval does not
-    depend on which other rows the table has."""
-    digest = hashlib.sha256(f"{config}|{metric}".encode()).digest()
-    words = [int.from_bytes(digest[i: i + 4], "little") for i in range(0, 16, 4)]
-    return np.random.default_rng(np.random.SeedSequence([seed, *words]))
+    if lo > 0 or hi < 0:
+        return "different", "interval excludes 0 and reaches beyond the margin"
+    if needed is None:
+        return "inconclusive", "interval crosses the margin; the difference is near the margin"
+    return "inconclusive", f"interval crosses the margin; about {needed} runs a side would decide"
 
 
 def _std(values: np.ndarray) -> float:
@@ -108,13 +116,18 @@ def compare_sides(ours: Side, theirs: Side, settings: VerdictSettings) -> pd.Dat
             row = {**dict(zip(CONFIG_COLUMNS, config)), "variant": a[0].variant,
                    "metric": metric, "tracked": TRACKED[mode] == metric, "steps": steps,
                    "n_ours": len(x), "n_theirs": len(y), "margin": margin}
-            if len(x) and len(y):
-                lo, hi = difference_interval(x, y, settings.resamples,
-                                             row_rng(settings.seed, config, metric))
-                verdict, reason = judge(lo, hi, margin, len(x), len(y), settings.min_runs)
+            if len(x) >= 2 and len(y) >= 2:
+                lo, hi = welch_interval(x, y)
+                verdict, reason = judge(lo, hi, margin, len(x), len(y), settings.min_runs,
+                                        runs_to_decide(x, y, margin))
                 row.update(mean_ours=float(x.mean()), std_ours=_std(x),
                            mean_theirs=float(y.mean()), std_theirs=_std(y),
                            diff=float(x.mean() - y.mean()), ci_low=lo, ci_high=hi)
+            elif len(x) and len(y):
+                verdict, reason = judge(math.nan, math.nan, margin, len(x), len(y),
+                                        max(settings.min_runs, 2))
+                row.update(mean_ours=float(x.mean()), mean_theirs=float(y.mean()),
+                           diff=float(x.mean() - y.mean()))
             else:
                 verdict, reason = "inconclusive", "the metric is undefined on a side"
             row["max_curve_diff"] = largest_curve_gap(curves_a[metric], curves_b[metric],
@@ -163,16 +176,21 @@ def _label(row: Mapping[str, Any]) -> str:
             f" (batch {row['batch_size']}, update every {row['update_every']}{other})")
 
 
+def _verdict_cell(row: Mapping[str, Any]) -> str:
+    """The verdict, with its reason where it is inconclusive (what would decide it)."""
+    return f"{row['verdict']} ({row['reason']})" if row["verdict"] == "inconclusive" else row["verdict"]
+
+
 def to_markdown(table: pd.DataFrame, ours: str, theirs: str, settings: VerdictSettings) -> str:
     """The verdict as a Markdown document a reader can paste: summary, method, table."""
     lines = [
         summary_line(table), "",
         f"Ours: {ours}. Theirs: {theirs}. Difference = mean(ours) - mean(theirs), with a 95% "
-        f"percentile-bootstrap interval ({settings.resamples} resamples of each side). "
-        f"equivalent: the interval lies inside +-margin ({settings.margin_tracked} on the "
-        f"mode's tracked metric, {settings.margin_others} on the others); different: entirely "
-        f"outside it; inconclusive: otherwise, or fewer than {settings.min_runs} runs on a "
-        f"side. Curve gap: the largest |difference| of the mean windowed curves after step "
+        f"Welch interval. equivalent: the interval lies inside +-margin "
+        f"({settings.margin_tracked} on the mode's tracked metric, {settings.margin_others} on "
+        f"the others); different: it excludes 0 and does not lie inside the margin; "
+        f"inconclusive: otherwise, or fewer than {settings.min_runs} runs on a side (below "
+        f"that the verdict's false-positive rate was measured above 5%). Curve gap: the largest |difference| of the mean windowed curves after step "
         f"{settings.curve_after_step}.", "",
         "| configuration | metric | steps | n ours | n theirs | ours mean (std) | theirs mean "
         "(std) | difference [95% CI] | margin | verdict | curve gap |",
@@ -185,7 +203,7 @@ def to_markdown(table: pd.DataFrame, ours: str, theirs: str, settings: VerdictSe
             f"| {_fmt(row['mean_ours'])} ({_fmt(row['std_ours'])}) "
             f"| {_fmt(row['mean_theirs'])} ({_fmt(row['std_theirs'])}) "
             f"| {_fmt(row['diff'], '+.3f')} [{_fmt(row['ci_low'], '+.3f')}, "
-            f"{_fmt(row['ci_high'], '+.3f')}] | {row['margin']:g} | {row['verdict']} "
+            f"{_fmt(row['ci_high'], '+.3f')}] | {row['margin']:g} | {_verdict_cell(row)} "
             f"| {_fmt(row['max_curve_diff'])} |")
     unmatched = table[table["verdict"] == "unmatched"]
     if len(unmatched):

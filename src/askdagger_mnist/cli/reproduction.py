@@ -27,7 +27,7 @@ from ..data.rundir import write_bytes_atomic
 from ..errors import UserError
 from .common import run_writing
 from ..naming import format_s_des
-from ..settings import REPRODUCTION_DEFAULTS
+from ..settings import MIN_RUNS_CALIBRATED, REPRODUCTION_DEFAULTS
 
 OURS_LABEL = "ours"
 
@@ -88,13 +88,13 @@ def cmd_figure(args: argparse.Namespace) -> list[Path]:
 def verdict_settings(args: argparse.Namespace) -> VerdictSettings:
     for flag, value, least in (("--margin-tracked", args.margin_tracked, 0),
                                ("--margin-others", args.margin_others, 0),
-                               ("--min-runs", args.min_runs, 1), ("--resamples", args.resamples, 1000),
+                               ("--min-runs", args.min_runs, MIN_RUNS_CALIBRATED),
                                ("--curve-after-step", args.curve_after_step, 0)):
         if not value >= least:
             raise UserError(f"{flag} must be >= {least}, not {value}.")
     return VerdictSettings.from_config({
         "margins": {"tracked": args.margin_tracked, "others": args.margin_others},
-        "min_runs": args.min_runs, "bootstrap_resamples": args.resamples,
+        "min_runs": args.min_runs,
         "curve_after_step": args.curve_after_step,
     })
 
@@ -116,7 +116,6 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--margin-tracked", type=float, default=d["margins"]["tracked"])
             s.add_argument("--margin-others", type=float, default=d["margins"]["others"])
             s.add_argument("--min-runs", type=int, default=d["min_runs"])
-            s.add_argument("--resamples", type=int, default=d["bootstrap_resamples"])
             s.add_argument("--curve-after-step", type=int, default=d["curve_after_step"])
             s.add_argument("--out-csv", type=Path, required=True)
             s.add_argument("--out-md", type=Path, required=True)
