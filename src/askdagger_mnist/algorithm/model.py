@@ -66,13 +66,21 @@ def normalize_pixels(images_uint8: torch.Tensor) -> torch.Tensor:
 def train_transform(
     images_uint8: torch.Tensor, generator: Optional[torch.Generator] = None
 ) -> torch.Tensor:
-    """§1.3 training input: pad 4 zeros around pixels / 255, random 28x28 crop, normalise."""
+    """§1.3 training input: pad 4 zeros around pixels / 255, random 28x28 crop, normalise.
+    The offsets, two integers in 0..8 per image (top, left), come from ``generator``."""
     n = images_uint8.shape[0]
-    device = images_uint8.device
+    offsets = torch.randint(0, 9, (2, n), device=images_uint8.device, generator=generator)
+    return crop_and_normalize(images_uint8, offsets)
+
+
+def crop_and_normalize(images_uint8: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """§1.3 with given offsets (2, n): image i padded by 4 zeros, cut at row ``offsets[0, i]``
+    and column ``offsets[1, i]`` of the 36 x 36 padded image, then normalised (§1.2). The
+    lock-step proof (bench/lockstep.py) feeds it the original's recorded offsets."""
+    n = images_uint8.shape[0]
     padded = F.pad(images_uint8, (4, 4, 4, 4))  # (n, 36, 36), uint8
     windows = padded.unfold(1, 28, 1).unfold(2, 28, 1)  # (n, 9, 9, 28, 28): every crop, a view
-    off = torch.randint(0, 9, (2, n), device=device, generator=generator)
-    crops = windows[torch.arange(n, device=device), off[0], off[1]]  # (n, 28, 28)
+    crops = windows[torch.arange(n, device=images_uint8.device), offsets[0], offsets[1]]
     return normalize_pixels(crops)
 
 
