@@ -1,4 +1,10 @@
-"""Shared test fixtures: paths to the real data and a local HTTP file server on 127.0.0.1."""
+"""Shared test fixtures: paths to the real data (resolved once, by data_sources.py) and a
+local HTTP file server on 127.0.0.1.
+
+Tests marked ``needs_mnist`` or ``needs_reference`` skip, with one line saying what is missing
+and how to provide it, when data_sources finds no MNIST or no runs of the original code;
+``needs_index`` tests skip when the package index cannot be reached.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +15,31 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-MNIST_ROOT = SHARED / "data" / "mnist"  # holds MNIST/raw/*.gz, as torchvision lays it out
+from data_sources import REPO, index_reachable, resolve_mnist, resolve_reference
+
+MNIST_SOURCE = resolve_mnist()
+REFERENCE_SOURCE = resolve_reference()
+_NOWHERE = REPO / "tests" / "data-not-available"  # a path that never exists (tests then skip)
+MNIST_ROOT = MNIST_SOURCE.root or _NOWHERE  # holds MNIST/raw/*.gz, as torchvision lays it out
 MNIST_RAW = MNIST_ROOT / "MNIST" / "raw"
-REFERENCE_RESULTS = SHARED / "reference" / "original_results"
+REFERENCE_RESULTS = (REFERENCE_SOURCE.root or _NOWHERE) / "original_results"
 # Four more runs of the original (sensitivity, s_des 0.9, reps 2-5): six in that configuration.
-EXTRA_REFERENCE_RESULTS = SHARED / "reference" / "extra_original_results"
+EXTRA_REFERENCE_RESULTS = (REFERENCE_SOURCE.root or _NOWHERE) / "extra_original_results"
+
+
+def pytest_report_header(config):
+    return [f"MNIST: {MNIST_SOURCE.how}", f"original's reference runs: {REFERENCE_SOURCE.how}"]
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("needs_mnist") and MNIST_SOURCE.root is None:
+        pytest.skip(MNIST_SOURCE.how)
+    if item.get_closest_marker("needs_reference") and REFERENCE_SOURCE.root is None:
+        pytest.skip(REFERENCE_SOURCE.how)
+    if item.get_closest_marker("needs_index"):
+        reachable, why = index_reachable()
+        if not reachable:
+            pytest.skip(why)
 ALL_MODES = ("sensitivity", "specificity", "success")
 
 
@@ -91,7 +115,7 @@ def serve_dir():
 
 @pytest.fixture
 def mnist_mirror(serve_dir):
-    """A local MNIST mirror serving the real raw .gz files of ../shared/data/mnist."""
-    if not MNIST_RAW.is_dir():
-        pytest.fail(f"real MNIST is expected at {MNIST_RAW}")
+    """A local MNIST mirror serving the real raw .gz files (data_sources.resolve_mnist)."""
+    if MNIST_SOURCE.root is None:
+        pytest.skip(MNIST_SOURCE.how)
     return serve_dir(MNIST_RAW)

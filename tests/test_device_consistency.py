@@ -37,6 +37,8 @@ from askdagger_mnist.engines import FAST, PLAIN
 from askdagger_mnist.settings import RunSettings
 from conftest import MNIST_ROOT
 
+pytestmark = pytest.mark.needs_mnist
+
 META, CPU = torch.device("meta"), torch.device("cpu")
 ENGINES = [PLAIN, FAST]
 # Explicit moves between devices (and torch.from_numpy's lift): what may see two devices.

@@ -14,6 +14,8 @@ from askdagger_mnist.settings import ENGINES as ENGINE_NAMES
 from askdagger_mnist.settings import RunSettings
 from conftest import MNIST_ROOT
 
+pytestmark = pytest.mark.needs_mnist
+
 CPU = torch.device("cpu")
 
 

@@ -21,6 +21,8 @@ from askdagger_mnist.data.rundir import read_info
 from askdagger_mnist.settings import RunSettings
 from conftest import assert_same_run, MNIST_ROOT
 
+pytestmark = pytest.mark.needs_mnist
+
 CPU = torch.device("cpu")
 
 

@@ -33,6 +33,8 @@ from askdagger_mnist.fast.optim import NesterovSGD
 from askdagger_mnist.settings import RunSettings
 from conftest import assert_same_run, MNIST_ROOT
 
+pytestmark = pytest.mark.needs_mnist
+
 CPU = torch.device("cpu")
 # Few queries (no random ones, specificity 0.9): a training set of one mini-batch, 5 epochs per
 # update, so the count reaches 25 with the update of step 25 and the rate drops there.

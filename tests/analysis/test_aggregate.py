@@ -138,6 +138,7 @@ def parse_reference_table():
 # --------------------------------------------------------------------------- tests
 
 
+@pytest.mark.needs_reference
 def test_reference_runs_reproduce_readme_table(reference_runs, tmp_path):
     out_runs, out_curves = tmp_path / "m" / "runs.csv", tmp_path / "m" / "curves.csv.gz"
     assert aggregate.main(["--runs", *map(str, reference_runs), "--out-runs", str(out_runs),

@@ -20,6 +20,8 @@ from askdagger_mnist.cli.fetch_results import DEFAULT_VARIANTS, cmd_import
 from askdagger_mnist.data.rundir import read_arrays, read_info, write_run_files
 from conftest import authors_zip
 
+pytestmark = pytest.mark.needs_reference
+
 DEFAULTS = VerdictSettings.from_config()
 
 

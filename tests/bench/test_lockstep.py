@@ -21,6 +21,8 @@ import pytest
 
 from conftest import MNIST_ROOT, REPO
 
+pytestmark = pytest.mark.needs_mnist
+
 ORIGINAL_PYTHON = Path(os.environ.get(
     "ASKDAGGER_ORIGINAL_PYTHON",
     Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "askdagger-mnist"

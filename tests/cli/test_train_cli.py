@@ -18,6 +18,8 @@ from askdagger_mnist.cli import train
 from askdagger_mnist.settings import RunSettings
 from conftest import MNIST_ROOT
 
+pytestmark = pytest.mark.needs_mnist
+
 
 def _argv(out, *extra, data_root=MNIST_ROOT, steps="2"):
     return ["--mode", "success", "--s-des", "0.8", "--rep", "3", "--max-steps", steps,

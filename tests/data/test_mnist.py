@@ -23,6 +23,8 @@ from askdagger_mnist.data.mnist import RESOURCES, ensure_mnist, load_mnist_train
 from askdagger_mnist.errors import UserError
 from conftest import MNIST_RAW, MNIST_ROOT
 
+pytestmark = pytest.mark.needs_mnist
+
 NAMES = [name for name, _ in RESOURCES]
 
 

@@ -13,6 +13,8 @@ from askdagger_mnist.data.mnist import load_mnist_train
 from askdagger_mnist.fast.backprop import max4_backward, max4_forward, written_out_gradients
 from conftest import MNIST_ROOT
 
+pytestmark = pytest.mark.needs_mnist
+
 CPU = torch.device("cpu")
 
 

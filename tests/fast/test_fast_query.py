@@ -11,6 +11,8 @@ from askdagger_mnist.data.mnist import load_mnist_train
 from askdagger_mnist.fast.query import mc_probs_shared
 from conftest import MNIST_ROOT
 
+pytestmark = pytest.mark.needs_mnist
+
 CPU = torch.device("cpu")
 
 

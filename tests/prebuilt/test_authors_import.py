@@ -26,6 +26,8 @@ from askdagger_mnist.naming import run_subdir
 
 from conftest import REFERENCE_RESULTS
 
+pytestmark = pytest.mark.needs_reference
+
 RUN_DIR = "r0.1_s0.9_uTrue_iTrue_b128_e5"
 MODES = ("sensitivity", "specificity", "success")
 VARIANTS = json.dumps(fetch_results.DEFAULT_VARIANTS)

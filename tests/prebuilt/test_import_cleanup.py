@@ -10,8 +10,9 @@ import sys
 import zipfile
 from pathlib import Path
 
-from askdagger_mnist.cli import fetch_results
+import pytest
 
+from askdagger_mnist.cli import fetch_results
 from conftest import REFERENCE_RESULTS
 from test_bounded_reading import AS_LIMIT, npy_with_payload, shared_list_bomb
 
@@ -50,6 +51,7 @@ def test_hostile_archive_through_the_cli_is_refused_and_leaves_nothing(tmp_path)
     assert list(parent.iterdir()) == []  # no output, no scratch folder
 
 
+@pytest.mark.needs_reference
 def test_sigterm_during_an_import_removes_its_scratch_folder(tmp_path):
     archive = _archive(tmp_path / "a.zip", REFERENCE_RESULTS / RUN)
     parent = tmp_path / "imported"
@@ -71,6 +73,7 @@ def test_sigterm_during_an_import_removes_its_scratch_folder(tmp_path):
     assert list(parent.iterdir()) == []
 
 
+@pytest.mark.needs_reference
 def test_scratch_of_a_killed_import_is_removed_by_the_next_one(tmp_path):
     archive = _archive(tmp_path / "a.zip", REFERENCE_RESULTS / RUN)
     parent = tmp_path / "imported"

@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from conftest import REPO
+from data_sources import index_reachable
 
 pytestmark = pytest.mark.slow
 
@@ -57,6 +58,11 @@ def test_every_profile_is_named_config_yaml():
 
 @pytest.fixture(scope="module")
 def floor_venv(tmp_path_factory) -> Path:
+    """Snakemake's and the plugin's floors, installed from the package index (skips, saying
+    why, when the index cannot be reached)."""
+    reachable, why = index_reachable()
+    if not reachable:
+        pytest.skip(why)
     venv = tmp_path_factory.mktemp("floor") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     pip = subprocess.run(

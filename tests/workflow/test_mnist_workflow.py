@@ -22,6 +22,8 @@ import yaml
 
 from conftest import MNIST_RAW, REPO
 
+pytestmark = pytest.mark.needs_mnist
+
 SNAKEFILE = REPO / "Snakefile"
 SMOKE = REPO / "workflow" / "presets" / "smoke.yaml"
 OFFLINE = "http://127.0.0.1:9/"  # nothing listens there: connection refused

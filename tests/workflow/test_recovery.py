@@ -27,7 +27,7 @@ import pytest
 
 from conftest import MNIST_ROOT, REPO
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.needs_mnist]
 
 SNAKEFILE = REPO / "Snakefile"
 SMOKE = REPO / "workflow" / "presets" / "smoke.yaml"

@@ -14,7 +14,7 @@ import yaml
 
 from conftest import MNIST_ROOT, REPO, FileServer, authors_zip
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.needs_mnist, pytest.mark.needs_reference]
 
 PROFILE = REPO / "workflow" / "profiles" / "default"
 TARGETS = ("results/reproduction/verdict.csv", "results/reproduction/verdict.md",

@@ -32,6 +32,8 @@ import pytest
 from conftest import REPO
 from slurm_cluster import SlurmCluster, missing_programs
 
+pytestmark = pytest.mark.needs_mnist
+
 INSTALL_SCRIPT = REPO / ".ci" / "install-slurm.sh"
 
 

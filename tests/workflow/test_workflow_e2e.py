@@ -26,7 +26,7 @@ import yaml
 
 from conftest import MNIST_RAW, MNIST_ROOT, REPO, FileServer
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.needs_mnist]
 
 SNAKEFILE = REPO / "Snakefile"
 SMOKE = REPO / "workflow" / "presets" / "smoke.yaml"
