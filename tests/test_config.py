@@ -113,7 +113,7 @@ def test_nested_defaults_are_filled_where_a_parent_is_given():
     cfg.check(config, SCHEMA_PATH)
     assert config["figures"]["main"] == {"variant": "sag"}
     assert config["figures"]["sag"] == {"variant": "sag"}
-    assert config["train_resources"] == {"mem_mb": 8000, "gpu": 1, "runtime": 30}
+    assert config["train_resources"] == {"mem_mb": 8000, "gpu": None, "runtime": 30}
     assert config["results_archives"] == [
         {"name": "mine", "url": "https://example.org/r.zip", "format": "bundle", "sha256": None}
     ]
@@ -431,3 +431,11 @@ def test_the_module_imports_neither_torch_nor_numpy():
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_the_gpu_tag_follows_the_device_unless_it_is_set():
+    from askdagger_mnist.config import train_gpu_tag
+
+    assert train_gpu_tag({"gpu": None}, "cuda") == 1
+    assert train_gpu_tag({"gpu": None}, "cpu") == train_gpu_tag({"gpu": None}, "auto") == 0
+    assert train_gpu_tag({"gpu": 2}, "cpu") == 2 and train_gpu_tag({"gpu": 0}, "cuda") == 0

@@ -14,7 +14,7 @@ optimizer step, and whole interactive steps with model updates. A whole step end
 host copies random values of the right shape and dtype, so the step runs on.
 
 Also here: a checkpoint written from a CUDA state loads on a machine without CUDA, and the
-engine ``auto`` (fast on the CPU, plain on CUDA) is what run.json records.
+engine ``auto`` (the fast engine) is what run.json records.
 """
 
 from __future__ import annotations

@@ -178,7 +178,7 @@ def two_fake_gpus(monkeypatch):
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
 
 
-def test_a_cuda_run_gets_the_least_loaded_gpu_and_the_plain_engine(tmp_path, two_fake_gpus):
+def test_a_cuda_run_gets_the_least_loaded_gpu_and_the_fast_engine(tmp_path, two_fake_gpus):
     with devices.placed_device("auto", 1, tmp_path) as (first, placement):
         assert first == torch.device("cuda", 0)
         with devices.placed_device("cuda", 1, tmp_path) as (second, placement):
@@ -187,7 +187,7 @@ def test_a_cuda_run_gets_the_least_loaded_gpu_and_the_plain_engine(tmp_path, two
                                  "lock": str(tmp_path / "gpu-1.slot0.lock"),
                                  "waited_s": placement["waited_s"], "name": "Simulated GPU"}
             assert devices.device_description(second) == "cuda:1 (Simulated GPU)"
-            assert engine_for("auto", second) is PLAIN and engine_for("fast", second) is FAST
+            assert engine_for("auto", second) is FAST and engine_for("plain", second) is PLAIN
     with devices.placed_device("cpu", 1, tmp_path) as (cpu, placement):
         assert cpu == torch.device("cpu") and placement is None
         assert engine_for("auto", cpu) is FAST and engine_for("plain", cpu) is PLAIN

@@ -64,6 +64,14 @@ class ConfigProblem(Exception):
     """A config value a user must fix; its message is one sentence."""
 
 
+def train_gpu_tag(train_resources: Mapping[str, Any], device: str) -> int:
+    """The train rule's ``gpu`` resource: ``train_resources.gpu`` as set, or, when it is null
+    (the default), 1 for ``device: cuda`` and 0 otherwise, so that a CPU job never asks a
+    scheduler for a GPU."""
+    gpu = train_resources.get("gpu")
+    return int(gpu) if gpu is not None else int(device == "cuda")
+
+
 def load_schema(path: str | Path) -> dict:
     """The JSON schema of the config, read from its YAML file."""
     return yaml.safe_load(Path(path).read_text())

@@ -19,8 +19,9 @@ TRACKED = {"sensitivity": "sensitivity", "specificity": "specificity", "success"
 MNIST_TRAIN_IMAGES = 60_000  # the stream draws its batches from these without replacement
 STREAM_STEPS = 468  # 468 x 128 = 59,904 of the 60,000 MNIST training images
 ENGINES = ("plain", "fast")  # docs/spec.md §7: the same algorithm, readable or fast
-# The engine choices of config and CLI: auto is fast on the CPU and plain on CUDA (the library's
-# kernels, which PyTorch tests on CUDA; the fast engine was measured on CPUs only).
+# The engine choices of config and CLI: auto is the fast engine, on the CPU and on CUDA alike,
+# where it was measured faster with results in line (docs/benchmarks.md: one NVIDIA H200,
+# 8.1 s against 12.8 s a run alone, 58.9 against 43.9 runs a minute with 16 at once).
 ENGINE_CHOICES = ("auto", *ENGINES)
 
 # Execution defaults (how a run is carried out; they never change its results). jobs_per_gpu:

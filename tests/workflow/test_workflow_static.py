@@ -478,7 +478,8 @@ def test_device_cuda_selects_the_env_that_requires_the_cuda_build():
     assert train_conda_env("auto") == train_conda_env("cpu") == "envs/train.yaml"
     cpu, cuda = env_deps(REPO / "envs" / "train.yaml"), env_deps(REPO / "envs" / "train-cuda.yaml")
     assert cuda["pytorch"] == cpu["pytorch"] + "=cuda*"  # the same release, CUDA build required
-    assert {k: v for k, v in cuda.items() if k != "pytorch"} == \
+    assert cuda["cuda-version"] == "12.9"  # the CUDA build the docs name (CONDA_OVERRIDE_CUDA=12.9)
+    assert {k: v for k, v in cuda.items() if k not in ("pytorch", "cuda-version")} == \
         {k: v for k, v in cpu.items() if k != "pytorch"}
     # results only reads state dicts: the CPU metapackage (no CUDA download on a head node)
     assert "pytorch-cpu" in env_deps(REPO / "envs" / "results.yaml")

@@ -25,7 +25,7 @@ if config["results_source"] == "train":
         resources:
             # A whole-job tag: --resources gpu=<GPUs x jobs_per_gpu> lets that many jobs run
             # at once; the script itself places each on a GPU slot (docs/cluster.md).
-            gpu=config["train_resources"]["gpu"],
+            gpu=train_gpu_tag(config["train_resources"], config["device"]),
             mem_mb=config["train_resources"]["mem_mb"],
             runtime=config["train_resources"]["runtime"],
             # Execution choices, not settings: changing them re-runs nothing.

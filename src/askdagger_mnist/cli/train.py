@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="steps between checkpoints (0: none)")
     g.add_argument("--engine", choices=ENGINE_CHOICES, default=EXECUTION_DEFAULTS["engine"],
                    help="plain: the readable reference; fast: the same algorithm, faster "
-                   "kernels (docs/spec.md §7); auto: fast on the CPU, plain on CUDA")
+                   "kernels (docs/spec.md §7); auto: fast, measured faster on the CPU and on CUDA")
     g.add_argument("--device", choices=("auto", "cpu", "cuda"), default=EXECUTION_DEFAULTS["device"])
     g.add_argument("--jobs-per-gpu", type=int, default=EXECUTION_DEFAULTS["jobs_per_gpu"],
                    help="jobs that may share one GPU: its slots (docs/cluster.md)")
@@ -224,7 +224,7 @@ def run(args: argparse.Namespace) -> tuple[Path, bool]:
 
 def _run_locked(args, settings, placed, images, labels, checkpoint: Path) -> Path:
     device, placement = placed
-    engine = engine_for(args.engine, device)  # auto: fast on the CPU, plain on CUDA
+    engine = engine_for(args.engine, device)  # auto: the fast engine
     bookkeeping = Bookkeeping(checkpoint, args.checkpoint_every, args.progress_every,
                               args.halt_after)
     state, model = run_loop(settings, images, labels, device, engine, bookkeeping)
