@@ -109,3 +109,21 @@ def run_seed_sequence(mode: str, s_des: float, variant_key: str, rep: int, seed_
     digest = hashlib.sha256(ident.encode()).digest()
     words = [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4)]
     return np.random.SeedSequence([int(seed_root), *words])
+
+
+# What a run's result may depend on besides its seed: runs with equal keys are repetitions of
+# one experiment (the reproduction verdict matches runs by it; docs/reproduction.md).
+CONFIGURATION_FIELDS = ("mode", "p_rand", "normalization", "imputation", "s_des", "batch_size",
+                        "update_every", "mc_samples", "dropout", "n_min", "n_rep")
+
+
+def configuration_key(settings) -> tuple:
+    """A run's configuration (CONFIGURATION_FIELDS) from its settings (run.json's, or the
+    workflow's for a planned run); a setting they lack is the default (RunSettings), as in a
+    bundle of an older version. Floats rounded to 12 digits, so a JSON round trip keeps it."""
+    default = RunSettings()
+    value = {name: settings.get(name, getattr(default, name)) for name in CONFIGURATION_FIELDS}
+    return (str(value["mode"]), round(float(value["p_rand"]), 12), bool(value["normalization"]),
+            bool(value["imputation"]), round(float(value["s_des"]), 12),
+            int(value["batch_size"]), int(value["update_every"]), int(value["mc_samples"]),
+            round(float(value["dropout"]), 12), int(value["n_min"]), int(value["n_rep"]))

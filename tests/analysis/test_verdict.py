@@ -3,6 +3,7 @@ runs of the authors' code in ../shared/reference, imported as the workflow impor
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -184,3 +185,20 @@ def test_cli_writes_csv_and_markdown_and_refuses_an_archive_with_nothing_of_ours
     assert "must end with .pdf, .png or .svg" in capsys.readouterr().err
     assert reproduction.main([*figure, str(tmp_path / "f.pdf")]) == 0
     assert (tmp_path / "f.pdf").read_bytes().startswith(b"%PDF-1.")
+
+
+def test_cli_configurations_lists_what_both_sides_have_and_refuses_an_archive_with_nothing(reference, tmp_path, capsys):
+    from askdagger_mnist.settings import configuration_key
+
+    sens = configuration_key({"mode": "sensitivity", "p_rand": 0.1, "normalization": True,
+                              "imputation": True, "s_des": 0.9, "batch_size": 128, "update_every": 5})
+    elsewhere = (*sens[:4], 0.5, *sens[5:])  # planned by us, held by no archive
+    out = tmp_path / "comparable.json"
+    args = ["configurations", "--theirs", str(reference), "--ours-configurations",
+            json.dumps([sens, elsewhere]), "--out", str(out)]
+    assert reproduction.main(args) == 0
+    assert [tuple(c) for c in json.loads(out.read_text())["configurations"]] == [sens]
+    args[args.index("--ours-configurations") + 1] = json.dumps([elsewhere])
+    assert reproduction.main(args) == 1
+    err = capsys.readouterr().err
+    assert f"error: {reference} holds no configuration that ours has" in err and err.count("\n") == 1

@@ -25,11 +25,10 @@ import numpy as np
 
 from ..algorithm.metrics import whole_run_metrics, windowed_curves
 from ..data.rundir import is_complete_run
-from ..settings import MODES, RunSettings
+from ..settings import CONFIGURATION_FIELDS, MODES, configuration_key
 from .aggregate import read_run
 
-CONFIG_COLUMNS = ("mode", "p_rand", "normalization", "imputation", "s_des", "batch_size",
-                  "update_every", "mc_samples", "dropout", "n_min", "n_rep")
+CONFIG_COLUMNS = CONFIGURATION_FIELDS
 # The whole-run metrics a verdict is given for (docs/spec.md §5.1).
 VERDICT_METRICS = ("sensitivity", "specificity", "informedness", "query_rate",
                    "novice_success", "system_success")
@@ -76,16 +75,8 @@ def config_order(config: tuple):
 
 
 def config_of(settings: dict) -> tuple:
-    """A run's configuration from its run.json settings (a setting a run.json lacks, from a
-    bundle of an older version, is the default: settings.RunSettings)."""
-    default = RunSettings()
-    extra = [settings.get(name, getattr(default, name))
-             for name in ("mc_samples", "dropout", "n_min", "n_rep")]
-    return (str(settings["mode"]), round(float(settings["p_rand"]), 12),
-            bool(settings["normalization"]), bool(settings["imputation"]),
-            round(float(settings["s_des"]), 12), int(settings["batch_size"]),
-            int(settings["update_every"]), int(extra[0]), round(float(extra[1]), 12),
-            int(extra[2]), int(extra[3]))
+    """A run's configuration from its run.json settings (settings.configuration_key)."""
+    return configuration_key(settings)
 
 
 def read_side(label: str, run_dirs: Iterable[Path]) -> Side:
