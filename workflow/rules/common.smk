@@ -17,7 +17,7 @@ from askdagger_mnist.config import ABLATIONS, train_conda_env, train_gpu_tag
 from askdagger_mnist.data.mnist import TRAIN_FILES, raw_folder  # standard library only
 from askdagger_mnist.naming import RUNS_DIR, run_subdir
 from askdagger_mnist.naming import format_s_des as fmt_s  # 0.9 -> '0.9', as in run dirs
-from askdagger_mnist.settings import MODES
+from askdagger_mnist.settings import MODES, configuration_key
 
 REPO = Path(workflow.basedir)
 ABLATION_MODE = "sensitivity"  # the ablation figures are defined in sensitivity mode
@@ -164,6 +164,44 @@ def results_archive(wildcards):
 
 
 # ---- reproduction (reproduction.smk) ----------------------------------------------------------
+
+
+def planned_configurations():
+    """Every configured run directory -> its configuration (settings.configuration_key)."""
+    shared = {
+        name: config[name]
+        for name in (
+            "batch_size",
+            "update_every",
+            "mc_samples",
+            "dropout",
+            "n_min",
+            "n_rep",
+        )
+    }
+    planned = [
+        (mode, variant, s)
+        for group in FIGURE_GROUPS
+        for mode, variant in group_settings(group)
+        for s in config["s_des"]
+    ]
+    sag = config["figures"]["sag"]["variant"]
+    planned.append((ABLATION_MODE, sag, max(config["s_des"])))  # figures/sag.pdf's run
+    found = {}
+    for mode, variant, s in planned:
+        key = configuration_key(
+            {**config["variants"][variant], **shared, "mode": mode, "s_des": s}
+        )
+        for rep in range(config["repetitions"]):
+            found.setdefault(run_dir(mode, variant, s, rep), key)
+    return found
+
+
+def comparable_runs(wildcards):
+    """The runs of ours whose configuration an imported archive holds (the checkpoint's list)."""
+    listing = checkpoints.comparable_configurations.get().output.json
+    wanted = {tuple(c) for c in json.loads(Path(listing).read_text())["configurations"]}
+    return [run for run, key in planned_configurations().items() if key in wanted]
 
 
 def comparison_dirs(wildcards=None):

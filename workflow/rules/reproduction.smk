@@ -10,32 +10,6 @@
 # waits for the archives to be imported and then asks only for the runs of ours it can compare:
 # after the main figure, comparing with the authors' sensitivity archive trains nothing more.
 
-from askdagger_mnist.settings import configuration_key
-
-
-def planned_configurations():
-    """Every configured run directory -> its configuration (settings.configuration_key)."""
-    shared = {name: config[name] for name in
-              ("batch_size", "update_every", "mc_samples", "dropout", "n_min", "n_rep")}
-    planned = [(mode, variant, s) for group in FIGURE_GROUPS
-               for mode, variant in group_settings(group) for s in config["s_des"]]
-    sag = config["figures"]["sag"]["variant"]
-    planned.append((ABLATION_MODE, sag, max(config["s_des"])))  # figures/sag.pdf's run
-    found = {}
-    for mode, variant, s in planned:
-        key = configuration_key({**config["variants"][variant], **shared, "mode": mode, "s_des": s})
-        for rep in range(config["repetitions"]):
-            found.setdefault(run_dir(mode, variant, s, rep), key)
-    return found
-
-
-def comparable_runs(wildcards):
-    """The runs of ours whose configuration an imported archive holds (the checkpoint's list)."""
-    listing = checkpoints.comparable_configurations.get().output.json
-    wanted = {tuple(c) for c in json.loads(Path(listing).read_text())["configurations"]}
-    return [run for run, key in planned_configurations().items() if key in wanted]
-
-
 if config["compare_with"]:
 
     localrules:
@@ -63,7 +37,9 @@ if config["compare_with"]:
         conda:
             "../../envs/analysis.yaml"
         params:
-            ours=lambda wildcards: json.dumps(sorted(set(planned_configurations().values()))),
+            ours=lambda wildcards: json.dumps(
+                sorted(set(planned_configurations().values()))
+            ),
         shell:
             "python -m askdagger_mnist.cli.reproduction configurations --theirs {input.theirs:q}"
             " --ours-configurations {params.ours:q} --out {output.json:q} > {log:q} 2>&1"
