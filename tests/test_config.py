@@ -192,11 +192,11 @@ def test_two_s_des_that_name_the_same_run_directory():
     assert sentence.startswith("invalid config value s_des = [0.9, 0.9]: ")
     assert "has non-unique elements" in sentence
     # Different numbers that format alike (naming.format_s_des, 6 significant digits) would
-    # share run directory s0.9: the cross-check.
+    # share run directory s0.9: the one that does not survive the trip into the name is refused.
     sentence = problem({"s_des": [0.5, 0.9, 0.90000000001]})
     assert sentence == (
-        "config key s_des has values that name the same run directory (0.5, 0.9, 0.9): "
-        "list each value once."
+        "config key s_des has 0.90000000001, which run directories would name s0.9 and train "
+        "as 0.9: write it with at most 6 significant digits."
     )
 
 
@@ -439,3 +439,57 @@ def test_the_gpu_tag_follows_the_device_unless_it_is_set():
     assert train_gpu_tag({"gpu": None}, "cuda") == 1
     assert train_gpu_tag({"gpu": None}, "cpu") == train_gpu_tag({"gpu": None}, "auto") == 0
     assert train_gpu_tag({"gpu": 2}, "cpu") == 2 and train_gpu_tag({"gpu": 0}, "cuda") == 0
+
+
+# ---- every value used exactly as written, or refused ---------------------------------------------
+
+
+@pytest.mark.parametrize("s_des, named", [(0.1234567, "0.123457"), (0.9999999, "1"),
+                                          (0.30000001, "0.3"), (1.0000001e-7, "1e-07")])
+def test_an_s_des_that_its_run_directory_would_round_is_refused(s_des, named):
+    sentence = problem({"s_des": [0.5, s_des]})
+    assert sentence.startswith(f"config key s_des has {s_des!r}, which run directories would name "
+                               f"s{named} and train as {named}")
+    cfg.check({"s_des": [0.5, 0.123457, 1e-06]}, SCHEMA_PATH)  # six digits survive
+
+
+@pytest.mark.parametrize("second", [
+    {"p_rand": 0.1, "normalization": True, "imputation": True},
+    {"p_rand": 0.10, "normalization": True, "imputation": True},
+])
+def test_two_variants_with_the_same_settings_are_refused(second):
+    variants = {"sag": {"p_rand": 0.1, "normalization": True, "imputation": True}, "copy": second}
+    sentence = problem({"variants": variants, "figures": {
+        "main": {"variant": "sag"}, "sag": {"variant": "sag"},
+        "reg_ablation": {"variants": ["sag"]}, "prand_ablation": {"variants": ["sag"]}}})
+    assert sentence.startswith("config key variants defines 'sag' and 'copy' with the same settings")
+
+
+@pytest.mark.parametrize("config, where, name", [
+    ({"variants": {1: {"p_rand": 0.1, "normalization": True, "imputation": True}}}, "config key variants", "1 (int)"),
+    ({"variants": {True: {"p_rand": 0.1, "normalization": True, "imputation": True}}}, "config key variants", "True (bool)"),
+    ({"figures": {"main": {"variant": "sag"}, None: {}}}, "config key figures", "None (NoneType)"),
+    ({2: 3}, "the config", "2 (int)"),
+])
+def test_a_name_that_is_not_text_is_refused_in_one_sentence(config, where, name):
+    assert problem(config).startswith(f"{where} has the name {name}, but names are text")
+
+
+@pytest.mark.parametrize("key, value", [("repetitions", 10**9), ("n_rep", 10**6), ("n_min", 10**7),
+                                        ("threads", 100_000), ("jobs_per_gpu", 10**5)])
+def test_sizes_beyond_their_documented_bound_are_refused(key, value):
+    assert problem({key: value}).startswith(
+        f"invalid config value {key} = {value}: {value} is greater than the maximum of ")
+
+
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path):
+    lines = ["a0: &a0 [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 12)]
+    loaded = yaml.safe_load("\n".join(lines) + "\nextra: *a11\n")  # 10^12 values, a few kB
+    import time
+    start = time.monotonic()
+    sentence = problem({"repetitions": 2, **loaded})
+    assert time.monotonic() - start < 1.0
+    assert sentence.startswith("the config stands for more than 100,000 values once its YAML aliases")
+    recursive = yaml.safe_load("a: &a [1, *a]\n")
+    assert problem(recursive).startswith("the config refers to itself through a YAML alias")

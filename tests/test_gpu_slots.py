@@ -113,7 +113,7 @@ def test_a_bad_jobs_per_gpu_is_one_sentence(tmp_path, bad):
     with pytest.raises(cfg.ConfigProblem) as info:
         cfg.check({"jobs_per_gpu": bad}, REPO / "workflow" / "schemas" / "config.schema.yaml")
     sentence = str(info.value)
-    assert "jobs_per_gpu" in sentence and "an integer >= 1" in sentence and "\n" not in sentence
+    assert "jobs_per_gpu" in sentence and "an integer from 1 to 256" in sentence and "\n" not in sentence
 
 
 def test_a_slot_folder_that_is_a_file_is_one_sentence(tmp_path):

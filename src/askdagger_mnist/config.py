@@ -10,21 +10,24 @@ running Snakemake itself may lack torch and numpy (tests/test_config.py checks t
 
 The steps, in order:
 
-1. ``coerce``: values given with ``--config`` arrive as strings, also inside lists and maps
+1. ``config_shape.shape_problem``: a config that YAML aliases make stand for more than MAX_CONFIG_VALUES
+   values (refused before anything walks it), and a name (mapping key) that is not text.
+2. ``coerce``: values given with ``--config`` arrive as strings, also inside lists and maps
    (``--config 'variants={sag: {p_rand: 0.3, ...}}'``); they get back the type the schema
    asks for, and a single value is accepted where a list is expected; a whole float (YAML's
    ``3.0``) becomes an integer where only an integer is allowed.
-2. NaN and infinity are refused wherever a number is (JSON Schema lets NaN pass every
+3. NaN and infinity are refused wherever a number is (JSON Schema lets NaN pass every
    bound); then the schema (``workflow/schemas/config.schema.yaml``) is checked, and its
    most relevant error becomes one sentence (``describe``): an unknown key with a
    did-you-mean hint, or a bad value with its key path (``variants.sag.p_rand``,
    ``s_des[1]``) and the description of the key it belongs to.
-3. ``fill_defaults``: every key the schema gives a ``default`` is set where it is missing,
+4. ``fill_defaults``: every key the schema gives a ``default`` is set where it is missing,
    nested ones included (``figures.main.variant``, ``train_resources.gpu``, ``sha256`` of each
    ``results_archives`` item), as Snakemake's ``snakemake.utils.validate`` would.
-4. ``config_checks.cross_check``: what passes the schema but no run could use (a figure
-   naming an undefined variant, two s_des or names sharing a folder, a stream longer than
-   MNIST, an ``mnist_root`` that is a file, ...).
+5. ``config_checks.cross_check``: what passes the schema but no run could use (a figure
+   naming an undefined variant, an s_des its run directory would round, two variants with
+   the same settings, names sharing a folder, a stream longer than MNIST, an ``mnist_root``
+   that is a file, ...).
 
 ``check_or_exit`` adds two checks of how Snakemake was started: a key written twice in a
 config file it loaded, and ``--unlock`` while a run is still active here (a warning).
@@ -45,6 +48,7 @@ import jsonschema
 import yaml
 from jsonschema import validators
 
+from askdagger_mnist.config_shape import ConfigProblem, key_path, shape_problem
 from askdagger_mnist.config_checks import (  # noqa: F401 (the rules import ABLATIONS from here)
     ABLATIONS,
     cross_check,
@@ -58,10 +62,6 @@ def train_conda_env(device: str) -> str:
     cuda the one that requires pytorch's CUDA build, so that a job never silently trains on
     the CPU build conda picks where it sees no GPU driver; else the one that lets conda pick."""
     return "envs/train-cuda.yaml" if device == "cuda" else "envs/train.yaml"
-
-
-class ConfigProblem(Exception):
-    """A config value a user must fix; its message is one sentence."""
 
 
 def train_gpu_tag(train_resources: Mapping[str, Any], device: str) -> int:
@@ -126,14 +126,6 @@ def coerce(value: Any, schema: Mapping) -> Any:
 
 
 # ---- 2. one sentence per schema error ----------------------------------------------------------
-
-
-def key_path(path) -> str:
-    """A jsonschema error path as the user writes the key: ``variants.sag.p_rand``, ``s_des[1]``."""
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
 
 
 def _description(path, schema: Mapping) -> str | None:
@@ -248,6 +240,9 @@ def check(config: MutableMapping, schema_path: str | Path) -> None:
     first problem found; on success ``config`` holds every key of the schema, typed.
     """
     schema = load_schema(schema_path)
+    problem = shape_problem(config)
+    if problem:
+        raise ConfigProblem(problem)
     config.update(coerce(dict(config), schema))
     found = _non_finite(config)
     if found:

@@ -4,7 +4,8 @@ The schema judges each value alone; these catch what passes it but no run could 
 so in one sentence naming the key and what to do (or return None):
 
 - ``cross_check``: values that clash with each other or with the disk: a figure naming an
-  undefined variant, two s_des or names sharing a folder, a stream longer than MNIST, a
+  undefined variant, an s_des its run directory's name would round, two variants with the
+  same settings, names sharing a folder, a stream longer than MNIST, a
   download without archives, an ``mnist_root`` that is a file or would not mean what it says;
 - ``duplicate_keys``: a key written twice in a config file (YAML keeps the last, silently);
 - ``unlock_warning``: ``--unlock`` while a head or job of a Snakemake run is alive in this
@@ -31,8 +32,8 @@ SINGLE_VARIANT_FIGURES = ("main", "sag")
 
 def cross_check(config: Mapping) -> str | None:
     """The first clash in a config that passed the schema and has its defaults, or None."""
-    for check in (_names, _figure_variants, _s_des_directories, _stream, _download, _prand_titles,
-                  _mnist_root, _compare_with):
+    for check in (_names, _same_variants, _figure_variants, _s_des_exact, _stream,
+                  _download, _prand_titles, _mnist_root, _compare_with):
         sentence = check(config)
         if sentence:
             return sentence
@@ -53,13 +54,33 @@ def _figure_variants(config: Mapping) -> str | None:
     return None
 
 
-def _s_des_directories(config: Mapping) -> str | None:
-    formatted = [format_s_des(s) for s in config["s_des"]]  # 0.9 and 0.90 are both s0.9
-    if len(set(formatted)) != len(formatted):
-        return (
-            f"config key s_des has values that name the same run directory "
-            f"({', '.join(formatted)}): list each value once."
-        )
+def _s_des_exact(config: Mapping) -> str | None:
+    """Each s_des must survive its trip into a run directory's name (``:g``, 6 significant
+    digits), since the train job reads it back from there: else it would train with another
+    value than the one written (0.1234567 -> 0.123457; 0.9999999 -> 1, which fails)."""
+    for s in config["s_des"]:
+        named = format_s_des(s)
+        if float(named) != float(s):
+            return (
+                f"config key s_des has {s!r}, which run directories would name s{named} and "
+                f"train as {named}: write it with at most 6 significant digits."
+            )
+    return None
+
+
+def _same_variants(config: Mapping) -> str | None:
+    """Two variant names with the same settings would train the same runs twice."""
+    seen: dict[tuple, str] = {}
+    for name, v in config["variants"].items():
+        key = (float(v["p_rand"]), bool(v["normalization"]), bool(v["imputation"]))
+        if key in seen:
+            return (
+                f"config key variants defines {seen[key]!r} and {name!r} with the same settings "
+                f"(p_rand {v['p_rand']}, normalization {v['normalization']}, imputation "
+                f"{v['imputation']}), which would train identical runs twice: remove one, or "
+                "name it where a figure needs it under the other's name."
+            )
+        seen[key] = name
     return None
 
 

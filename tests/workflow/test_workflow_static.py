@@ -209,7 +209,7 @@ BAD_CONFIGS = [
     # (how it is given, the key the sentence must name, a phrase of the explanation)
     (["--config", "modes=[sensitivity,sideways]"], "modes[1]", "'sideways' is not one of"),
     (["--config", "s_des=[0.5,1.5]"], "s_des[1]", "strictly between 0 and 1"),
-    (["--config", "repetitions=-2"], "repetitions", "integer >= 1"),
+    (["--config", "repetitions=-2"], "repetitions", "an integer from 1 to 1000"),
     ({"variants": {"prand0.2": {"p_rand": 1.0}}}, "variants.prand0.2.p_rand", "in [0, 1)"),
     (["--config", "batch_size=0"], "batch_size", "integer >= 1"),
     ({"reptitions": 3}, "'reptitions'", "did you mean 'repetitions'?"),
@@ -219,7 +219,7 @@ BAD_CONFIGS = [
         "'no_norm'",
     ),
     (["--config", "device=tpu"], "device", "auto, cpu or cuda"),
-    (["--config", "jobs_per_gpu=0"], "jobs_per_gpu", "an integer >= 1"),
+    (["--config", "jobs_per_gpu=0"], "jobs_per_gpu", "an integer from 1 to 256"),
     # Values the schema lets through but no run could use (config_checks.py):
     (["--config", "dropout=nan"], "dropout", "not a finite number"),
     (["--config", "max_steps=469"], "max_steps and batch_size", "60,000 MNIST training images"),
