@@ -26,10 +26,11 @@ def _write_run(runs: Path, mode: str, variant: str, s_des: float, rep: int, seed
     n = 128 * 6
     c = (rng.random(n) < 0.7).astype(np.int8)
     q = (rng.random(n) < 0.3).astype(np.int8)
-    arrays = {
+    stream = rng.permutation(60000)[:n]
+    arrays = {  # a consistent run (data.invariants): the training set is the queried stream
         "u": rng.random(n), "k": np.repeat(np.arange(6), 128), "g": rng.random(n),
         "c": c, "q": q, "q_a": q, "r": np.where(q == 1, 2 * c - 1, 0),
-        "stream_idx": rng.permutation(60000)[:n], "train_idx": rng.permutation(60000)[: int(q.sum())],
+        "stream_idx": stream, "train_idx": stream[q == 1],
     }
     settings = RunSettings(mode=mode, s_des=s_des, rep=rep, steps=6)
     info = {"settings": {**settings.to_dict(), "variant": variant}, "source": "train",

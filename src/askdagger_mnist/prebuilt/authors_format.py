@@ -24,6 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..data import rundir
+from ..data.invariants import run_problem
 from ..errors import UserError
 from .authors_model import run_model
 from .authors_pickle import load_results_npy
@@ -179,6 +180,10 @@ def import_run(
     raw = load_results_npy(run.results, where)
     arrays = convert_arrays(raw, where)
     s = run.settings
+    broken = run_problem(arrays, s["batch_size"])
+    if broken:
+        raise UserError(f"{where}: the run breaks an invariant every run satisfies: {broken}; "
+                        "nothing was imported (the archive is corrupt or not the authors' runs).")
     n = len(arrays["u"])
     try:
         settings = RunSettings(

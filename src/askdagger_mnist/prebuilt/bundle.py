@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..data import rundir
+from ..data.invariants import run_problem
 from ..errors import UserError
 from .download import sha256_file
 from .safe_extract import DEFAULT_LIMITS, Limits, check_members, open_zip, safe_extract
@@ -161,6 +162,18 @@ def check_structure(archive: Path, limits: Limits = DEFAULT_LIMITS) -> dict[str,
     return manifest
 
 
+def check_invariants(run: Path, where: str) -> None:
+    """A bundled run must satisfy what every run of ours does (data.invariants)."""
+    try:
+        settings = rundir.read_info(run)["settings"]
+        broken = run_problem(rundir.read_arrays(run), int(settings["batch_size"]))
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        broken = f"its run.json or arrays.npz cannot be read ({type(exc).__name__})"
+    if broken:
+        raise UserError(f"{where}: the run breaks an invariant every run satisfies: {broken}; "
+                        "nothing was imported (the bundle is corrupt or was altered).")
+
+
 def unpack(archive: Path, staging: Path, provenance: dict[str, Any] | None = None,
            limits: Limits = DEFAULT_LIMITS) -> list[Path]:
     """Verify ``archive`` and place its runs as ``staging/{mode}/{variant}/s{s}/rep{r}``.
@@ -191,6 +204,8 @@ def unpack(archive: Path, staging: Path, provenance: dict[str, Any] | None = Non
         run_dirs = find_run_dirs(out)
         if not run_dirs:
             raise UserError(f"{archive} holds no complete runs: the bundle is empty.")
+        for run in run_dirs:
+            check_invariants(run, f"{run.relative_to(out)} in {archive}")
         record = {"provenance": provenance or {}, "manifest": manifest}
         rundir.write_json_atomic(out / "bundle.json", record)
         if (extracted / "metrics").is_dir():
