@@ -261,3 +261,25 @@ def test_missing_incomplete_and_duplicate_runs_are_named(tmp_path):
     proc = run_cli("--runs", good, copy, *out)
     assert proc.returncode == 1 and str(good) in proc.stderr and str(copy) in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_provenance_travels_with_each_run_and_a_mix_is_said_in_one_line(tmp_path, capsys):
+    dirs = make_synthetic_runs(tmp_path / "runs", ["sensitivity"], ["sag"], [0.5], 3, n_steps=4, batch=16)
+    made = [("fast", "cpu (x86_64)", "0.2.0"), ("plain", "cuda:0 (NVIDIA H200)", "0.2.0"),
+            ("fast", "cpu (x86_64)", "0.3.0")]
+    for run_dir, (engine, device, version) in zip(dirs, made):
+        info = rundir.read_info(run_dir)
+        info.update(engine=engine, device=device, versions={"askdagger_mnist": version})
+        rundir.write_json_atomic(run_dir / "run.json", info)
+    out = ["--out-runs", str(tmp_path / "runs.csv"), "--out-curves", str(tmp_path / "curves.csv.gz")]
+    assert aggregate.main(["--runs", *map(str, dirs), *out]) == 0
+    table = pd.read_csv(tmp_path / "runs.csv")
+    assert table[["engine", "device", "version"]].values.tolist() == [
+        ["fast", "cpu", "0.2.0"], ["plain", "cuda", "0.2.0"], ["fast", "cpu", "0.3.0"]]
+    err = capsys.readouterr().err.strip()
+    assert err == ("warning: these 3 runs mix engines (fast: 2, plain: 1) and devices (cpu: 2, "
+                   "cuda: 1) and versions (0.2.0: 2, 0.3.0: 1); engines and devices agree step for "
+                   "step only for a few dozen steps, so compare such tables as samples (runs.csv "
+                   "says which made each run).")
+    assert aggregate.main(["--runs", *map(str, dirs[:1]), *out]) == 0
+    assert capsys.readouterr().err == ""  # one engine, device and version: nothing to say

@@ -47,7 +47,12 @@ METRIC_COLUMNS = (
     "system_success",
     "train_set_size",
 )
-RUNS_COLUMNS = (*KEY_COLUMNS, *SETTING_COLUMNS, "source", *METRIC_COLUMNS, "run_dir")
+# Who made each run (from run.json): the engine, the device and the package version; for an
+# authors' run "authors' code". Engines and devices agree step for step only for a few dozen
+# steps (docs/spec.md §7.3), so a table that mixes them says so (``mixed_provenance``).
+PROVENANCE_COLUMNS = ("engine", "device", "version")
+RUNS_COLUMNS = (*KEY_COLUMNS, *SETTING_COLUMNS, "source", *PROVENANCE_COLUMNS, *METRIC_COLUMNS,
+                "run_dir")
 CURVES_COLUMNS = (*KEY_COLUMNS, "step", *CURVE_COLUMNS)
 CURVE_FLOAT_FORMAT = "%.10g"  # ample for plotting; keeps curves.csv.gz small
 
@@ -118,6 +123,7 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
         "update_every": int(settings["update_every"]),
         "steps": int(settings["steps"]),
         "source": str(info.get("source", "unknown")),
+        **provenance(info),
         "n_steps": -(-len(c) // batch_size),
         "train_set_size": train_set_size,
         "run_dir": str(run_dir),
@@ -128,6 +134,30 @@ def load_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     for name in reversed(KEY_COLUMNS):
         curves.insert(0, name, row[name])
     return row, curves[list(CURVES_COLUMNS)]
+
+
+def provenance(info: dict[str, Any]) -> dict[str, str]:
+    """engine, device and version of a run, from its run.json."""
+    if info.get("source") == "authors":
+        return {"engine": "authors' code", "device": "unknown", "version": "authors' code"}
+    versions = info.get("versions") if isinstance(info.get("versions"), dict) else {}
+    return {"engine": str(info.get("engine", "unknown")),
+            "device": str(info.get("device", "unknown")).split(" ")[0].split(":")[0],
+            "version": str(versions.get("askdagger_mnist", "unknown"))}
+
+
+def mixed_provenance(runs: pd.DataFrame) -> str | None:
+    """One line when the runs were made by more than one engine, kind of device or version."""
+    parts = []
+    for column, what in (("engine", "engines"), ("device", "devices"), ("version", "versions")):
+        counts = runs[column].value_counts()
+        if len(counts) > 1:
+            parts.append(f"{what} ({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))})")
+    if not parts:
+        return None
+    return (f"these {len(runs)} runs mix {' and '.join(parts)}; engines and devices agree step "
+            "for step only for a few dozen steps, so compare such tables as samples (runs.csv "
+            "says which made each run).")
 
 
 def aggregate(run_dirs: Iterable[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:

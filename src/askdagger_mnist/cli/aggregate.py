@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ..analysis.aggregate import CURVE_FLOAT_FORMAT, aggregate, write_csv_atomic
+from ..analysis.aggregate import CURVE_FLOAT_FORMAT, aggregate, mixed_provenance, write_csv_atomic
 from ..errors import UserError
 
 
@@ -40,6 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(f"aggregated {len(runs)} runs into {args.out_runs} and {args.out_curves}")
+    mixed = mixed_provenance(runs)
+    if mixed:
+        print(f"warning: {mixed}", file=sys.stderr)
     return 0
 
 
