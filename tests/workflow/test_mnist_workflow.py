@@ -9,17 +9,22 @@ download rule (or one short training run), against the local mirror or an unreac
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import hashlib
+import http.server
 import json
 import shutil
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 
+from askdagger_mnist.data.mnist import raw_folder
 from conftest import MNIST_RAW, REPO
 
 pytestmark = pytest.mark.needs_mnist
@@ -199,3 +204,57 @@ def test_a_moved_root_retrains_nothing_and_a_root_without_the_files_is_named(tmp
     assert f"{empty}/MNIST/raw/train-images-idx3-ubyte.gz" in dry.output
     assert "python -m askdagger_mnist.cli.download_mnist" in dry.output
     assert run.stat().st_mtime_ns == stamp
+
+
+class _SlowCountingMirror(http.server.SimpleHTTPRequestHandler):
+    """Serves the real MNIST files slowly (each download takes over a second), counting GETs."""
+
+    gets: dict = {}
+    lock = threading.Lock()
+
+    def do_GET(self):
+        name = self.path.lstrip("/")
+        with self.lock:
+            self.gets[name] = self.gets.get(name, 0) + 1
+        path = MNIST_RAW / name
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        step = -(-len(data) // 8)
+        for i in range(0, len(data), step):
+            self.wfile.write(data[i:i + step])
+            time.sleep(0.15)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_two_workflows_sharing_one_root_fetch_each_file_once_and_replace_nothing(tmp_path):
+    _SlowCountingMirror.gets = {}
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _SlowCountingMirror)
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    mirror = f"http://127.0.0.1:{httpd.server_address[1]}/"
+    root = tmp_path / "shared root"
+    for i in (1, 2):
+        (tmp_path / f"w{i}").mkdir()
+    try:
+        with cf.ThreadPoolExecutor(2) as pool:
+            runs = [pool.submit(snakemake, tmp_path / f"w{i}", root, mirror, "download_mnist")
+                    for i in (1, 2)]
+            procs = [r.result() for r in runs]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    for proc in procs:
+        assert proc.returncode == 0, proc.output[-3000:]
+        assert (proc.workdir / MANIFEST).is_file()
+    # Each archive was fetched once in all: the second workflow waited, found it verified and
+    # kept it (a second fetch would have renamed a new copy over the first's file).
+    assert _SlowCountingMirror.gets == {name: 1 for name in NAMES}
+    assert sorted(p.name for p in raw_folder(root).iterdir()) == sorted(NAMES)
+    for name in NAMES:
+        assert (raw_folder(root) / name).read_bytes() == (MNIST_RAW / name).read_bytes()

@@ -19,13 +19,12 @@ import json
 import os
 import secrets
 import shlex
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
 from ..errors import UserError
+from .mirrors import CannotWrite, NotFetched, fetch_verified, one_fetcher
 
 if TYPE_CHECKING:  # imported where used: downloading and checking need neither
     import numpy as np
@@ -48,7 +47,6 @@ ALL_FILES: tuple[str, ...] = tuple(name for name, _ in RESOURCES)
 _MD5 = dict(RESOURCES)
 TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"
 TRAIN_FILES: tuple[str, ...] = (TRAIN_IMAGES, TRAIN_LABELS)  # all that training reads
-TIMEOUT_S = 60  # a mirror silent this long is given up (the next one is tried)
 
 
 def raw_folder(root: Path) -> Path:
@@ -101,14 +99,6 @@ class MnistState:
     notes: list[str] = field(default_factory=list)  # one sentence per absent file: why
 
 
-class _NotFetched(Exception):
-    """No mirror delivered the file with the right MD5 (message: the last reason)."""
-
-
-class _CannotWrite(_NotFetched):
-    """The raw folder cannot be created or written (a read-only root)."""
-
-
 def prepare_mnist(
     root: Path, mirrors: Sequence[str] = DEFAULT_MIRRORS, required: Iterable[str] = ALL_FILES
 ) -> MnistState:
@@ -137,11 +127,15 @@ def prepare_mnist(
         try:
             if unwritable is not None:
                 raise unwritable
-            _fetch(raw, name, mirrors)
+            with one_fetcher(raw):  # another workflow sharing this root may be fetching it
+                if (raw / name).is_file() and check_md5(str(raw / name), _MD5[name]):
+                    state.present.append(name)  # it did: its verified file is kept as it is
+                    continue
+                fetch_verified(raw, name, _MD5[name], mirrors)
             state.downloaded.append(name)
-        except _NotFetched as exc:
+        except NotFetched as exc:
             failed[name] = str(exc)
-            unwritable = exc if isinstance(exc, _CannotWrite) else unwritable
+            unwritable = exc if isinstance(exc, CannotWrite) else unwritable
     lost = [name for name in failed if name in required]
     for name in failed:
         if name not in required:
@@ -166,72 +160,6 @@ def prepare_mnist(
 def ensure_mnist(root: Path, mirrors: Sequence[str] = DEFAULT_MIRRORS) -> list[str]:
     """The four archives under ``root``, valid (missing ones downloaded); the names fetched."""
     return prepare_mnist(root, mirrors, required=ALL_FILES).downloaded
-
-
-def _reason(exc: BaseException) -> str:
-    """One line saying why a fetch failed."""
-    if isinstance(exc, urllib.error.HTTPError):
-        return f"HTTP {exc.code} {exc.reason}"
-    if isinstance(exc, urllib.error.URLError):
-        if not isinstance(exc.reason, BaseException):
-            return str(exc.reason)
-        exc = exc.reason
-    if isinstance(exc, FileNotFoundError):
-        return "no such file"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[-1]}" if text else type(exc).__name__
-
-
-def _fetch(raw: Path, name: str, mirrors: Sequence[str]) -> str:
-    """Fetch ``name`` into ``raw`` from the first mirror serving it with the right MD5. Each
-    attempt writes a temporary name in ``raw`` (for an atomic rename), removed whatever happens
-    unless the verified file was renamed into place. Returns the URL."""
-    md5, reason = _MD5[name], "no mirror tried"
-    for mirror in mirrors:
-        url = mirror + name
-        tmp = raw / f".{name}.{os.getpid()}-{secrets.token_hex(4)}.part"
-        try:
-            raw.mkdir(parents=True, exist_ok=True)
-            # 0o666 & ~umask, as any new file: a shared root stays readable by the others.
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except OSError as exc:
-            raise _CannotWrite(exc.strerror or str(exc)) from exc
-        try:
-            with os.fdopen(fd, "wb") as out:
-                digest, size = _copy_url(url, out)
-                out.flush()
-                os.fsync(out.fileno())
-            if digest != md5:
-                reason = f"{url}: wrong MD5 ({size} bytes that are not {name})"
-                continue
-            os.replace(tmp, raw / name)
-            return url
-        except Exception as exc:  # any failure of this mirror: try the next one
-            reason = f"{url}: {_reason(exc)}"
-        finally:
-            try:
-                tmp.unlink()
-            except FileNotFoundError:
-                pass  # renamed into place (or never there)
-    raise _NotFetched(reason)
-
-
-def _copy_url(url: str, out) -> tuple[str, int]:
-    """Stream ``url`` into ``out``; returns (MD5 hex digest, size). Raises on a short read."""
-    digest = hashlib.md5(usedforsecurity=False)
-    size = 0
-    request = urllib.request.Request(url, headers={"User-Agent": "askdagger-mnist"})
-    with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-        announced = response.headers.get("Content-Length")
-        while chunk := response.read(1 << 16):
-            out.write(chunk)
-            digest.update(chunk)
-            size += len(chunk)
-    if announced is not None and announced.isdigit() and size != int(announced):
-        raise ConnectionError(f"the connection closed after {size} of {announced} bytes")
-    return digest.hexdigest(), size
 
 
 def write_manifest(path: Path, state: MnistState) -> None:
