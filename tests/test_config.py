@@ -255,7 +255,7 @@ def test_a_stream_longer_than_mnist_is_refused(given):
 @pytest.mark.parametrize(
     "given",
     [{"max_steps": 468}, {"batch_size": 64}, {"batch_size": 129, "max_steps": 465},
-     {"batch_size": 60_000, "max_steps": 1}, {"max_steps": 10, "checkpoint_every": 1_000}],
+     {"batch_size": 30_000, "max_steps": 2}, {"max_steps": 10, "checkpoint_every": 1_000}],
 )
 def test_streams_within_mnist_pass(given):
     cfg.check(given, SCHEMA_PATH)
@@ -350,19 +350,19 @@ def test_an_mnist_root_that_would_not_mean_what_it_says_is_refused(root, phrase)
 
 
 def test_a_key_given_twice_in_a_config_file_is_refused(tmp_path):
-    from askdagger_mnist import config_checks
+    from askdagger_mnist import config_shape
 
     good = tmp_path / "good.yaml"
     good.write_text("repetitions: 3\nvariants:\n  sag: {p_rand: 0.1}\n  other: {p_rand: 0.1}\n")
     bad = tmp_path / "bad.yaml"
     bad.write_text("repetitions: 3\nvariants:\n  sag: {p_rand: 0.1, p_rand: 0.2}\nrepetitions: 4\n")
-    assert config_checks.duplicate_keys([good, REPO / "config.yaml"]) is None
-    assert config_checks.duplicate_keys([good, bad]) == (
+    assert config_shape.duplicate_keys([good, REPO / "config.yaml"]) is None
+    assert config_shape.duplicate_keys([good, bad]) == (
         f"config file {bad} gives key variants.sag.p_rand twice (the last would silently win): "
         "keep one."
     )
     (tmp_path / "broken.yaml").write_text("a: [")  # Snakemake reports files it cannot read
-    assert config_checks.duplicate_keys([tmp_path / "broken.yaml", tmp_path / "gone.yaml"]) is None
+    assert config_shape.duplicate_keys([tmp_path / "broken.yaml", tmp_path / "gone.yaml"]) is None
 
 
 def test_check_or_exit_prints_one_error_line_and_exits_1(capsys):
@@ -493,3 +493,9 @@ def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path):
     assert sentence.startswith("the config stands for more than 100,000 values once its YAML aliases")
     recursive = yaml.safe_load("a: &a [1, *a]\n")
     assert problem(recursive).startswith("the config refers to itself through a YAML alias")
+
+
+def test_a_stream_too_short_for_the_sag_figure_is_refused_at_start_up():
+    assert problem({"max_steps": 1}).startswith(
+        "config key max_steps is 1, but figures/sag.pdf recomputes the last step's SAG call")
+    cfg.check({"max_steps": 2}, SCHEMA_PATH)

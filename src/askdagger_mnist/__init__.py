@@ -6,7 +6,7 @@ docs/spec.md, whose section numbers the code cites):
     settings      - RunSettings: the one source of every default; modes; seeds (stdlib only)
     naming        - run directory names (stdlib only; the Snakefile imports it)
     config        - the workflow config: types, schema, one-sentence errors (no torch/numpy)
-    config_shape  - a config's shape before anything walks it: alias bombs, non-text names (stdlib)
+    config_shape  - a config's shape before anything walks it: alias bombs, non-text names, keys twice (stdlib)
     config_checks - what passes the schema but cannot work; --unlock under a live run (stdlib)
     errors        - UserError: one sentence naming the file or key and what to do
     algorithm/    - the algorithm, plainly: model, masks, training, sag, loop, metrics

@@ -7,7 +7,6 @@ so in one sentence naming the key and what to do (or return None):
   undefined variant, an s_des its run directory's name would round, two variants with the
   same settings, names sharing a folder, a stream longer than MNIST, a
   download without archives, an ``mnist_root`` that is a file or would not mean what it says;
-- ``duplicate_keys``: a key written twice in a config file (YAML keeps the last, silently);
 - ``unlock_warning``: ``--unlock`` while a head or job of a Snakemake run is alive in this
   directory on this host, whose lock is then not stale (docs/workflow.md).
 """
@@ -18,8 +17,6 @@ import os
 import sys
 from pathlib import Path
 from typing import Iterable, Mapping
-
-import yaml
 
 from askdagger_mnist.naming import format_s_des
 from askdagger_mnist.settings import MNIST_TRAIN_IMAGES, STREAM_STEPS
@@ -32,7 +29,7 @@ SINGLE_VARIANT_FIGURES = ("main", "sag")
 
 def cross_check(config: Mapping) -> str | None:
     """The first clash in a config that passed the schema and has its defaults, or None."""
-    for check in (_names, _same_variants, _figure_variants, _s_des_exact, _stream,
+    for check in (_names, _same_variants, _figure_variants, _s_des_exact, _stream, _sag_figure_step,
                   _download, _prand_titles, _mnist_root, _compare_with):
         sentence = check(config)
         if sentence:
@@ -81,6 +78,18 @@ def _same_variants(config: Mapping) -> str | None:
                 "name it where a figure needs it under the other's name."
             )
         seen[key] = name
+    return None
+
+
+def _sag_figure_step(config: Mapping) -> str | None:
+    """figures/sag.pdf recomputes the SAG call of a run's last step from the labels of the
+    steps before it (docs/spec.md §5.6): a one-step stream has none, so it can never be drawn."""
+    if config["max_steps"] == 1:
+        return (
+            "config key max_steps is 1, but figures/sag.pdf recomputes the last step's SAG call "
+            "from the labels of earlier steps, which a one-step stream lacks: set max_steps to "
+            "2 or more (or null, the whole stream)."
+        )
     return None
 
 
@@ -196,44 +205,6 @@ def _mnist_root(config: Mapping) -> str | None:
 
 
 # ---- the config files' text ------------------------------------------------------------------
-
-
-def duplicate_keys(paths: Iterable[str | Path]) -> str | None:
-    """The first key written twice in one of the config files ``paths``, as one sentence."""
-    for path in paths:
-        try:
-            node = yaml.compose(Path(path).read_text(encoding="utf-8"))
-        except (OSError, ValueError, yaml.YAMLError):
-            continue  # Snakemake itself reports a file it cannot read
-        key = _twice(node, "", set())
-        if key:
-            return (
-                f"config file {path} gives key {key} twice (the last would silently win): "
-                "keep one."
-            )
-    return None
-
-
-def _twice(node, where: str, visited: set) -> str | None:
-    """The path of the first key given twice below ``node``, in the order of the text."""
-    if id(node) in visited:  # an alias: walked already
-        return None
-    visited.add(id(node))
-    if isinstance(node, yaml.SequenceNode):
-        children = [(f"{where}[{i}]", item) for i, item in enumerate(node.value)]
-    elif isinstance(node, yaml.MappingNode):
-        children = [(f"{where}.{k.value}" if where else str(k.value), v) for k, v in node.value]
-    else:
-        return None
-    keys = set()
-    for path, child in children:
-        if isinstance(node, yaml.MappingNode) and path in keys:
-            return path
-        keys.add(path)
-        found = _twice(child, path, visited)
-        if found:
-            return found
-    return None
 
 
 # ---- --unlock while a run is alive here ------------------------------------------------------

@@ -1,11 +1,15 @@
 """The shape of a config as YAML gave it, checked before anything walks it (standard library
 only; ``config.check`` calls ``shape_problem`` first): a config that aliases make stand for
-more values than any real one has, or a name (a mapping key) that is not text.
+more values than any real one has, or a name (a mapping key) that is not text; and, from the
+config files themselves, a key written twice (YAML keeps the last, silently).
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
 
 
 class ConfigProblem(Exception):
@@ -71,4 +75,42 @@ def _non_text_key(value: Any, path: tuple) -> str | None:
             found = _non_text_key(v, (*path, i))
             if found:
                 return found
+    return None
+
+
+def duplicate_keys(paths: Iterable[str | Path]) -> str | None:
+    """The first key written twice in one of the config files ``paths``, as one sentence."""
+    for path in paths:
+        try:
+            node = yaml.compose(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError, yaml.YAMLError):
+            continue  # Snakemake itself reports a file it cannot read
+        key = _twice(node, "", set())
+        if key:
+            return (
+                f"config file {path} gives key {key} twice (the last would silently win): "
+                "keep one."
+            )
+    return None
+
+
+def _twice(node, where: str, visited: set) -> str | None:
+    """The path of the first key given twice below ``node``, in the order of the text."""
+    if id(node) in visited:  # an alias: walked already
+        return None
+    visited.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        children = [(f"{where}[{i}]", item) for i, item in enumerate(node.value)]
+    elif isinstance(node, yaml.MappingNode):
+        children = [(f"{where}.{k.value}" if where else str(k.value), v) for k, v in node.value]
+    else:
+        return None
+    keys = set()
+    for path, child in children:
+        if isinstance(node, yaml.MappingNode) and path in keys:
+            return path
+        keys.add(path)
+        found = _twice(child, path, visited)
+        if found:
+            return found
     return None

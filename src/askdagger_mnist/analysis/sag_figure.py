@@ -91,7 +91,8 @@ def recompute_call(run_dir: Path, step: int | None = None, seed: int = 0) -> Sag
     if details.fallback:
         raise UserError(
             f"the SAG call at step {step} of {run_dir} fell back to the uncertainty quantile "
-            "(too few labelled samples), so there are no fits to show: pick a later --step."
+            "(too few labelled samples), so there are no fits to show: pick a later --step (in "
+            "the workflow, the last step of the run: raise the config key max_steps)."
         )
     recorded = None
     if "g" in arrays and len(arrays["g"]) > step * batch:
