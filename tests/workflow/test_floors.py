@@ -104,5 +104,23 @@ def test_the_floor_versions_plan_the_comparison_and_download_rules(floor_venv, t
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     for rule in ("fetch_archive", "import_archive", "import_comparison", "import_run",
-                 "reproduction_verdict", "plot_reproduction"):
+                 "comparable_configurations", "reproduction_verdict", "plot_reproduction"):
         assert re.search(rf"^{rule}\s+\d+$", out, re.M), (rule, out[-2000:])
+
+
+def test_on_the_floor_a_recovery_it_cannot_do_is_one_sentence_once(floor_venv, tmp_path):
+    """Where Snakemake lacks what recovery.smk reads (before 9.17), a directory that ran before
+    gets one sentence, once, not an ImportError printed twice."""
+    (tmp_path / ".snakemake").mkdir()
+    run = tmp_path / "results" / "runs" / "sensitivity" / "sag" / "s0.9" / "rep0"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text("{}")
+    (run / "arrays.npz").write_bytes(b"")
+    proc = dry_run(floor_venv, tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    notes = [line for line in out.splitlines() if line.startswith("Note: finished runs")]
+    assert notes == ["Note: finished runs a stopped Snakemake had not recorded were not checked "
+                     "(this Snakemake lacks the records it needs); --rerun-incomplete trains such "
+                     "runs again."], out[-3000:]
+    assert "Traceback" not in out and "ImportError" not in out
