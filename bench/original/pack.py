@@ -9,8 +9,10 @@ names (``results_{mode}/r.../{rep}/results.npy`` and the model ``.pt``), ready f
 ``results_archives`` entry with ``url: file:///.../results_{mode}.zip`` and ``compare_with``.
 A run found in two WORKDIRs is taken from the first.
 
-The CSV has one row per run: source, mode, s_des, p_rand, rep, steps and each whole-run metric
-of ``algorithm.metrics.whole_run_metrics`` (no arrays). ``results.npy`` is a pickle and is read
+The CSV has one row per run: source, mode, s_des, p_rand, rep, steps, each whole-run metric
+of ``algorithm.metrics.whole_run_metrics`` (no arrays), ``spaced`` (the repetition is a
+multiple of 10: such runs share no per-step seed, see run_original.py) and ``made_by`` (from
+WORKDIR/runs.jsonl when run_original.py made the run: torch version, threads, seconds). ``results.npy`` is a pickle and is read
 only through the restricted reader the workflow uses (``prebuilt.authors_pickle``).
 Runs in our environment, not the original's.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import sys
 import zipfile
@@ -33,7 +36,7 @@ from askdagger_mnist.prebuilt.authors_pickle import load_results_npy
 from askdagger_mnist.settings import MODES
 
 COLUMNS = ("source", "mode", "s_des", "p_rand", "normalization", "imputation", "rep", "steps",
-           *VERDICT_METRICS)
+           *VERDICT_METRICS, "spaced", "made_by")
 
 
 def find_runs(workdirs: list[Path]) -> dict[tuple[str, str, int], Path]:
@@ -48,6 +51,18 @@ def find_runs(workdirs: list[Path]) -> dict[tuple[str, str, int], Path]:
     return runs
 
 
+def made_by(rep_dir: Path, mode: str, config: str, rep: int) -> str:
+    """How a run was made, from run_original.py's runs.jsonl beside its tree, if it is there."""
+    log = rep_dir.parents[2] / "runs.jsonl"
+    if log.is_file():
+        for line in log.read_text().splitlines():
+            made = json.loads(line)
+            if (made["mode"], made["config"], made["rep"]) == (mode, config, rep):
+                return (f"run_original.py, torch {made['versions'].get('torch')}, "
+                        f"{made['threads']} thread(s), {made['seconds']:.0f} s")
+    return f"as found in {rep_dir.parents[2].name}"
+
+
 def metrics_row(source: str, mode: str, config: str, rep: int, rep_dir: Path) -> dict:
     settings = parse_run_dirname(config)
     arrays = load_results_npy(rep_dir / "results.npy")
@@ -56,7 +71,8 @@ def metrics_row(source: str, mode: str, config: str, rep: int, rep_dir: Path) ->
     return {"source": source, "mode": mode, "s_des": settings["s_des"], "p_rand": settings["p_rand"],
             "normalization": settings["normalization"], "imputation": settings["imputation"],
             "rep": rep, "steps": len(c) // settings["batch_size"],
-            **{k: round(m[k], 6) for k in VERDICT_METRICS}}
+            **{k: round(m[k], 6) for k in VERDICT_METRICS}, "spaced": rep % 10 == 0,
+            "made_by": made_by(rep_dir, mode, config, rep)}
 
 
 def write_zip(path: Path, members: list[tuple[str, Path]]) -> None:
@@ -73,8 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--zip-dir", type=Path)
     p.add_argument("--csv", type=Path)
     p.add_argument("--source", default="original", help="the CSV's source column")
+    p.add_argument("--reps", type=int, nargs="+", help="only these repetitions (e.g. 0 10 20 ... 90)")
     args = p.parse_args(argv)
     runs = find_runs(args.workdirs)
+    if args.reps is not None:
+        runs = {key: path for key, path in runs.items() if key[2] in args.reps}
     if not runs:
         sys.exit(f"error: no results_{{mode}}/<configuration>/<rep>/results.npy under {', '.join(map(str, args.workdirs))}.")
     if args.zip_dir:

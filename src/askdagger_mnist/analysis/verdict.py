@@ -95,6 +95,18 @@ def judge(lo: float, hi: float, margin: float, n_ours: int, n_theirs: int,
     return "inconclusive", f"interval crosses the margin; about {needed} runs a side would decide"
 
 
+def verdict_of(x: np.ndarray, y: np.ndarray, margin: float,
+               min_runs: int) -> tuple[str, str, float, float]:
+    """(verdict, reason, ci_low, ci_high) for one metric: ours ``x`` against theirs ``y``.
+    The interval is shown from two values a side on; below ``min_runs`` it decides nothing."""
+    if min(len(x), len(y)) < 2:
+        return (*judge(math.nan, math.nan, margin, len(x), len(y), max(min_runs, 2)),
+                math.nan, math.nan)
+    lo, hi = welch_interval(x, y)
+    return (*judge(lo, hi, margin, len(x), len(y), min_runs, runs_to_decide(x, y, margin)),
+            lo, hi)
+
+
 def _std(values: np.ndarray) -> float:
     return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
 
@@ -116,18 +128,11 @@ def compare_sides(ours: Side, theirs: Side, settings: VerdictSettings) -> pd.Dat
             row = {**dict(zip(CONFIG_COLUMNS, config)), "variant": a[0].variant,
                    "metric": metric, "tracked": TRACKED[mode] == metric, "steps": steps,
                    "n_ours": len(x), "n_theirs": len(y), "margin": margin}
-            if len(x) >= 2 and len(y) >= 2:
-                lo, hi = welch_interval(x, y)
-                verdict, reason = judge(lo, hi, margin, len(x), len(y), settings.min_runs,
-                                        runs_to_decide(x, y, margin))
+            if len(x) and len(y):
+                verdict, reason, lo, hi = verdict_of(x, y, margin, settings.min_runs)
                 row.update(mean_ours=float(x.mean()), std_ours=_std(x),
                            mean_theirs=float(y.mean()), std_theirs=_std(y),
                            diff=float(x.mean() - y.mean()), ci_low=lo, ci_high=hi)
-            elif len(x) and len(y):
-                verdict, reason = judge(math.nan, math.nan, margin, len(x), len(y),
-                                        max(settings.min_runs, 2))
-                row.update(mean_ours=float(x.mean()), mean_theirs=float(y.mean()),
-                           diff=float(x.mean() - y.mean()))
             else:
                 verdict, reason = "inconclusive", "the metric is undefined on a side"
             row["max_curve_diff"] = largest_curve_gap(curves_a[metric], curves_b[metric],
