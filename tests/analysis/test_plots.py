@@ -99,6 +99,7 @@ def ablation_grid(tmp_path_factory):
 # --------------------------------------------------------------------------- main figure
 
 
+@pytest.mark.needs_reference
 def test_main_figure_from_reference_runs(reference, tmp_path):
     _, runs_csv, curves = reference
     out = tmp_path / "figures" / "mnist.pdf"
@@ -277,6 +278,7 @@ def test_prand_ablation_labels_from_runs_csv(ablation_grid, tmp_path, capsys):
 # --------------------------------------------------------------------------- sag.pdf
 
 
+@pytest.mark.needs_reference
 def test_sag_call_recomputation_matches_the_recorded_thresholds(reference):
     dirs = reference[0]
     run = dirs[0]  # sensitivity, rep 0
@@ -303,6 +305,7 @@ def test_sag_call_recomputation_matches_the_recorded_thresholds(reference):
         recompute_call(run, 468)
 
 
+@pytest.mark.needs_reference
 def test_sag_figure_renders_for_real_and_ablated_runs(reference, tmp_path):
     dirs = reference[0]
     out = tmp_path / "figures" / "sag.pdf"

@@ -13,7 +13,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from askdagger_mnist.config import ABLATIONS, train_conda_env, train_gpu_tag
+from askdagger_mnist.config import ABLATIONS, note_once, train_conda_env, train_gpu_tag
 from askdagger_mnist.data.mnist import TRAIN_FILES, raw_folder  # standard library only
 from askdagger_mnist.naming import RUNS_DIR, run_subdir
 from askdagger_mnist.naming import format_s_des as fmt_s  # 0.9 -> '0.9', as in run dirs

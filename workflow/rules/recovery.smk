@@ -213,16 +213,12 @@ if config["results_source"] == "train":
     try:
         keep_finished_runs()
     except Exception as exc:
-        # One sentence, once per Snakemake process (which may read this file twice).
-        if not os.environ.get("ASKDAGGER_RECOVERY_NOTE_SHOWN"):
-            os.environ["ASKDAGGER_RECOVERY_NOTE_SHOWN"] = "1"
-            why = (
-                "this Snakemake lacks the records it needs"
-                if isinstance(exc, ImportError)
-                else f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-            )
-            print(
-                f"Note: finished runs a stopped Snakemake had not recorded were not checked "
-                f"({why}); --rerun-incomplete trains such runs again.",
-                file=sys.stderr,
-            )
+        why = (
+            "this Snakemake lacks the records it needs"
+            if isinstance(exc, ImportError)
+            else f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
+        )
+        note_once(
+            f"Note: finished runs a stopped Snakemake had not recorded were not checked "
+            f"({why}); --rerun-incomplete trains such runs again."
+        )
