@@ -17,10 +17,10 @@ Welch's interval (the verdict's) and once with the percentile bootstrap (its pre
   s_des 0.9 and 0.88, whose query rates differ by about 0.03): ``P(equivalent | shift)`` and
   ``P(different | shift)`` (the power).
 
-Prints Markdown tables (docs/reproduction.md has them) and, per method, the smallest n from
-which the false-positive rate at margin 0 (which bounds it at every margin) stays at or below
-5%, within two Monte-Carlo standard errors, on every pool and metric: for Welch's interval, the
-verdict's ``min_runs`` floor (settings.MIN_RUNS_CALIBRATED).
+Prints Markdown tables (docs/reproduction.md has them) and, per method, the largest
+false-positive rate at each n over pools and metrics, and the smallest n from which every rate
+at the configured margins is at most 5%: for Welch's interval, the lowest value the verdict's
+``min_runs`` may take (settings.MIN_RUNS_CALIBRATED, which also weighs the power).
 """
 
 from __future__ import annotations
@@ -139,16 +139,18 @@ def main(argv: list[str] | None = None) -> int:
             t = shift.pivot_table(index=["pool", "metric", "shift", "method"], columns="n", values=what)
             print(f"## P({what} | shift), configured margins\n")
             print(t.to_markdown(floatfmt=".3f"), "\n")
-    # The floor holds for any margin a user sets: at margin 0 "different" is called most often
-    # (every interval that excludes 0), so its rate bounds the rate at every other margin.
-    # A rate counts as at most 5% when it is within two Monte-Carlo standard errors of it.
+    # The floor: the smallest n from which every rate at the configured margins is at most 5%.
+    # At margin 0 (any difference at all) "different" means "the interval excludes 0", whose
+    # rate is the interval's own nominal 5%: shown for what it says about the interval.
     for method in ("welch", "percentile"):
-        worst = same[(same["method"] == method) & (same["margin"] == "0")].groupby("n")["different"].max()
-        ok = [n for n in SIZES if (worst[worst.index >= n] <= FP_LIMIT + 2 * se).all()]
-        print(f"{method}, margin 0, largest false-positive rate over pools and metrics: "
-              + ", ".join(f"n={n}: {v:.3f}" for n, v in worst.items()))
-        print(f"{method}: smallest n from which every rate is <= {FP_LIMIT} (+2 s.e. = "
-              f"{FP_LIMIT + 2 * se:.3f}): {ok[0] if ok else 'none up to 12'}")
+        for margin in ("configured", "0"):
+            worst = same[(same["method"] == method) & (same["margin"] == margin)].groupby("n")["different"].max()
+            print(f"{method}, margin {margin}, largest false-positive rate over pools and metrics: "
+                  + ", ".join(f"n={n}: {v:.3f}" for n, v in worst.items()))
+            if margin == "configured":
+                ok = [n for n in SIZES if (worst[worst.index >= n] <= FP_LIMIT).all()]
+                print(f"{method}: smallest n from which every rate at the configured margins is "
+                      f"<= {FP_LIMIT}: {ok[0] if ok else 'none up to 12'}")
     return 0
 
 

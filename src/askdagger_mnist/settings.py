@@ -33,9 +33,10 @@ EXECUTION_DEFAULTS = {"engine": "auto", "device": "auto", "jobs_per_gpu": 1, "th
 # mode's tracked metric, every other metric), the fewest runs per side for a verdict other
 # than inconclusive, and the step after which curve gaps are measured.
 #
-# The fewest runs a side at which the verdict may call "different": the smallest n at which
-# bench/calibrate_verdict.py measured its false-positive rate (two samples of one pool of runs)
-# at 5% or less, on every pool and metric (docs/reproduction.md, the calibration table).
+# The fewest runs a side at which the verdict may call "different". bench/calibrate_verdict.py
+# measured its false-positive rate (two samples of one pool of runs, every pool and metric) at
+# 5% or less from 2 runs a side on; 3, because 2 runs decide almost nothing (the known shift was
+# found in 30% of draws at 2, 83% at 3): docs/reproduction.md, the calibration table.
 MIN_RUNS_CALIBRATED = 3
 REPRODUCTION_DEFAULTS = {
     "margins": {"tracked": 0.02, "others": 0.05},

@@ -11,9 +11,9 @@ deviation per side, the difference of means (ours - theirs) with a 95% Welch int
 * ``inconclusive``: otherwise (the reason says about how many runs a side would decide it),
   and always when a side has fewer than ``min_runs`` runs.
 
-``min_runs`` defaults to the smallest n at which bench/calibrate_verdict.py measured the rate
-of ``different`` on two samples of one pool at 5% or less (docs/reproduction.md, the
-calibration table); smaller values are refused.
+``min_runs`` defaults to settings.MIN_RUNS_CALIBRATED, chosen from what
+bench/calibrate_verdict.py measured (docs/reproduction.md, the calibration table); smaller
+values are refused.
 
 Configurations on one side only are rows with the verdict ``unmatched``.
 """
