@@ -52,8 +52,8 @@ class VerdictSettings:
         if self.min_runs < MIN_RUNS_CALIBRATED:
             raise UserError(
                 f"reproduction.min_runs is {self.min_runs}, below {MIN_RUNS_CALIBRATED}, the "
-                f"fewest runs a side at which the verdict's false-positive rate was measured at "
-                f"5% or less (docs/reproduction.md); set it to {MIN_RUNS_CALIBRATED} or more.")
+                f"calibrated floor (docs/reproduction.md: fewer runs a side decide almost "
+                f"nothing); set it to {MIN_RUNS_CALIBRATED} or more.")
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any] | None = None) -> "VerdictSettings":
@@ -194,9 +194,10 @@ def to_markdown(table: pd.DataFrame, ours: str, theirs: str, settings: VerdictSe
         f"Welch interval. equivalent: the interval lies inside +-margin "
         f"({settings.margin_tracked} on the mode's tracked metric, {settings.margin_others} on "
         f"the others); different: it excludes 0 and does not lie inside the margin; "
-        f"inconclusive: otherwise, or fewer than {settings.min_runs} runs on a side (below "
-        f"that the verdict's false-positive rate was measured above 5%). Curve gap: the largest |difference| of the mean windowed curves after step "
-        f"{settings.curve_after_step}.", "",
+        f"inconclusive: otherwise, or fewer than {settings.min_runs} runs on a side. Measured "
+        f"on one pool of runs at the default margins, this verdict calls 'different' in at "
+        f"most 5% of draws (docs/reproduction.md). Curve gap: the largest |difference| of the mean windowed "
+        f"curves after step {settings.curve_after_step}.", "",
         "| configuration | metric | steps | n ours | n theirs | ours mean (std) | theirs mean "
         "(std) | difference [95% CI] | margin | verdict | curve gap |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
