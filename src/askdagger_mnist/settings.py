@@ -27,7 +27,12 @@ ENGINE_CHOICES = ("auto", *ENGINES)
 # Execution defaults (how a run is carried out; they never change its results). jobs_per_gpu:
 # training jobs that may share one GPU of a workstation (docs/cluster.md, gpu_slots.py).
 EXECUTION_DEFAULTS = {"engine": "auto", "device": "auto", "jobs_per_gpu": 1, "threads": 1,
-                      "checkpoint_every": 50}
+                      "checkpoint_every": 50, "matmul_precision": "highest"}
+# torch.set_float32_matmul_precision's choices. highest: float32 throughout (ours, on every
+# device). medium: what the authors' train.py sets; on hardware with a faster format (TF32 on
+# NVIDIA Ampere and later, bfloat16 on CPUs with AMX/AVX-512 BF16) it computes float32 matrix
+# products in that format (docs/spec.md §8).
+MATMUL_PRECISIONS = ("highest", "high", "medium")
 
 # The reproduction verdict (docs/reproduction.md): margins on the difference of means (the
 # mode's tracked metric, every other metric), the fewest runs per side for a verdict other

@@ -240,3 +240,15 @@ def test_a_full_disk_while_the_run_directory_is_written_keeps_the_checkpoint(sma
     assert info["resumed_at_steps"] == [2] and info["n_steps"] == 4
     assert sorted(os.listdir(disk)) == ["run"] and sorted(os.listdir(out)) == [
         "arrays.npz", "model.pt", "run.json"]  # fmt: skip
+
+
+def test_the_matmul_precision_is_set_and_recorded(tmp_path):
+    """--matmul-precision (config matmul_precision) reaches torch and run.json; the default is
+    float32 throughout. (In a subprocess: the setting is global to torch.)"""
+    def made(out: Path, *extra: str) -> dict:
+        subprocess.run([sys.executable, "-m", "askdagger_mnist.cli.train", *_argv(out, *extra)],
+                       check=True, capture_output=True)
+        return json.loads((out / "run.json").read_text())
+
+    assert made(tmp_path / "medium", "--matmul-precision", "medium")["matmul_precision"] == "medium"
+    assert made(tmp_path / "default")["matmul_precision"] == "highest"

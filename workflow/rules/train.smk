@@ -32,6 +32,7 @@ if config["results_source"] == "train":
             device=config["device"],
             jobs_per_gpu=config["jobs_per_gpu"],
             engine=config["engine"],
+            matmul_precision=config["matmul_precision"],
             checkpoint_every=config["checkpoint_every"],
         params:
             settings=train_settings,
@@ -43,4 +44,5 @@ if config["results_source"] == "train":
             " --data-root {params.data_root:q} --out {output.run:q}"
             " --device {resources.device} --jobs-per-gpu {resources.jobs_per_gpu}"
             " --engine {resources.engine} --threads {threads}"
+            " --matmul-precision {resources.matmul_precision}"
             " --checkpoint-every {resources.checkpoint_every} > {log:q} 2>&1"

@@ -36,7 +36,7 @@ from ..data.rundir import (MODEL_FILE, atomic_dir, check_creatable, holds_run,
 from ..devices import check_device, device_description, placed_device
 from ..engines import engine_for
 from ..settings import (
-    ENGINE_CHOICES, EXECUTION_DEFAULTS, MNIST_TRAIN_IMAGES, MODES, STREAM_STEPS, RunSettings,
+    ENGINE_CHOICES, EXECUTION_DEFAULTS, MATMUL_PRECISIONS, MNIST_TRAIN_IMAGES, MODES, STREAM_STEPS, RunSettings,
 )
 
 DEFAULTS = RunSettings()
@@ -82,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "<temp dir>/askdagger-mnist-gpu-slots-<uid>, shared by this user's jobs)")
     g.add_argument("--threads", type=int, default=EXECUTION_DEFAULTS["threads"],
                    help="torch intra-op threads")
+    g.add_argument("--matmul-precision", choices=MATMUL_PRECISIONS,
+                   default=EXECUTION_DEFAULTS["matmul_precision"],
+                   help="torch's float32 matmul precision: highest (float32 throughout) or, as "
+                   "the authors' code sets, medium (docs/spec.md §8)")
     g.add_argument("--progress-every", type=int, default=50, help="steps between progress lines")
     g.add_argument("--halt-after", type=int, help=argparse.SUPPRESS)  # tests: simulated crash
     return p
@@ -206,6 +210,7 @@ def run(args: argparse.Namespace) -> tuple[Path, bool]:
                 Path(checkpoint).unlink(missing_ok=True)
         return args.out, False
     torch.set_num_threads(args.threads)
+    torch.set_float32_matmul_precision(args.matmul_precision)
     tune_malloc()
     check_device(args.device)
     # (No torch.use_deterministic_algorithms: it imports torch._inductor, ~2 s per job, and
@@ -240,6 +245,7 @@ def _run_locked(args, settings, placed, images, labels, checkpoint: Path) -> Pat
         "gpu_placement": placement,  # the GPU slot held (index, name, slot, visible device)
         "engine": engine.name,  # the engine auto resolved to, if auto
         "threads": torch.get_num_threads(),
+        "matmul_precision": torch.get_float32_matmul_precision(),
         "host": socket.gethostname(),
         "n_steps": state.step,
         "wall_time_s": round(state.elapsed_s, 3),
