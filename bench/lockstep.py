@@ -44,7 +44,9 @@ from askdagger_mnist.algorithm.masks import WIDTHS, DropoutMasks
 from askdagger_mnist.algorithm.model import (LeNet, crop_and_normalize, mc_probs, normalize_pixels,
                                              uncertainty_from_probs)
 from askdagger_mnist.algorithm.schedule import epoch_ends, learning_rate
-from askdagger_mnist.algorithm.training import autograd_gradients, paper_optimizer, set_learning_rate
+from askdagger_mnist.algorithm.loop import LoopState
+from askdagger_mnist.algorithm.training import (autograd_gradients, minibatches, paper_optimizer,
+                                                set_learning_rate)
 from askdagger_mnist.data.mnist import load_mnist_train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,18 +124,6 @@ def theirs_params(rec: dict, prefix: str, model: LeNet) -> list[np.ndarray]:
     return [rec[prefix + name.replace(".", "_")] for name, _ in model.named_parameters()]
 
 
-def minibatch_sizes(n: int, steps: int, batch: int) -> list[int]:
-    """Our partition rule (training.minibatches): consecutive blocks of a pass, a new pass
-    when one runs out, the last block of a pass possibly short."""
-    sizes, pos = [], 0
-    for _ in range(steps):
-        if pos >= n:
-            pos = 0
-        sizes.append(min(batch, n - pos))
-        pos += batch
-    return sizes
-
-
 def replay(record: Path, data_root: Path) -> Table:
     images, labels = load_mnist_train(data_root)
     table = Table()
@@ -144,7 +134,6 @@ def replay(record: Path, data_root: Path) -> Table:
     chain_model = chain_opt = None
     epochs = 0
     stream, queried = [], []
-    update_of_step = {}
     for step in steps:
         rec = load(record / f"query_{step}.npz")
         idx = torch.from_numpy(rec["sample_idx"])
@@ -169,9 +158,10 @@ def replay(record: Path, data_root: Path) -> Table:
             queried.append(r[step * B:(step + 1) * B] != 0)
         if step > 0 and step % UPDATE_EVERY == 0 and (step // UPDATE_EVERY - 1) in updates:
             j = step // UPDATE_EVERY - 1
-            update_of_step[step] = j
             subset = load(record / f"update_{j}.npz")["train_subset"]
-            ours_set = np.concatenate(stream)[np.concatenate(queried[: step + 1])]
+            so_far = LoopState(step + 1, j, np.zeros(0, np.int64), {
+                "stream_idx": np.concatenate(stream), "q": np.concatenate(queried[: step + 1])})
+            ours_set = so_far.train_set((step + 1) * B)  # our rule: the queried, in stream order
             if len(ours_set) != len(subset):  # compare the sizes; the contents cannot line up
                 ours_set, subset_cmp = [len(ours_set)], [len(subset)]
             else:
@@ -220,7 +210,8 @@ def replay(record: Path, data_root: Path) -> Table:
                     table.chain_in_noise += 1
                 if s + 1 in epoch_ends(len(subset), UPDATE_EVERY, B):
                     epochs += 1
-            table["mini-batch sizes"].add(sizes, minibatch_sizes(len(subset), UPDATE_EVERY, B))
+            ours_sizes = [len(b) for b in minibatches(np.arange(len(subset)), UPDATE_EVERY, B)]
+            table["mini-batch sizes"].add(sizes, ours_sizes)
             passes_ok = _passes_are_permutations(seen, subset)
             table["mini-batch passes (each a permutation of the set)"].add([passes_ok], [True])
     return table

@@ -3,7 +3,7 @@ local HTTP file server on 127.0.0.1.
 
 Tests marked ``needs_mnist`` or ``needs_reference`` skip, with one line saying what is missing
 and how to provide it, when data_sources finds no MNIST or no runs of the original code;
-``needs_index`` tests skip when the package index cannot be reached.
+the floor test skips when the package index cannot be reached.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from data_sources import REPO, index_reachable, resolve_mnist, resolve_reference
+from data_sources import REPO, resolve_mnist, resolve_reference
 
 MNIST_SOURCE = resolve_mnist()
 REFERENCE_SOURCE = resolve_reference()
@@ -31,15 +31,22 @@ def pytest_report_header(config):
     return [f"MNIST: {MNIST_SOURCE.how}", f"original's reference runs: {REFERENCE_SOURCE.how}"]
 
 
+def pytest_collection_modifyitems(config, items):
+    """Markers by path: every test under tests/workflow/ starts Snakemake (``workflow``); the
+    floor and SLURM tests install from the package index or as root (``system``)."""
+    for item in items:
+        path = Path(str(item.fspath))
+        if "workflow" in path.parent.parts[-1:]:
+            item.add_marker(pytest.mark.workflow)
+        if path.name in ("test_floors.py", "test_slurm.py"):
+            item.add_marker(pytest.mark.system)
+
+
 def pytest_runtest_setup(item):
     if item.get_closest_marker("needs_mnist") and MNIST_SOURCE.root is None:
         pytest.skip(MNIST_SOURCE.how)
     if item.get_closest_marker("needs_reference") and REFERENCE_SOURCE.root is None:
         pytest.skip(REFERENCE_SOURCE.how)
-    if item.get_closest_marker("needs_index"):
-        reachable, why = index_reachable()
-        if not reachable:
-            pytest.skip(why)
 ALL_MODES = ("sensitivity", "specificity", "success")
 
 

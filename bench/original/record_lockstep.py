@@ -85,7 +85,6 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
     import torchvision.transforms as T
-    from torch.utils.data._utils import fetch as torch_fetch
     from torch_uncertainty.routines import ClassificationRoutine
 
     torch.set_num_threads(args.threads)
@@ -110,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def ensure_hooks(model) -> None:
         for m in model.modules():
-            if isinstance(m, torch.nn.modules.dropout._DropoutNd) and id(m) not in hooked:
+            if isinstance(m, (torch.nn.Dropout, torch.nn.Dropout2d)) and id(m) not in hooked:
                 m.register_forward_hook(hook)
                 hooked.add(id(m))
 
@@ -156,17 +155,16 @@ def main(argv: list[str] | None = None) -> int:
     their_train.sample, their_train.evaluate, their_train.sag = sample, evaluate, sag
 
     # -- training: the mini-batches as the loader fetches them, the crops, the loss's inputs
-    real_fetch = torch_fetch._MapDatasetFetcher.fetch
+    real_getitems = torch.utils.data.Subset.__getitems__
 
-    def fetch(self, possibly_batched_index):
-        batch = real_fetch(self, possibly_batched_index)
-        if getattr(self.dataset, "indices", None) is not None:  # the training Subset
-            idx = np.asarray([self.dataset.indices[i] for i in possibly_batched_index])
-            state["batches"].append((idx, state["crops"][-len(idx):]))
+    def getitems(self, indices):  # the DataLoader fetches a training mini-batch through this
         state["crops"] = []
+        batch = real_getitems(self, indices)
+        idx = np.asarray([self.indices[i] for i in indices])
+        state["batches"].append((idx, state["crops"][-len(idx):]))
         return batch
 
-    torch_fetch._MapDatasetFetcher.fetch = fetch
+    torch.utils.data.Subset.__getitems__ = getitems
 
     real_get_params = T.RandomCrop.get_params
 

@@ -110,7 +110,7 @@ def test_one_run_per_side_is_inconclusive_and_one_sided_configurations_are_liste
     table = compare_sides(ours, theirs, DEFAULTS)
     matched = table[table["verdict"] != "unmatched"]
     assert set(matched["verdict"]) == {"inconclusive"}
-    assert set(matched["reason"]) == {"1 runs on a side; the verdict needs 3 a side"}
+    assert set(matched["reason"]) == {"1 run on a side; the verdict needs 3 a side"}
     unmatched = table[table["verdict"] == "unmatched"]
     assert unmatched[["mode", "reason", "n_ours", "n_theirs"]].values.tolist() == [
         ["success", "theirs only", 0, 1]]

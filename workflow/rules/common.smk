@@ -167,33 +167,16 @@ def results_archive(wildcards):
 
 
 def planned_configurations():
-    """Every configured run directory -> its configuration (settings.configuration_key)."""
+    """Every configured run directory (all_runs) -> its configuration (configuration_key)."""
     shared = {
         name: config[name]
-        for name in (
-            "batch_size",
-            "update_every",
-            "mc_samples",
-            "dropout",
-            "n_min",
-            "n_rep",
-        )
+        for name in ("batch_size", "update_every", "mc_samples", "dropout", "n_min", "n_rep")
     }
-    planned = [
-        (mode, variant, s)
-        for group in FIGURE_GROUPS
-        for mode, variant in group_settings(group)
-        for s in config["s_des"]
-    ]
-    sag = config["figures"]["sag"]["variant"]
-    planned.append((ABLATION_MODE, sag, max(config["s_des"])))  # figures/sag.pdf's run
     found = {}
-    for mode, variant, s in planned:
-        key = configuration_key(
-            {**config["variants"][variant], **shared, "mode": mode, "s_des": s}
-        )
-        for rep in range(config["repetitions"]):
-            found.setdefault(run_dir(mode, variant, s, rep), key)
+    for run in all_runs():
+        mode, variant, s_dir = Path(run).parts[-4:-1]
+        settings = {**config["variants"][variant], **shared, "mode": mode}
+        found[run] = configuration_key({**settings, "s_des": float(s_dir[1:])})
     return found
 
 

@@ -215,7 +215,7 @@ if config["results_source"] == "train":
     except Exception as exc:
         why = (
             "this Snakemake lacks the records it needs"
-            if isinstance(exc, ImportError)
+            if isinstance(exc, ImportError) and (exc.name or "").startswith("snakemake")
             else f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}"
         )
         note_once(

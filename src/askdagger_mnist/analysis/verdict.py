@@ -30,7 +30,7 @@ import pandas as pd
 from ..naming import format_s_des
 from ..errors import UserError
 from ..settings import MIN_RUNS_CALIBRATED, REPRODUCTION_DEFAULTS, TRACKED, RunSettings
-from .intervals import welch_interval
+from .intervals import t_quantile, welch_interval
 from .sides import (CONFIG_COLUMNS, VERDICT_METRICS, Side, common_steps, config_order,
                     largest_curve_gap, mean_curves, whole_run_values)
 
@@ -69,14 +69,20 @@ class VerdictSettings:
 
 
 def runs_to_decide(x: np.ndarray, y: np.ndarray, margin: float) -> int | None:
-    """About how many runs a side would make the interval fit inside +-margin, if the means and
-    spreads stay as they are (normal approximation); None when the difference itself is at or
-    beyond the margin (more runs then decide between different and equivalent, not how many)."""
+    """About how many runs a side would make the 95% interval fit inside +-margin, if the means
+    and spreads stay as they are (Student's t with 2n - 2 degrees of freedom); more than either
+    side has now. None when the difference is at or beyond the margin (more runs then decide
+    between different and equivalent, not how many) or would need more than 100,000."""
     gap = margin - abs(float(x.mean() - y.mean()))
     spread = math.sqrt((np.var(x, ddof=1) + np.var(y, ddof=1)) / 2)
-    if gap <= 0:
+    if not gap > 0:
         return None
-    return max(len(x), len(y), math.ceil(2 * (1.96 * spread / gap) ** 2))
+    n = max(len(x), len(y)) + 1
+    while t_quantile(0.975, 2 * n - 2) * spread * math.sqrt(2 / n) > gap:
+        n = n + 1 if n < 100 else int(n * 1.1)
+        if n > 100_000:
+            return None
+    return n
 
 
 def judge(lo: float, hi: float, margin: float, n_ours: int, n_theirs: int,
@@ -84,8 +90,9 @@ def judge(lo: float, hi: float, margin: float, n_ours: int, n_theirs: int,
     """(verdict, reason) for a 95% interval [lo, hi] on the difference of means. ``needed``:
     runs_to_decide's estimate, quoted when the verdict is inconclusive."""
     if min(n_ours, n_theirs) < min_runs:
-        return "inconclusive", (f"{min(n_ours, n_theirs)} runs on a side; the verdict needs "
-                                f"{min_runs} a side")
+        fewest = min(n_ours, n_theirs)
+        return "inconclusive", (f"{fewest} run{'s' * (fewest != 1)} on a side; the verdict "
+                                f"needs {min_runs} a side")
     if -margin <= lo and hi <= margin:
         return "equivalent", "interval inside the margin"
     if lo > 0 or hi < 0:
@@ -98,7 +105,10 @@ def judge(lo: float, hi: float, margin: float, n_ours: int, n_theirs: int,
 def verdict_of(x: np.ndarray, y: np.ndarray, margin: float,
                min_runs: int) -> tuple[str, str, float, float]:
     """(verdict, reason, ci_low, ci_high) for one metric: ours ``x`` against theirs ``y``.
-    The interval is shown from two values a side on; below ``min_runs`` it decides nothing."""
+    The interval is shown from two values a side on; below ``min_runs`` it decides nothing.
+    Values that are not finite (a metric undefined in a run) are left out."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
     if min(len(x), len(y)) < 2:
         return (*judge(math.nan, math.nan, margin, len(x), len(y), max(min_runs, 2)),
                 math.nan, math.nan)

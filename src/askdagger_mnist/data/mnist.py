@@ -143,6 +143,7 @@ def prepare_mnist(
             state.notes.append(f"{raw / name} is missing and was not downloaded ({failed[name]}); "
                                "training does not read it")  # fmt: skip
     state.absent.sort(key=ALL_FILES.index)
+    state.present.sort(key=ALL_FILES.index)  # those another process fetched meanwhile too
     if lost and unwritable is not None and failed[lost[-1]] == str(unwritable):
         raise UserError(
             f"cannot write MNIST file(s) {', '.join(lost)} into {raw} ({unwritable}): copy "
