@@ -202,3 +202,19 @@ def test_cli_configurations_lists_what_both_sides_have_and_refuses_an_archive_wi
     assert reproduction.main(args) == 1
     err = capsys.readouterr().err
     assert f"error: {reference} holds no configuration that ours has" in err and err.count("\n") == 1
+
+
+def test_a_metric_undefined_in_some_runs_is_judged_on_the_runs_that_define_it():
+    from askdagger_mnist.analysis.verdict import verdict_of
+
+    x = np.array([0.50, np.nan, 0.51, 0.52, 0.50])
+    verdict, reason, lo, hi = verdict_of(x, np.array([0.51, 0.50, 0.52]), 0.05, 3)
+    assert verdict == "equivalent" and np.isfinite([lo, hi]).all()
+    assert verdict_of(np.array([np.nan, 0.5]), np.array([0.5, 0.4, 0.6]), 0.02, 3)[:2] == (
+        "inconclusive", "1 run on a side; the verdict needs 3 a side")
+
+
+def test_runs_to_decide_always_asks_for_more_runs_than_there_are():
+    x = np.array([0.50, 0.51, 0.52])
+    assert runs_to_decide(x, x, 0.02) > 3
+    assert runs_to_decide(x, x + 0.05, 0.02) is None
