@@ -283,3 +283,20 @@ def test_provenance_travels_with_each_run_and_a_mix_is_said_in_one_line(tmp_path
                    "says which made each run).")
     assert aggregate.main(["--runs", *map(str, dirs[:1]), *out]) == 0
     assert capsys.readouterr().err == ""  # one engine, device and version: nothing to say
+
+
+def test_a_figure_of_mixed_runs_says_so_in_a_footnote():
+    import matplotlib.pyplot as plt
+
+    from askdagger_mnist.analysis.figures import note_provenance
+
+    runs = pd.DataFrame({"engine": ["fast", "plain"], "device": ["cpu", "cpu"],
+                         "version": ["0.2.0", "0.2.0"]})
+    fig = plt.figure()
+    note_provenance(fig, runs)
+    assert [t.get_text() for t in fig.texts] == ["These runs mix engines (fast: 1, plain: 1)."]
+    plain = plt.figure()
+    note_provenance(plain, runs.assign(engine="fast"))
+    note_provenance(plain, runs.drop(columns=["engine", "device", "version"]))  # an older runs.csv
+    assert plain.texts == []
+    plt.close("all")

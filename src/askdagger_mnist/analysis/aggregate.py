@@ -146,16 +146,25 @@ def provenance(info: dict[str, Any]) -> dict[str, str]:
             "version": str(versions.get("askdagger_mnist", "unknown"))}
 
 
-def mixed_provenance(runs: pd.DataFrame) -> str | None:
-    """One line when the runs were made by more than one engine, kind of device or version."""
+def provenance_mix(runs: pd.DataFrame) -> str | None:
+    """What the runs mix, e.g. "engines (fast: 200, plain: 70)", or None (also for a runs.csv
+    of an older version, which has no provenance columns)."""
     parts = []
     for column, what in (("engine", "engines"), ("device", "devices"), ("version", "versions")):
+        if column not in runs:
+            continue
         counts = runs[column].value_counts()
         if len(counts) > 1:
             parts.append(f"{what} ({', '.join(f'{k}: {v}' for k, v in sorted(counts.items()))})")
-    if not parts:
+    return " and ".join(parts) or None
+
+
+def mixed_provenance(runs: pd.DataFrame) -> str | None:
+    """One line when the runs were made by more than one engine, kind of device or version."""
+    mix = provenance_mix(runs)
+    if mix is None:
         return None
-    return (f"these {len(runs)} runs mix {' and '.join(parts)}; engines and devices agree step "
+    return (f"these {len(runs)} runs mix {mix}; engines and devices agree step "
             "for step only for a few dozen steps, so compare such tables as samples (runs.csv "
             "says which made each run).")
 

@@ -78,6 +78,16 @@ def s_des_colour(s_des: float):
     return plt.cm.rainbow(float(s_des))
 
 
+def note_provenance(fig: plt.Figure, runs) -> None:
+    """A footnote when the figure's runs (their runs.csv rows) mix engines, devices or package
+    versions, which agree step for step only for a few dozen steps (docs/spec.md §7.3)."""
+    from .aggregate import provenance_mix
+
+    mix = provenance_mix(runs)
+    if mix:
+        fig.text(0.005, 0.002, f"These runs mix {mix}.", fontsize=5, ha="left", va="bottom")
+
+
 def save_figure_atomic(fig: plt.Figure, path: Path) -> None:
     """Save via a temporary sibling and ``os.replace``; PDFs carry no creation date so that the
     same inputs give the same bytes."""

@@ -38,16 +38,17 @@ def _check_out(path: Path, suffixes: Sequence[str], flag: str) -> None:
 
 
 def cmd_main(args: argparse.Namespace) -> list[Path]:
-    from ..analysis.figures import main_figure, save_figure_atomic
+    from ..analysis.figures import main_figure, note_provenance, save_figure_atomic
 
     _check_out(args.out, (".pdf", ".png", ".svg"), "--out")
     modes = list(args.modes)
-    _, curves = load_for_figure(
+    runs, curves = load_for_figure(
         args.runs_csv, args.curves, modes, [args.variant], args.s_des, args.reps,
         f"the main figure {args.out}",
     )
     stats = curve_stats(curves, ["sensitivity", "specificity", "system_success", "query_rate", "novice_success"])
     fig = main_figure(stats, modes, args.s_des, args.reps, variant=args.variant)
+    note_provenance(fig, runs)
     save_figure_atomic(fig, args.out)
     return [args.out]
 
@@ -78,7 +79,8 @@ def _ablation_inputs(args: argparse.Namespace, what: str):
 
 
 def cmd_reg_ablation(args: argparse.Namespace) -> list[Path]:
-    from ..analysis.figures import VARIANT_TITLES, ablation_figure, save_figure_atomic
+    from ..analysis.figures import (VARIANT_TITLES, ablation_figure, note_provenance,
+                                    save_figure_atomic)
     from ..analysis.tables import summary_table, write_tables
 
     variants, runs, curves = _ablation_inputs(args, "regularisation ablation")
@@ -90,6 +92,7 @@ def cmd_reg_ablation(args: argparse.Namespace) -> list[Path]:
         args.s_des, args.reps,
         f"Regularisation ablation, sensitivity-aware gating: mean $\\pm$ std over {args.reps} repetitions",
     )
+    note_provenance(fig, runs)
     save_figure_atomic(fig, args.out_figure)
     table = summary_table(runs, ["sensitivity"], variants, titles, args.s_des)
     paths = write_tables(
@@ -101,7 +104,8 @@ def cmd_reg_ablation(args: argparse.Namespace) -> list[Path]:
 
 
 def cmd_prand_ablation(args: argparse.Namespace) -> list[Path]:
-    from ..analysis.figures import P_RAND_TEX, ablation_figure, save_figure_atomic
+    from ..analysis.figures import (P_RAND_TEX, ablation_figure, note_provenance,
+                                    save_figure_atomic)
     from ..analysis.tables import summary_table, write_tables
 
     variants, runs, curves = _ablation_inputs(args, "p_rand ablation")
@@ -117,6 +121,7 @@ def cmd_prand_ablation(args: argparse.Namespace) -> list[Path]:
         args.s_des, args.reps,
         f"Random-query ablation, sensitivity-aware gating: mean $\\pm$ std over {args.reps} repetitions",
     )
+    note_provenance(fig, runs)
     save_figure_atomic(fig, args.out_figure)
     table = summary_table(
         runs, ["sensitivity", "informedness"], variants, [f"p_rand = {p_rand[v]:g}" for v in variants], args.s_des
