@@ -170,7 +170,14 @@ def planned_configurations():
     """Every configured run directory (all_runs) -> its configuration (configuration_key)."""
     shared = {
         name: config[name]
-        for name in ("batch_size", "update_every", "mc_samples", "dropout", "n_min", "n_rep")
+        for name in (
+            "batch_size",
+            "update_every",
+            "mc_samples",
+            "dropout",
+            "n_min",
+            "n_rep",
+        )
     }
     found = {}
     for run in all_runs():
