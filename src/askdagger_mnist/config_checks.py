@@ -67,16 +67,27 @@ def _s_des_exact(config: Mapping) -> str | None:
 
 def _same_variants(config: Mapping) -> str | None:
     """Two variant names with the same settings would train the same runs twice."""
-    seen: dict[tuple, str] = {}
-    for name, v in config["variants"].items():
-        key = (float(v["p_rand"]), bool(v["normalization"]), bool(v["imputation"]))
+    variants = config["variants"]
+    pair = _first_sharing((name, (float(v["p_rand"]), bool(v["normalization"]),
+                                  bool(v["imputation"]))) for name, v in variants.items())
+    if pair is None:
+        return None
+    first, name = pair
+    v = variants[name]
+    return (
+        f"config key variants defines {first!r} and {name!r} with the same settings "
+        f"(p_rand {v['p_rand']}, normalization {v['normalization']}, imputation "
+        f"{v['imputation']}), which would train identical runs twice: remove one, or "
+        "name it where a figure needs it under the other's name."
+    )
+
+
+def _first_sharing(keyed: Iterable[tuple[str, object]]) -> tuple[str, str] | None:
+    """The first two names (earlier, later) of (name, key) pairs that share a key, or None."""
+    seen: dict[object, str] = {}
+    for name, key in keyed:
         if key in seen:
-            return (
-                f"config key variants defines {seen[key]!r} and {name!r} with the same settings "
-                f"(p_rand {v['p_rand']}, normalization {v['normalization']}, imputation "
-                f"{v['imputation']}), which would train identical runs twice: remove one, or "
-                "name it where a figure needs it under the other's name."
-            )
+            return seen[key], name
         seen[key] = name
     return None
 
@@ -113,22 +124,19 @@ def _stream(config: Mapping) -> str | None:
 
 def _clash(key: str, names: Iterable[str], what: str) -> str | None:
     """Two names of one folder: the same name twice, or two that differ only in case."""
-    seen: dict[str, str] = {}
-    for name in names:
-        first = seen.get(name.casefold())
-        if first is None:
-            seen[name.casefold()] = name
-        elif first == name:
-            return (
-                f"config key {key} names {name!r} twice, and the last would silently replace "
-                f"the first: give each {what} its own name."
-            )
-        else:
-            return (
-                f"config key {key} names {first!r} and {name!r}, which differ only in case and "
-                "would share files on case-insensitive filesystems (macOS, Windows): rename one."
-            )
-    return None
+    pair = _first_sharing((name, name.casefold()) for name in names)
+    if pair is None:
+        return None
+    first, name = pair
+    if first == name:
+        return (
+            f"config key {key} names {name!r} twice, and the last would silently replace "
+            f"the first: give each {what} its own name."
+        )
+    return (
+        f"config key {key} names {first!r} and {name!r}, which differ only in case and "
+        "would share files on case-insensitive filesystems (macOS, Windows): rename one."
+    )
 
 
 def _names(config: Mapping) -> str | None:
@@ -167,17 +175,17 @@ def _compare_with(config: Mapping) -> str | None:
 
 def _prand_titles(config: Mapping) -> str | None:
     """The p_rand ablation titles its columns (figure and tables) "p_rand = ...": one each."""
-    by_title: dict[str, str] = {}
-    for name in config["figures"]["prand_ablation"]["variants"]:
-        p_rand = f"{config['variants'][name]['p_rand']:g}"
-        if p_rand in by_title:
-            return (
-                f"config key figures.prand_ablation.variants has {by_title[p_rand]!r} and "
-                f"{name!r} with the same p_rand {p_rand}, and that figure tells its variants "
-                "apart by p_rand: list variants with different p_rand values."
-            )
-        by_title[p_rand] = name
-    return None
+    title = {name: f"{config['variants'][name]['p_rand']:g}"
+             for name in config["figures"]["prand_ablation"]["variants"]}
+    pair = _first_sharing(title.items())
+    if pair is None:
+        return None
+    first, name = pair
+    return (
+        f"config key figures.prand_ablation.variants has {first!r} and {name!r} with the "
+        f"same p_rand {title[name]}, and that figure tells its variants apart by p_rand: list "
+        "variants with different p_rand values."
+    )
 
 
 def _mnist_root(config: Mapping) -> str | None:

@@ -17,7 +17,7 @@ from askdagger_mnist.config import ABLATIONS, note_once, train_conda_env, train_
 from askdagger_mnist.data.mnist import TRAIN_FILES, raw_folder  # standard library only
 from askdagger_mnist.naming import RUNS_DIR, run_subdir
 from askdagger_mnist.naming import format_s_des as fmt_s  # 0.9 -> '0.9', as in run dirs
-from askdagger_mnist.settings import MODES, configuration_key
+from askdagger_mnist.settings import CONFIGURATION_FIELDS, MODES, configuration_key
 
 REPO = Path(workflow.basedir)
 ABLATION_MODE = "sensitivity"  # the ablation figures are defined in sensitivity mode
@@ -168,17 +168,8 @@ def results_archive(wildcards):
 
 def planned_configurations():
     """Every configured run directory (all_runs) -> its configuration (configuration_key)."""
-    shared = {
-        name: config[name]
-        for name in (
-            "batch_size",
-            "update_every",
-            "mc_samples",
-            "dropout",
-            "n_min",
-            "n_rep",
-        )
-    }
+    # The run-wide settings, as the config names them (mode and s_des come from the run).
+    shared = {name: config[name] for name in CONFIGURATION_FIELDS if name in config}
     found = {}
     for run in all_runs():
         mode, variant, s_dir = Path(run).parts[-4:-1]

@@ -74,18 +74,13 @@ def config_order(config: tuple):
     return (MODES.index(mode) if mode in MODES else len(MODES), *config[1:])
 
 
-def config_of(settings: dict) -> tuple:
-    """A run's configuration from its run.json settings (settings.configuration_key)."""
-    return configuration_key(settings)
-
-
 def read_side(label: str, run_dirs: Iterable[Path]) -> Side:
     """The runs in ``run_dirs`` (each read and checked by ``aggregate.read_run``; a run named
     twice is kept once, see ``Side.add``)."""
     side = Side(label)
     for run_dir in run_dirs:
         settings, _, arrays = read_run(Path(run_dir))
-        side.add(RunArrays(config_of(settings), str(settings["variant"]), int(settings["rep"]),
+        side.add(RunArrays(configuration_key(settings), str(settings["variant"]), int(settings["rep"]),
                            str(run_dir), np.asarray(arrays["c"]), np.asarray(arrays["q"])))
     return side
 

@@ -193,7 +193,9 @@ def _label(row: Mapping[str, Any]) -> str:
 
 def _verdict_cell(row: Mapping[str, Any]) -> str:
     """The verdict, with its reason where it is inconclusive (what would decide it)."""
-    return f"{row['verdict']} ({row['reason']})" if row["verdict"] == "inconclusive" else row["verdict"]
+    if row["verdict"] == "inconclusive":
+        return f"{row['verdict']} ({row['reason']})"
+    return row["verdict"]
 
 
 def to_markdown(table: pd.DataFrame, ours: str, theirs: str, settings: VerdictSettings) -> str:
@@ -206,8 +208,8 @@ def to_markdown(table: pd.DataFrame, ours: str, theirs: str, settings: VerdictSe
         f"the others); different: it excludes 0 and does not lie inside the margin; "
         f"inconclusive: otherwise, or fewer than {settings.min_runs} runs on a side. Measured "
         f"on one pool of runs at the default margins, this verdict calls 'different' in at "
-        f"most 5% of draws (docs/reproduction.md). Curve gap: the largest |difference| of the mean windowed "
-        f"curves after step {settings.curve_after_step}.", "",
+        f"most 5% of draws (docs/reproduction.md). Curve gap: the largest |difference| of the "
+        f"mean windowed curves after step {settings.curve_after_step}.", "",
         "| configuration | metric | steps | n ours | n theirs | ours mean (std) | theirs mean "
         "(std) | difference [95% CI] | margin | verdict | curve gap |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",

@@ -15,7 +15,8 @@ figure depend on the runs of ours they can compare and on no other.
 
 ``--theirs`` names imported archives (staging folders holding
 ``{mode}/{variant}/s{s_des}/rep{rep}`` runs); several are one side, the first archive winning
-for a run two of them hold. The margins, the fewest runs per side and the curve-gap start default to settings.REPRODUCTION_DEFAULTS (the config's
+for a run two of them hold. The margins, the fewest runs per side and the curve-gap start
+default to settings.REPRODUCTION_DEFAULTS (the config's
 ``reproduction`` section). Outputs are written atomically.
 """
 
