@@ -55,11 +55,11 @@ def _complete_mnist(root: Path) -> str | None:
 
 def resolve_mnist() -> Source:
     named = os.environ.get(ENV_MNIST)
-    if named:
-        problem = _complete_mnist(Path(named))
+    if named:  # resolved: the workflow records the folder it reads by its resolved path
+        problem = _complete_mnist(Path(named).resolve())
         if problem:
             return Source(None, f"${ENV_MNIST} names {named}, but {problem}")
-        return Source(Path(named), f"${ENV_MNIST} ({named})")
+        return Source(Path(named).resolve(), f"${ENV_MNIST} ({named})")
     shared = SHARED / "data" / "mnist"
     if shared.is_dir() and _complete_mnist(shared) is None:
         return Source(shared, f"{shared}")
@@ -78,7 +78,7 @@ def resolve_mnist() -> Source:
 
 def resolve_reference() -> Source:
     named = os.environ.get(ENV_REFERENCE)
-    root = Path(named) if named else SHARED / "reference"
+    root = Path(named).resolve() if named else SHARED / "reference"
     missing = [f for f in REFERENCE_FOLDERS if not (root / f).is_dir()]
     if not missing:
         return Source(root, f"${ENV_REFERENCE} ({named})" if named else str(root))
