@@ -52,7 +52,6 @@ wildcard_constraints:
 
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
-include: "workflow/rules/recovery.smk"
 include: "workflow/rules/results.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/plots.smk"

@@ -16,8 +16,9 @@ Points: train-start (a train job just started, no checkpoint yet), train-mid (af
 job's first checkpoint), between-jobs (five train jobs finished and recorded), aggregate
 (all trained; the aggregation over all runs is running), plots (a figure job is running),
 just-published (a run directory has appeared but its job is not yet recorded as finished:
-Snakemake alone cannot tell that run from an interrupted one; workflow/rules/recovery.smk
-records it at start-up as finished, so the target is no redo there either).
+Snakemake cannot tell that run from an interrupted one and runs its job again, which restores
+the run from its kept copy, data/kept_runs.py: the same files, so the target is no redo there
+either).
 
 Measured per drill: finished outputs redone by the recovery (train runs and other outputs
 that were complete at the kill; target 0), for every train job the kill cut off the step it
@@ -94,8 +95,9 @@ def any_log(wd: Path, sub: str) -> bool:
 
 
 def finished_outputs(wd: Path) -> dict[str, tuple[int, int]]:
-    """Every finished output -> (inode, mtime_ns): run dirs by their run.json (a rewritten
-    run dir is a new directory, so a new inode), and the final tables and figures."""
+    """Every finished output -> (inode, mtime_ns): run dirs by their run.json (a retrained
+    run writes a new file, so a new inode; a run restored from its kept copy is a hard link to
+    the same file), and the final tables and figures."""
     out = {}
     for run in complete_runs(wd):
         st = (run / "run.json").stat()
@@ -248,6 +250,7 @@ class Drill:
     redone_other: list = field(default_factory=list)
     unrecorded_at_kill: list = field(default_factory=list)  # published, job not yet recorded
     cut_train_jobs: dict = field(default_factory=dict)  # run -> {"checkpoint": bool, "resumed_at": int|None}
+    restored_s: dict = field(default_factory=dict)  # run restored from its kept copy -> job seconds
     arrays_equal: bool = False
     tables_equal: bool = False
     differences: list = field(default_factory=list)
@@ -310,6 +313,12 @@ def drill(point: str, wd: Path, cores: int, mnist_root: Path, timeout: float, n_
     )
     d.recovery_s = round(d.recovery_s, 1)
 
+    for rel in d.unrecorded_at_kill:  # their jobs ran again: restored, by the job's own word
+        sub = Path(rel).relative_to(RUNS) if rel.startswith(str(RUNS)) else None
+        job_log = sub and wd / "results" / "logs" / "train" / f"{sub}.log"
+        if job_log and job_log.exists() and "restored from its kept copy" in job_log.read_text():
+            tsv = (wd / "results" / "benchmarks" / "train" / f"{sub}.tsv").read_text()
+            d.restored_s[rel] = float(tsv.splitlines()[1].split("\t")[0])
     after = finished_outputs(wd)
     for name, stamp in state_at_kill.items():
         if after.get(name) != stamp:
@@ -357,11 +366,11 @@ def redone_recorded(d: Drill) -> list[str]:
 
 def table(drills: list[Drill], base_s: float) -> str:
     head = ("point", "killed at", "lock left", "done at kill", "redone (unrecorded)", "cut train jobs -> resumed at step",
-            "arrays = base", "tables = base", "recovery")
+            "arrays = base", "tables = base", "restored (job s)", "recovery")
     rows = []
     for d in drills:
         if not d.killed:
-            rows.append((d.point, "-", "-", "-", "-", d.note, "-", "-", "-"))
+            rows.append((d.point, "-", "-", "-", "-", d.note, "-", "-", "-", "-"))
             continue
         cut = ", ".join(
             f"{Path(r).relative_to(RUNS)}: {v['resumed_at']}"
@@ -374,6 +383,7 @@ def table(drills: list[Drill], base_s: float) -> str:
             f"{len(redone_recorded(d))} ({len(d.redone_runs) + len(d.redone_other) - len(redone_recorded(d))})",
             cut,
             "yes" if d.arrays_equal else "NO", "yes" if d.tables_equal else "NO",
+            ", ".join(f"{v:.2f}" for v in d.restored_s.values()) or "-",
             f"rc {d.recovery_rc}, {d.recovery_s:.0f} s",
         ))
     widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
@@ -383,8 +393,8 @@ def table(drills: list[Drill], base_s: float) -> str:
     out.append(
         "\nredone: finished outputs the recovery wrote again whose job Snakemake had recorded "
         "as finished (target 0);\nin parentheses those published so shortly before the kill "
-        "that Snakemake had not recorded them yet\n(it cannot tell them from interrupted "
-        "ones, so --rerun-incomplete makes them again, identically)."
+        "that Snakemake had not recorded them yet\n(--rerun-incomplete runs their jobs again; "
+        "a run comes back from its kept copy, the same files, so it is not counted)."
     )
     out.append(f"baseline (uninterrupted) smoke sweep: {base_s:.0f} s")
     return "\n".join(out)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from data_sources import REPO, resolve_mnist, resolve_reference
+from data_sources import REPO, index_reachable, resolve_mnist, resolve_reference
+from snakemake_floor import install_floor
 
 MNIST_SOURCE = resolve_mnist()
 REFERENCE_SOURCE = resolve_reference()
@@ -126,3 +127,15 @@ def mnist_mirror(serve_dir):
     if MNIST_SOURCE.root is None:
         pytest.skip(MNIST_SOURCE.how)
     return serve_dir(MNIST_RAW)
+
+
+@pytest.fixture(scope="session")
+def floor_venv(tmp_path_factory) -> Path:
+    """A virtualenv holding the floors of Snakemake and its SLURM plugin (snakemake_floor.py),
+    installed once per session; skips, saying why, when the package index cannot be reached."""
+    reachable, why = index_reachable()
+    if not reachable:
+        pytest.skip(why)
+    venv = tmp_path_factory.mktemp("floor") / "venv"
+    install_floor(venv)
+    return venv

@@ -220,7 +220,3 @@ def test_a_resumed_gpu_run_continues_its_own_gpus_generator_on_whichever_gpu_it_
     assert device_rng_state(torch.device("cpu")) is None
     restore_device_rng(None, torch.device("cuda", 0))  # written on the CPU: nothing to restore
     assert states[0].item() == 11
-    # a checkpoint of the older list form: its run drew on cuda:0, whatever GPU it resumes on
-    old = [torch.tensor([5], dtype=torch.uint8), torch.tensor([7], dtype=torch.uint8)]
-    restore_device_rng(old, torch.device("cuda", 1))
-    assert states[1].item() == 5

@@ -15,7 +15,8 @@ docs/spec.md, whose section numbers the code cites):
     bookkeeping   - wall time, progress lines, checkpoints: the observer of the loop
     devices       - the run's device: cpu, or a GPU slot; how run.json names it
     gpu_slots     - GPU slots shared by a workstation's jobs: least-loaded GPU, flock (stdlib)
-    data/         - MNIST files, run directories, checkpoints
+    runner/       - one training job around the algorithm: train, publish
+    data/         - MNIST files, run directories, checkpoints, kept copies of finished runs
     analysis/     - aggregate tables, figures, ablation tables, the SAG illustration
     prebuilt/     - downloads, safe extraction, the authors' format, our bundles
     cli/          - one command per workflow stage: python -m askdagger_mnist.cli.<stage>

@@ -56,16 +56,6 @@ from askdagger_mnist.config_checks import (  # noqa: F401 (the rules import ABLA
 )
 
 
-_NOTES_SHOWN: set[str] = set()
-
-
-def note_once(text: str) -> None:
-    """Print ``text`` to stderr once per process: Snakemake may read the Snakefile twice."""
-    if text not in _NOTES_SHOWN:
-        _NOTES_SHOWN.add(text)
-        print(text, file=sys.stderr)
-
-
 def train_conda_env(device: str) -> str:
     """The conda environment of the train rule (relative to the repository): with device
     cuda the one that requires pytorch's CUDA build, so that a job never silently trains on

@@ -24,6 +24,14 @@ ENGINES = ("plain", "fast")  # docs/spec.md §7: the same algorithm, readable or
 # 8.1 s against 12.8 s a run alone, 58.9 against 43.9 runs a minute with 16 at once).
 ENGINE_CHOICES = ("auto", *ENGINES)
 
+# The version of what a run's results are: raise it with any change that alters the results of
+# some run made with unchanged settings (a fix to the algorithm, a new draw of a seed). Every
+# run.json and checkpoint records it; the train rule passes it as a parameter, so that raising
+# it re-runs every training job, and no run or checkpoint of another version is reused
+# (data/kept_runs.py, data/checkpoint.py). Execution choices (engine, device, threads) are not
+# results: a run's run.json records them, and docs/spec.md §7 says what they may change.
+RESULTS_VERSION = 1
+
 # Execution defaults (how a run is carried out; they never change its results). jobs_per_gpu:
 # training jobs that may share one GPU of a workstation (docs/cluster.md, gpu_slots.py).
 EXECUTION_DEFAULTS = {"engine": "auto", "device": "auto", "jobs_per_gpu": 1, "threads": 1,

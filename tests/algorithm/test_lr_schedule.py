@@ -6,31 +6,27 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from types import SimpleNamespace
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from askdagger_mnist.algorithm import schedule
-from askdagger_mnist.algorithm.loop import interactive_step, new_state, run_loop, start_run
+from askdagger_mnist.algorithm.loop import interactive_step, run_loop, start_run
 from askdagger_mnist.algorithm.model import LeNet
 from askdagger_mnist.algorithm.schedule import (
-    LEARNING_RATE, LR_FACTOR, LR_MILESTONES, epoch_ends, epochs_before_step, learning_rate,
+    LEARNING_RATE, LR_FACTOR, LR_MILESTONES, epoch_ends, learning_rate,
 )
 from askdagger_mnist.algorithm.training import (
     autograd_gradients, minibatches, paper_optimizer, set_learning_rate, update_model,
 )
-from askdagger_mnist.data.checkpoint import restore_schedule
-from askdagger_mnist.errors import UserError
 from askdagger_mnist.data.mnist import load_mnist_train
 from askdagger_mnist.data.rundir import read_info
 from askdagger_mnist.engines import FAST
 from askdagger_mnist.fast.backprop import written_out_gradients
 from askdagger_mnist.fast.optim import NesterovSGD
-from askdagger_mnist.settings import RunSettings
+from askdagger_mnist.settings import RESULTS_VERSION, RunSettings
 from conftest import assert_same_run, MNIST_ROOT
 
 pytestmark = pytest.mark.needs_mnist
@@ -76,6 +72,15 @@ def test_epoch_ends_are_where_minibatches_finish_a_pass(batch_size):
         batches = minibatches(np.arange(n, dtype=np.int64), 5, batch_size)
         sizes = np.cumsum([len(b) for b in batches])
         assert [j for j in range(1, 6) if sizes[j - 1] % n == 0] == ends, n
+
+
+def epochs_before_step(q: np.ndarray, step: int, batch_size: int, update_every: int) -> int:
+    """The oracle of the loop's counter, §3.5: the completed-epoch count when ``step`` is next, from the queries ``q`` of the
+    stream alone (the training set at the update of step s holds the queried samples among
+    the first (s + 1) x batch_size): what the run counts as it goes."""
+    n_queried = np.cumsum(np.asarray(q) != 0)
+    return sum(len(epoch_ends(int(n_queried[(s + 1) * batch_size - 1]), update_every, batch_size))
+               for s in range(update_every, step, update_every))
 
 
 def test_counter_from_the_stream_reads_5_7_8_like_the_authors_run():
@@ -150,36 +155,6 @@ def test_both_optimizers_follow_the_same_rates_bit_for_bit(monkeypatch):
     assert not all(torch.equal(a, b) for a, b in zip(plain.parameters(), constant.parameters()))
 
 
-def _fake_run(settings, q, step, optimizer):
-    state = new_state(settings, 60000)
-    state.arrays["q"][:] = q
-    state.step = step
-    return SimpleNamespace(settings=settings, state=state, optimizer=optimizer)
-
-
-def test_a_format_3_checkpoint_gets_its_count_recomputed_or_is_refused_past_a_milestone():
-    """Without the saved count, resuming recomputes it from q; a run that (at the constant
-    rate of format 3) already passed a milestone cannot continue as today's code makes it:
-    refused in one sentence naming the file."""
-    settings = RunSettings(steps=40)
-    q = np.zeros(40 * 128, np.int8)
-    q[:100] = 1  # one mini-batch a pass: 5 epochs per update
-    optimizer = NesterovSGD(LeNet().parameters())
-    path = Path("results/runs/x.checkpoint.pt")
-    run = _fake_run(settings, q, 21, optimizer)  # updates of steps 5, 10, 15, 20
-    restore_schedule({"version": 3}, run, path)
-    assert (run.state.epochs_completed, run.state.lr_changed_at_steps) == (20, [])
-    assert optimizer.lr == LEARNING_RATE
-    run = _fake_run(settings, q, 31, optimizer)  # 30 epochs: one milestone passed
-    with pytest.raises(UserError, match=r"^checkpoint results/runs/x.checkpoint.pt was written "
-                       r"before the learning-rate schedule .* completed 30 epochs .* delete it"):
-        restore_schedule({"version": 3}, run, path)
-    run = _fake_run(settings, q, 31, optimizer)  # format 4: as saved
-    restore_schedule({"epochs_completed": 30, "lr_changed_at_steps": [25]}, run, path)
-    assert (run.state.epochs_completed, run.state.lr_changed_at_steps) == (30, [25])
-    assert optimizer.lr == learning_rate(30)
-
-
 @pytest.fixture(scope="module")
 def mnist():
     return load_mnist_train(MNIST_ROOT)
@@ -229,7 +204,7 @@ def _train_cli(out, *extra):
 
 
 @pytest.mark.slow
-def test_resume_across_the_drop_and_from_format_3_is_bit_identical(tmp_path):
+def test_resume_across_the_drop_is_bit_identical_and_another_results_version_is_refused(tmp_path):
     ref = tmp_path / "ref"
     assert _train_cli(ref, "--checkpoint-every", "0").returncode == 0
     assert read_info(ref)["lr_schedule"] == {
@@ -241,14 +216,15 @@ def test_resume_across_the_drop_and_from_format_3_is_bit_identical(tmp_path):
     done = _train_cli(out, "--checkpoint-every", "30")
     assert done.returncode == 0, done.stderr
     assert_same_run(ref, out, ("lr_schedule",))
-    # A format-3 checkpoint of step 20 (no count saved): recomputed, the same run.
-    out = tmp_path / "format3"
-    ckpt = tmp_path / "format3.checkpoint.pt"
+    # A checkpoint written by code whose results differ: refused, naming it, and kept.
+    out = tmp_path / "older"
+    ckpt = tmp_path / "older.checkpoint.pt"
     assert _train_cli(out, "--checkpoint-every", "20", "--halt-after", "20").returncode == 3
     payload = torch.load(ckpt, weights_only=True)
-    assert (payload["epochs_completed"], payload["lr_changed_at_steps"]) == (15, [])
-    del payload["epochs_completed"], payload["lr_changed_at_steps"]
-    torch.save({**payload, "version": 3}, ckpt)
-    done = _train_cli(out, "--checkpoint-every", "20")
-    assert done.returncode == 0 and "resuming from checkpoint at step 20" in done.stderr
-    assert_same_run(ref, out, ("lr_schedule",))
+    torch.save({**payload, "results_version": RESULTS_VERSION - 1}, ckpt)
+    refused = _train_cli(out, "--checkpoint-every", "20")
+    assert refused.returncode == 1 and not out.exists() and ckpt.is_file()
+    assert refused.stderr.strip().splitlines()[-1] == (
+        f"error: checkpoint {ckpt} was written by another version of askdagger-mnist (format "
+        f"{payload['version']}, results version {RESULTS_VERSION - 1}; this one writes "
+        f"{payload['version']}, {RESULTS_VERSION}): delete it to start the run from step 0.")

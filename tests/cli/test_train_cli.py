@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 import pytest
 
 from askdagger_mnist.cli import train
-from askdagger_mnist.settings import RunSettings
+from askdagger_mnist.settings import RESULTS_VERSION, RunSettings
 from conftest import MNIST_ROOT
 
 pytestmark = pytest.mark.needs_mnist
@@ -51,7 +52,8 @@ def _finished_run(path: Path, settings: RunSettings, variant: str = "sag") -> No
     """A complete run directory (as the CLI publishes it) holding a run of ``settings``."""
     path.mkdir(parents=True)
     np.savez(path / "arrays.npz", u=np.zeros(3))
-    info = {"settings": {**settings.to_dict(), "variant": variant}, "n_steps": settings.steps}
+    info = {"settings": {**settings.to_dict(), "variant": variant}, "n_steps": settings.steps,
+            "results_version": RESULTS_VERSION}
     (path / "run.json").write_text(json.dumps(info))
 
 
@@ -97,6 +99,49 @@ def test_a_finished_run_with_the_same_settings_is_kept_not_retrained(tmp_path, c
     err = capsys.readouterr().err
     assert "already" in err and str(out) in err, err
     assert _tree(tmp_path) == before
+
+
+def test_a_finished_run_of_another_results_version_is_refused_not_replaced(tmp_path, capsys):
+    out = tmp_path / "run"
+    _finished_run(out, SETTINGS)
+    info = json.loads((out / "run.json").read_text())
+    (out / "run.json").write_text(json.dumps({**info, "results_version": RESULTS_VERSION - 1}))
+    line = _refused(capsys, _argv(out), tmp_path)
+    assert line == (f"error: --out {out} holds a finished run made by code whose results differ "
+                    f"from this version's (results_version {RESULTS_VERSION - 1}, now "
+                    f"{RESULTS_VERSION}): delete it to train it again.")
+
+
+def test_a_deleted_run_is_restored_from_its_kept_copy_without_importing_torch(tmp_path):
+    """What a rerun of a finished train job does (Snakemake deletes a job's output before it
+    runs it): the run comes back from its kept copy, the same files, torch never imported,
+    and a checkpoint of the run that a killed process left goes too."""
+    out, ckpt = tmp_path / "run", tmp_path / "run.checkpoint.pt"
+    halted = subprocess.run(  # a real checkpoint of this run, as a killed process leaves it
+        [sys.executable, "-m", "askdagger_mnist.cli.train",
+         *_argv(out, "--checkpoint-every", "1", "--halt-after", "1")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert halted.returncode == 3 and ckpt.is_file(), halted.stderr
+    left = ckpt.read_bytes()
+    done = subprocess.run([sys.executable, "-m", "askdagger_mnist.cli.train", *_argv(out)],
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0 and not ckpt.exists(), done.stderr
+    before = _tree(out)
+    rerun = (f"import sys; from askdagger_mnist.cli import train; "
+             f"code = train.main({_argv(out)!r}); print('torch' in sys.modules); sys.exit(code)")
+    for leftover in (False, True):
+        shutil.rmtree(out)
+        if leftover:
+            ckpt.write_bytes(left)
+        proc = subprocess.run([sys.executable, "-c", rerun], capture_output=True, text=True,
+                              timeout=120)  # fmt: skip
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert "restored from its kept copy" in proc.stderr, proc.stderr
+        # torch only to recognise the leftover checkpoint as this run's
+        assert proc.stdout.strip() == str(leftover), proc.stdout
+        assert _tree(out) == before  # the same files (inodes, sizes, mtimes)
+        assert not ckpt.exists()
 
 
 def test_beside_a_finished_run_a_leftover_checkpoint_goes_and_a_file_of_yours_stays(
@@ -238,7 +283,7 @@ def test_a_full_disk_while_the_run_directory_is_written_keeps_the_checkpoint(sma
     assert proc.returncode == 0, proc.stderr[-3000:]
     info = json.loads((out / "run.json").read_text())
     assert info["resumed_at_steps"] == [2] and info["n_steps"] == 4
-    assert sorted(os.listdir(disk)) == ["run"] and sorted(os.listdir(out)) == [
+    assert sorted(os.listdir(disk)) == [".kept", "run"] and sorted(os.listdir(out)) == [
         "arrays.npz", "model.pt", "run.json"]  # fmt: skip
 
 

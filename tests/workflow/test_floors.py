@@ -1,6 +1,8 @@
 """The declared minimum versions are true: the oldest Snakemake and SLURM executor plugin that
 pyproject.toml allows, installed into a throwaway virtualenv from the package index, parse
-this workflow and plan it (`snakemake -n`) with each of its profiles.
+this workflow and plan it (`snakemake -n`) with each of its profiles, and the oldest Snakemake
+runs a short sweep to every figure and table. (The kill-and-recover scenario runs on it too:
+tests/workflow/test_recovery.py.)
 
 (Profiles are named config.yaml: Snakemake reads profile.yaml only from 9.19 on, so with
 profile.yaml this test fails on 9.0 with "no config.yaml found".)
@@ -10,39 +12,15 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
-import tomllib
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import REPO
-from data_sources import index_reachable
+from conftest import MNIST_ROOT, REPO
+from snakemake_floor import PROFILES, SMOKE, SNAKEMAKE_FLOOR, as_tuple
 
 pytestmark = pytest.mark.slow
-
-PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
-PROFILES = REPO / "workflow" / "profiles"
-SMOKE = REPO / "workflow" / "presets" / "smoke.yaml"
-
-
-def declared_floor(requirement_prefix: str, requirements: list[str]) -> str:
-    for req in requirements:
-        m = re.fullmatch(rf"{re.escape(requirement_prefix)}(\[[^\]]*\])?>=([0-9.]+)", req.replace(" ", ""))
-        if m:
-            return m.group(2)
-    raise AssertionError(f"no floor declared for {requirement_prefix} in {requirements}")
-
-
-SNAKEMAKE_FLOOR = declared_floor("snakemake", PYPROJECT["project"]["dependencies"])
-PLUGIN_FLOOR = declared_floor("snakemake-executor-plugin-slurm",
-                              PYPROJECT["project"]["optional-dependencies"]["slurm"])
-
-
-def as_tuple(version: str) -> tuple[int, ...]:
-    parts = [int(x) for x in version.split(".")]
-    return tuple(parts + [0] * (3 - len(parts)))
 
 
 def test_the_snakefile_requires_the_declared_floor():
@@ -54,25 +32,6 @@ def test_every_profile_is_named_config_yaml():
     for folder in sorted(p for p in PROFILES.iterdir() if p.is_dir()):
         assert (folder / "config.yaml").is_file(), f"{folder} has no config.yaml"
         assert not (folder / "profile.yaml").exists(), f"{folder}: profile.yaml needs Snakemake >= 9.19"
-
-
-@pytest.fixture(scope="module")
-def floor_venv(tmp_path_factory) -> Path:
-    """Snakemake's and the plugin's floors, installed from the package index (skips, saying
-    why, when the index cannot be reached)."""
-    reachable, why = index_reachable()
-    if not reachable:
-        pytest.skip(why)
-    venv = tmp_path_factory.mktemp("floor") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    pip = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
-         "--disable-pip-version-check", f"snakemake=={SNAKEMAKE_FLOOR}",
-         f"snakemake-executor-plugin-slurm=={PLUGIN_FLOOR}"],
-        capture_output=True, text=True, timeout=900,
-    )
-    assert pip.returncode == 0, f"the declared floors do not install together:\n{pip.stderr[-3000:]}"
-    return venv
 
 
 def dry_run(venv: Path, workdir: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -108,19 +67,19 @@ def test_the_floor_versions_plan_the_comparison_and_download_rules(floor_venv, t
         assert re.search(rf"^{rule}\s+\d+$", out, re.M), (rule, out[-2000:])
 
 
-def test_on_the_floor_a_recovery_it_cannot_do_is_one_sentence_once(floor_venv, tmp_path):
-    """Where Snakemake lacks what recovery.smk reads (before 9.17), a directory that ran before
-    gets one sentence, once, not an ImportError printed twice."""
-    (tmp_path / ".snakemake").mkdir()
-    run = tmp_path / "results" / "runs" / "sensitivity" / "sag" / "s0.9" / "rep0"
-    run.mkdir(parents=True)
-    (run / "run.json").write_text("{}")
-    (run / "arrays.npz").write_bytes(b"")
-    proc = dry_run(floor_venv, tmp_path)
+@pytest.mark.needs_mnist
+def test_the_floor_snakemake_runs_a_short_sweep_to_every_figure_and_table(floor_venv, tmp_path):
+    cmd = [str(floor_venv / "bin" / "snakemake"), "-s", str(REPO / "Snakefile"), "--directory",
+           str(tmp_path), "--cores", "2", "--configfile", str(SMOKE), "--config",
+           f"mnist_root={MNIST_ROOT}", "max_steps=20"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-3000:]
-    notes = [line for line in out.splitlines() if line.startswith("Note: finished runs")]
-    assert notes == ["Note: finished runs a stopped Snakemake had not recorded were not checked "
-                     "(this Snakemake lacks the records it needs); --rerun-incomplete trains such "
-                     "runs again."], out[-3000:]
-    assert "Traceback" not in out and "ImportError" not in out
+    assert proc.returncode == 0, out[-4000:]
+    assert len(list((tmp_path / "results" / "runs").glob("*/*/s*/rep*/run.json"))) == 14
+    for name in ("mnist.pdf", "mnist_reg_ablation.pdf", "mnist_prand_ablation.pdf", "sag.pdf"):
+        assert (tmp_path / "figures" / name).read_bytes().startswith(b"%PDF-1."), name
+    for table in ("reg_ablation", "prand_ablation"):
+        for ext in ("csv", "md", "tex"):
+            assert (tmp_path / "results" / "tables" / f"{table}.{ext}").stat().st_size > 0
+    again = subprocess.run([*cmd, "--dry-run"], capture_output=True, text=True, timeout=300)
+    assert "Nothing to be done" in again.stdout + again.stderr, (again.stdout + again.stderr)[-3000:]

@@ -24,6 +24,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from askdagger_mnist.data.kept_runs import kept_copy_of
+
 from conftest import MNIST_RAW, MNIST_ROOT, REPO, FileServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.needs_mnist]
@@ -208,8 +210,9 @@ def test_resume_after_sigkill_retrains_nothing_finished_and_matches_the_uninterr
         for v in ("prand0.05", "prand0.2")
         for s in ("0.5", "0.9")
     ]
-    for run in lost:
+    for run in lost:  # never made: neither the run nor its kept copy exists
         shutil.rmtree(run)
+        shutil.rmtree(kept_copy_of(run))
     # ... and what is made from them, as if the sweep had been cut off before they existed
     # (Snakemake does not rebuild outputs that are up to date just because an input is gone).
     shutil.rmtree(workdir / "results/metrics/prand_ablation")

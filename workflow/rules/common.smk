@@ -13,11 +13,16 @@ import shlex
 import sys
 from pathlib import Path
 
-from askdagger_mnist.config import ABLATIONS, note_once, train_conda_env, train_gpu_tag
+from askdagger_mnist.config import ABLATIONS, train_conda_env, train_gpu_tag
 from askdagger_mnist.data.mnist import TRAIN_FILES, raw_folder  # standard library only
 from askdagger_mnist.naming import RUNS_DIR, run_subdir
 from askdagger_mnist.naming import format_s_des as fmt_s  # 0.9 -> '0.9', as in run dirs
-from askdagger_mnist.settings import CONFIGURATION_FIELDS, MODES, configuration_key
+from askdagger_mnist.settings import (
+    CONFIGURATION_FIELDS,
+    MODES,
+    RESULTS_VERSION,
+    configuration_key,
+)
 
 REPO = Path(workflow.basedir)
 ABLATION_MODE = "sensitivity"  # the ablation figures are defined in sensitivity mode

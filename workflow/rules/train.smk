@@ -10,9 +10,10 @@ if config["results_source"] == "train":
             # Their content never changes: a re-download must not retrain anything.
             mnist=ancient(MNIST_MANIFEST),
         output:
-            # Created atomically by the script. The mid-run checkpoint lives beside it
-            # (<run dir>.checkpoint.pt), outside the output, so Snakemake keeps it when a
-            # job dies and the rerun resumes from it.
+            # Created atomically by the script. Beside it, outside the output, so that
+            # Snakemake never deletes them: the mid-run checkpoint (<run dir>.checkpoint.pt),
+            # from which a rerun resumes, and the finished run's kept copy (.kept/<name>), from
+            # which a rerun of a finished run restores it without training.
             run=directory(f"{RUNS}/{{mode}}/{{variant}}/s{{s_des}}/rep{{rep}}"),
         log:
             f"{LOGS}/train/{{mode}}/{{variant}}/s{{s_des}}/rep{{rep}}.log",
@@ -36,6 +37,10 @@ if config["results_source"] == "train":
             checkpoint_every=config["checkpoint_every"],
         params:
             settings=train_settings,
+            # Not passed: the script records its own. A parameter so that raising it (a change
+            # that alters results, settings.py) re-runs every train job; a rerun of a finished
+            # run of today's version restores it from its kept copy (data/kept_runs.py).
+            results_version=RESULTS_VERSION,
             # config's mnist_root; not a rerun trigger: moving MNIST retrains nothing.
             data_root=mnist_root,
         shell:

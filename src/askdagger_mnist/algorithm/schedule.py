@@ -1,11 +1,7 @@
 """The learning-rate schedule (docs/spec.md §3.5): the authors' MultiStepLR, stepped once per
-completed training epoch. Pure functions, numpy only (no torch): the workflow's start-up
-check of finished runs (workflow/rules/recovery.smk) counts a run's epochs with them too.
-"""
+completed training epoch. Pure functions of the standard library."""
 
 from __future__ import annotations
-
-import numpy as np
 
 # §3.5: the base rate, multiplied by LR_FACTOR each time the count of completed training
 # epochs reaches a milestone.
@@ -29,12 +25,3 @@ def epoch_ends(n_train: int, n_steps: int, batch_size: int) -> list[int]:
     ``nb > n_steps`` no pass ends within the update, and a pass cut short does not count."""
     nb = -(-n_train // batch_size)  # ceil
     return [] if nb == 0 else list(range(nb, n_steps + 1, nb))
-
-
-def epochs_before_step(q: np.ndarray, step: int, batch_size: int, update_every: int) -> int:
-    """§3.5: the completed-epoch count when ``step`` is next, from the queries ``q`` of the
-    stream alone (the training set at the update of step s holds the queried samples among
-    the first (s + 1) x batch_size): what the run counts as it goes."""
-    n_queried = np.cumsum(np.asarray(q) != 0)
-    return sum(len(epoch_ends(int(n_queried[(s + 1) * batch_size - 1]), update_every, batch_size))
-               for s in range(update_every, step, update_every))

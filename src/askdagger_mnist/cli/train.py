@@ -5,7 +5,10 @@
 
 Rerunning the same command after an interruption resumes from the checkpoint
 (default ``<out>.checkpoint.pt``, beside the run directory); after the run has finished it
-does nothing. Every flag and path is checked before any work starts.
+does nothing, and if the run directory was deleted meanwhile (as Snakemake deletes the output
+of a job it reruns) it is put back from its kept copy (``.kept/<name>``, beside it) in well
+under a second, without training. Every flag and path is checked before any work starts.
+Torch is imported only to train.
 """
 
 from __future__ import annotations
@@ -14,29 +17,16 @@ import argparse
 import contextlib
 import fcntl
 import os
-import platform
 import socket
 import sys
-import time
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from .. import __version__
-from ..data.mnist import load_mnist_train
+from ..data.kept_runs import kept_copy_of, restore_kept_run
+from ..data.rundir import check_creatable, holds_run, read_info, reporting_no_space
 from ..errors import UserError
-from ..algorithm.loop import run_loop
-from ..algorithm.metrics import whole_run_metrics
-from ..algorithm.training import lr_schedule_record
-from ..bookkeeping import Bookkeeping
-from ..data.checkpoint import is_checkpoint_of
-from ..data.rundir import (MODEL_FILE, atomic_dir, check_creatable, holds_run,
-                           installed_versions, reporting_no_space, write_run_files)
-from ..devices import check_device, device_description, placed_device
-from ..engines import engine_for
 from ..settings import (
-    ENGINE_CHOICES, EXECUTION_DEFAULTS, MATMUL_PRECISIONS, MNIST_TRAIN_IMAGES, MODES, STREAM_STEPS, RunSettings,
+    ENGINE_CHOICES, EXECUTION_DEFAULTS, MATMUL_PRECISIONS, MNIST_TRAIN_IMAGES, MODES,
+    RESULTS_VERSION, STREAM_STEPS, RunSettings,
 )
 
 DEFAULTS = RunSettings()
@@ -135,41 +125,6 @@ def check_args(args: argparse.Namespace, settings: RunSettings) -> Path:
     return checkpoint
 
 
-def cluster_record() -> dict | None:
-    env = os.environ
-    if "SLURM_JOB_ID" not in env:
-        return None
-    return {
-        "job_id": env.get("SLURM_JOB_ID"),
-        "node": env.get("SLURMD_NODENAME"),
-        "partition": env.get("SLURM_JOB_PARTITION"),
-        "gpus": env.get("SLURM_JOB_GPUS") or env.get("SLURM_GPUS_ON_NODE"),
-        "cuda_visible_devices": env.get("CUDA_VISIBLE_DEVICES"),
-    }
-
-
-def versions() -> dict:
-    return {
-        "askdagger_mnist": __version__, "python": platform.python_version(),
-        "numpy": np.__version__, "torch": torch.__version__,
-        "torchvision": installed_versions(("torchvision",)).get("torchvision"),
-    }
-
-
-def tune_malloc() -> None:
-    """Keep glibc from returning (and re-faulting) the loop's few-MB temporaries to the OS
-    every step: measured here, this cut system time of a full run from ~8 s to under 1 s."""
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            libc = ctypes.CDLL("libc.so.6")
-            libc.mallopt(-3, 1 << 25)  # M_MMAP_THRESHOLD: 32 MiB
-            libc.mallopt(-1, 1 << 28)  # M_TRIM_THRESHOLD: 256 MiB
-        except (OSError, AttributeError):
-            pass
-
-
 @contextlib.contextmanager
 def exclusive_run_lock(checkpoint: Path):
     """Hold ``<checkpoint>.lock`` for the whole run, so that a rerun cannot write the same run
@@ -199,87 +154,65 @@ def exclusive_run_lock(checkpoint: Path):
             lock_path.unlink(missing_ok=True)
 
 
-def run(args: argparse.Namespace) -> tuple[Path, bool]:
-    """Train the run into args.out; (out, False) when out already holds it, finished."""
+def run(args: argparse.Namespace) -> tuple[Path, str]:
+    """Make the run args.out; returns (out, how): "trained"; "restored" from its kept copy
+    (data/kept_runs.py) without training; "present" when out already held it."""
     settings = settings_from_args(args)
     checkpoint = check_args(args, settings)
     recorded = {**settings.to_dict(), "variant": args.variant}  # run.json's "settings"
     if holds_run(args.out, recorded):
-        if is_checkpoint_of(checkpoint, settings):  # left by a process killed after publishing
+        check_results_version(args.out)
+        if Path(checkpoint).is_file():
             with exclusive_run_lock(checkpoint):
-                Path(checkpoint).unlink(missing_ok=True)
-        return args.out, False
-    torch.set_num_threads(args.threads)
-    torch.set_float32_matmul_precision(args.matmul_precision)
-    tune_malloc()
-    check_device(args.device)
-    # (No torch.use_deterministic_algorithms: it imports torch._inductor, ~2 s per job, and
-    # the CPU kernels used here are deterministic anyway; tests/algorithm/test_loop.py checks
-    # that a resumed run is bit-identical.)
-    images, labels = load_mnist_train(args.data_root)
+                remove_left_checkpoint(checkpoint, settings)
+        return args.out, "present"
     with exclusive_run_lock(checkpoint):
         if holds_run(args.out, recorded):  # published meanwhile by a process now gone
-            if is_checkpoint_of(checkpoint, settings):
-                Path(checkpoint).unlink()
-            return args.out, False
-        # A GPU slot (gpu_slots.py) for the rest of the run; waits while all are taken.
-        with placed_device(args.device, args.jobs_per_gpu, args.gpu_slot_dir) as placed:
-            return _run_locked(args, settings, placed, images, labels, checkpoint), True
+            remove_left_checkpoint(checkpoint, settings)
+            return args.out, "present"
+        if restore_kept_run(args.out, recorded):
+            remove_left_checkpoint(checkpoint, settings)
+            return args.out, "restored"
+        from ..runner.train_job import train_and_publish  # torch: only to train
+
+        return train_and_publish(args, settings, checkpoint), "trained"
 
 
-def _run_locked(args, settings, placed, images, labels, checkpoint: Path) -> Path:
-    device, placement = placed
-    engine = engine_for(args.engine, device)  # auto: the fast engine
-    bookkeeping = Bookkeeping(checkpoint, args.checkpoint_every, args.progress_every,
-                              args.halt_after)
-    state, model = run_loop(settings, images, labels, device, engine, bookkeeping)
-    metrics = whole_run_metrics(state.arrays["c"], state.arrays["q"])
-    train_set = state.train_set(state.step * settings.batch_size)
-    metrics["train_set_size"] = len(train_set)
-    seed_seq = settings.seed_sequence()
-    info = {
-        "settings": {**settings.to_dict(), "variant": args.variant},
-        "seed": {"entropy": str(seed_seq.entropy), "variant_key": settings.variant_key()},
-        "versions": versions(),
-        "device": device_description(device),
-        "gpu_placement": placement,  # the GPU slot held (index, name, slot, visible device)
-        "engine": engine.name,  # the engine auto resolved to, if auto
-        "threads": torch.get_num_threads(),
-        "matmul_precision": torch.get_float32_matmul_precision(),
-        "host": socket.gethostname(),
-        "n_steps": state.step,
-        "wall_time_s": round(state.elapsed_s, 3),
-        "resumed_at_steps": state.resumed_at,
-        "lr_schedule": lr_schedule_record(state.epochs_completed, state.lr_changed_at_steps),
-        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "metrics": metrics,
-        "source": "train",
-        "slurm": cluster_record(),
-    }
-    arrays = {**state.arrays, "train_idx": train_set}
+def check_results_version(out: Path) -> None:
+    made_by = read_info(out).get("results_version")
+    if made_by != RESULTS_VERSION:
+        raise UserError(
+            f"--out {out} holds a finished run made by code whose results differ from this "
+            f"version's (results_version {made_by}, now {RESULTS_VERSION}): delete it to train "
+            "it again."
+        )
 
-    def fill(tmp: Path) -> None:
-        write_run_files(tmp, arrays, info)
-        with open(tmp / MODEL_FILE, "wb") as fh:  # a full disk: an OSError with its errno
-            torch.save({k: v.cpu() for k, v in model.state_dict().items()}, fh)
 
-    atomic_dir(args.out, fill)
-    Path(checkpoint).unlink(missing_ok=True)
-    return args.out
+def remove_left_checkpoint(checkpoint: Path, settings: RunSettings) -> None:
+    """The checkpoint of this run left by a process killed after publishing it (never a file
+    that is not such a checkpoint). The caller holds the run's lock."""
+    if Path(checkpoint).is_file():
+        from ..data.checkpoint import is_checkpoint_of  # torch: only when one is there
+
+        if is_checkpoint_of(checkpoint, settings):
+            Path(checkpoint).unlink()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        out, trained = run(args)
+        out, how = run(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    if trained:
-        print(f"run written to {out}", file=sys.stderr)
-    else:
-        print(f"{out} already holds this run, finished: nothing to do (delete it to train it "
-              "again).", file=sys.stderr)
+    kept = kept_copy_of(out)
+    print({
+        "trained": f"run written to {out}",
+        "restored": f"{out} restored from its kept copy {kept} (made with these settings and "
+                    "results version): nothing trained. Delete both to train it again.",
+        "present": f"{out} already holds this run, finished: nothing to do (delete it and {kept} "
+                   "to train it again).",
+    }[how], file=sys.stderr)
     return 0
 
 

@@ -12,15 +12,15 @@ from pathlib import Path
 
 import torch
 
-from ..algorithm.schedule import LR_MILESTONES, epochs_before_step, learning_rate
+from ..algorithm.schedule import learning_rate
 from ..algorithm.training import set_learning_rate
 from ..errors import UserError
+from ..settings import RESULTS_VERSION
 from .rundir import atomic_file
 
-# 2: dropout masks from the numpy Generator; 3: plain masks, the engine recorded;
-# 4: the learning-rate schedule's epoch count (a format-3 run ran at a constant rate).
-VERSION = 4
-READS = (3, 4)  # a format-3 checkpoint resumes with its epoch count recomputed (restore_schedule)
+# The layout of the file. What its run's results are is RESULTS_VERSION, recorded beside it:
+# a checkpoint of another layout or results version is refused (the run starts over).
+VERSION = 5
 
 
 def save_checkpoint(path: Path, run) -> None:
@@ -28,6 +28,7 @@ def save_checkpoint(path: Path, run) -> None:
     state, n_seen = run.state, run.state.step * run.settings.batch_size
     payload = {
         "version": VERSION,
+        "results_version": RESULTS_VERSION,
         "engine": run.engine.name,
         "settings": run.settings.to_dict(),
         "step": state.step,
@@ -58,7 +59,8 @@ def is_checkpoint_of(path: Path, settings) -> bool:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # missing, torn or foreign: not known to be one
         return False
-    return (isinstance(payload, dict) and payload.get("version") in READS
+    return (isinstance(payload, dict) and payload.get("version") == VERSION
+            and payload.get("results_version") == RESULTS_VERSION
             and payload.get("settings") == settings.to_dict())
 
 
@@ -71,12 +73,13 @@ def load_checkpoint(path: Path, run) -> None:
             f"checkpoint {path} cannot be read ({type(exc).__name__}): delete it to start the "
             "run from step 0 (or, if it is a file of yours, choose another --checkpoint)."
         ) from exc
-    version = payload.get("version") if isinstance(payload, dict) else None
-    if version not in READS:
+    made_by = ((payload.get("version"), payload.get("results_version"))
+               if isinstance(payload, dict) else (None, None))
+    if made_by != (VERSION, RESULTS_VERSION):
         raise UserError(
             f"checkpoint {path} was written by another version of askdagger-mnist (format "
-            f"{version}, this one reads {' and '.join(map(str, READS))}): delete it to start the "
-            "run from step 0."
+            f"{made_by[0]}, results version {made_by[1]}; this one writes {VERSION}, "
+            f"{RESULTS_VERSION}): delete it to start the run from step 0."
         )
     engine = payload.get("engine")
     if engine != run.engine.name:
@@ -102,7 +105,9 @@ def load_checkpoint(path: Path, run) -> None:
     torch.set_rng_state(payload["torch_rng"])
     restore_device_rng(payload["cuda_rng"], run_device(run))
     random.setstate(_as_tuple(payload["python_rng"]))
-    restore_schedule(payload, run, path)
+    state.epochs_completed = int(payload["epochs_completed"])
+    state.lr_changed_at_steps = [int(x) for x in payload["lr_changed_at_steps"]]
+    set_learning_rate(run.optimizer, learning_rate(state.epochs_completed))
 
 
 def run_device(run) -> torch.device:
@@ -118,38 +123,9 @@ def device_rng_state(device: torch.device):
 
 def restore_device_rng(saved, device: torch.device) -> None:
     """Put ``saved`` (``device_rng_state`` of the run's GPU when it was written) into the
-    generator of the GPU the run now uses. (Checkpoints written before this held a list of
-    every visible GPU's state; their runs always drew on cuda:0, so its entry is the stream.)"""
-    if device.type != "cuda" or saved is None:
-        return
-    if isinstance(saved, (list, tuple)):
-        if not saved:
-            return
-        saved = saved[0]
-    torch.cuda.set_rng_state(saved, device)
-
-
-def restore_schedule(payload: dict, run, path: Path) -> None:
-    """docs/spec.md §3.5, §6.3: the epoch count and the rate. A format-3 checkpoint lacks the
-    count: it is recomputed from the stream's queries. Its run kept the rate at 0.1 throughout;
-    if the count has already passed a milestone, the run cannot continue as today's code makes
-    it, and the checkpoint is refused."""
-    state, s = run.state, run.settings
-    if "epochs_completed" in payload:
-        state.epochs_completed = int(payload["epochs_completed"])
-        state.lr_changed_at_steps = [int(x) for x in payload["lr_changed_at_steps"]]
-    else:
-        state.epochs_completed = epochs_before_step(state.arrays["q"], state.step,
-                                                    s.batch_size, s.update_every)
-        if state.epochs_completed >= LR_MILESTONES[0]:
-            raise UserError(
-                f"checkpoint {path} was written before the learning-rate schedule of "
-                f"docs/spec.md §3.5, and its run has already completed {state.epochs_completed} "
-                f"epochs at the old constant rate (the rate drops at {LR_MILESTONES[0]}): delete "
-                "it to train the run from step 0."
-            )
-        state.lr_changed_at_steps = []
-    set_learning_rate(run.optimizer, learning_rate(state.epochs_completed))
+    generator of the GPU the run now uses."""
+    if device.type == "cuda" and saved is not None:
+        torch.cuda.set_rng_state(saved, device)
 
 
 def _as_tuple(obj):
