@@ -20,7 +20,7 @@ min_version("9.0")
 # check the config and name the runs here, also when the package is not installed.
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))
 
-from askdagger_mnist.config import check_or_exit
+from askdagger_mnist.experiment.config import check_or_exit
 from askdagger_mnist.settings import MODES
 
 

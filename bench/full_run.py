@@ -28,15 +28,17 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))  # the checkout's package, as the child runs it
-from askdagger_mnist.engines import COMPONENTS  # noqa: E402
+from askdagger_mnist.algorithm.engine import COMPONENTS  # noqa: E402
 
 
 def child(argv: list[str]) -> None:
     """In the child process: swap the named components of the engine, then run the train CLI."""
     import dataclasses
 
-    from askdagger_mnist import engines
+    from askdagger_mnist.algorithm.engine import PLAIN
     from askdagger_mnist.cli import train
+    from askdagger_mnist.fast.engine import FAST
+    from askdagger_mnist.runner import engine_choice
 
     swaps, rest = [], []
     it = iter(argv)
@@ -46,9 +48,9 @@ def child(argv: list[str]) -> None:
         else:
             rest.append(arg)
     name = rest[rest.index("--engine") + 1]
-    other = engines.PLAIN if name == "fast" else engines.FAST
-    engine = dataclasses.replace(engines.ENGINES[name], **{c: getattr(other, c) for c in swaps})
-    engines.ENGINES[name] = engine
+    other = PLAIN if name == "fast" else FAST
+    by_name = engine_choice.ENGINE_BY_NAME
+    by_name[name] = dataclasses.replace(by_name[name], **{c: getattr(other, c) for c in swaps})
     train.exit_now(train.main(rest))
 
 

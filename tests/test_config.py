@@ -1,4 +1,4 @@
-"""The workflow's config check (askdagger_mnist.config), called directly: no Snakemake.
+"""The workflow's config check (askdagger_mnist.experiment.config), called directly: no Snakemake.
 
 tests/test_workflow_static.py checks the same sentences end to end through Snakemake.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from askdagger_mnist import config as cfg
+from askdagger_mnist.experiment import config as cfg
 from conftest import REPO
 
 SCHEMA_PATH = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -350,7 +350,7 @@ def test_an_mnist_root_that_would_not_mean_what_it_says_is_refused(root, phrase)
 
 
 def test_a_key_given_twice_in_a_config_file_is_refused(tmp_path):
-    from askdagger_mnist import config_shape
+    from askdagger_mnist.experiment import config_shape
 
     good = tmp_path / "good.yaml"
     good.write_text("repetitions: 3\nvariants:\n  sag: {p_rand: 0.1}\n  other: {p_rand: 0.1}\n")
@@ -385,7 +385,7 @@ def test_check_or_exit_is_silent_on_a_good_config(capsys):
 
 @pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="needs Linux's /proc")
 def test_unlock_names_a_snakemake_still_running_in_this_directory(tmp_path, monkeypatch, capsys):
-    from askdagger_mnist import config_checks
+    from askdagger_mnist.experiment import config_checks
 
     fake = tmp_path / "bin" / "snakemake"  # a "head": its command line names snakemake
     fake.parent.mkdir()
@@ -424,7 +424,7 @@ def test_unlock_names_a_snakemake_still_running_in_this_directory(tmp_path, monk
 def test_the_module_imports_neither_torch_nor_numpy():
     """Snakemake's own environment may lack them (--use-conda)."""
     code = (
-        "import sys; import askdagger_mnist.config; "
+        "import sys; import askdagger_mnist.experiment.config; "
         "bad = sorted(m for m in ('numpy', 'torch', 'snakemake') if m in sys.modules); "
         "assert not bad, bad"
     )
@@ -434,7 +434,7 @@ def test_the_module_imports_neither_torch_nor_numpy():
 
 
 def test_the_gpu_tag_follows_the_device_unless_it_is_set():
-    from askdagger_mnist.config import train_gpu_tag
+    from askdagger_mnist.experiment.config import train_gpu_tag
 
     assert train_gpu_tag({"gpu": None}, "cuda") == 1
     assert train_gpu_tag({"gpu": None}, "cpu") == train_gpu_tag({"gpu": None}, "auto") == 0

@@ -8,7 +8,7 @@ and records each whose tensors lie on more than one device. Allowed: the explici
 as scalars. Host work on CPU tensors that are then moved (stream indices from numpy, the
 permutations of torch's CPU generator, docs/spec.md §6.2) is what the loop means to do.
 
-Both engines (engines.PLAIN, engines.FAST): the dropout masks, the query, the gradients, the
+Both engines (algorithm.engine.PLAIN, fast.engine.FAST): the dropout masks, the query, the gradients, the
 optimizer step, and whole interactive steps with model updates. A whole step ends in numpy
 (``.cpu().numpy()`` of u and c), which a meta tensor cannot give: the ledger hands those
 host copies random values of the right shape and dtype, so the step runs on.
@@ -33,7 +33,8 @@ from askdagger_mnist.algorithm.masks import WIDTHS, draw_masks
 from askdagger_mnist.algorithm.model import LeNet, normalize_pixels
 from askdagger_mnist.cli import train
 from askdagger_mnist.data.checkpoint import is_checkpoint_of, load_checkpoint, save_checkpoint
-from askdagger_mnist.engines import FAST, PLAIN
+from askdagger_mnist.fast.engine import FAST
+from askdagger_mnist.algorithm.engine import PLAIN
 from askdagger_mnist.settings import RunSettings
 from conftest import MNIST_ROOT
 

@@ -9,7 +9,9 @@ import torch
 
 from askdagger_mnist.algorithm.loop import interactive_step, run_loop, start_run
 from askdagger_mnist.data.mnist import load_mnist_train
-from askdagger_mnist.engines import ENGINES, FAST, PLAIN
+from askdagger_mnist.runner.engine_choice import ENGINE_BY_NAME
+from askdagger_mnist.fast.engine import FAST
+from askdagger_mnist.algorithm.engine import PLAIN
 from askdagger_mnist.settings import ENGINES as ENGINE_NAMES
 from askdagger_mnist.settings import RunSettings
 from conftest import MNIST_ROOT
@@ -25,7 +27,7 @@ def mnist():
 
 
 def test_engine_names_are_the_settings_choices():
-    assert tuple(ENGINES) == ENGINE_NAMES
+    assert tuple(ENGINE_BY_NAME) == ENGINE_NAMES
 
 
 def _copy_state(src, dst) -> None:

@@ -1,4 +1,4 @@
-"""GPU slots on a workstation (askdagger_mnist.gpu_slots, docs/cluster.md), with a simulated
+"""GPU slots on a workstation (askdagger_mnist.runner.gpu_slots, docs/cluster.md), with a simulated
 GPU count: jobs started together spread over the GPUs, one more waits until a slot is freed,
 a killed job's slot frees itself, CUDA_VISIBLE_DEVICES names the GPUs, SLURM's GPU is used as
 it is, and a bad jobs_per_gpu is one sentence."""
@@ -16,11 +16,13 @@ import time
 import pytest
 import torch
 
-from askdagger_mnist import config as cfg
-from askdagger_mnist import devices
-from askdagger_mnist.engines import FAST, PLAIN, engine_for
+from askdagger_mnist.experiment import config as cfg
+from askdagger_mnist.runner import devices
+from askdagger_mnist.fast.engine import FAST
+from askdagger_mnist.algorithm.engine import PLAIN
+from askdagger_mnist.runner.engine_choice import engine_for
 from askdagger_mnist.errors import UserError
-from askdagger_mnist.gpu_slots import (
+from askdagger_mnist.runner.gpu_slots import (
     default_lock_dir,
     gpu_slot,
     least_loaded,
@@ -127,7 +129,7 @@ def test_a_slot_folder_that_is_a_file_is_one_sentence(tmp_path):
 
 HOLDER = """
 import json, sys
-from askdagger_mnist.gpu_slots import gpu_slot
+from askdagger_mnist.runner.gpu_slots import gpu_slot
 with gpu_slot(2, 2, sys.argv[1], {}, poll_s=0.05) as p:
     print(json.dumps(p.record()), flush=True)
     sys.stdin.read()  # hold the slot until the test closes stdin (or kills the process)

@@ -6,7 +6,7 @@ import sys
 import numpy as np
 import pytest
 
-from askdagger_mnist.naming import run_subdir
+from askdagger_mnist.experiment.naming import run_subdir
 from askdagger_mnist.settings import RunSettings
 
 

@@ -16,7 +16,7 @@ import torch
 
 from askdagger_mnist.data.mnist import load_mnist_train
 from askdagger_mnist.algorithm.loop import run_loop
-from askdagger_mnist.engines import FAST
+from askdagger_mnist.fast.engine import FAST
 from askdagger_mnist.data.rundir import read_info
 from askdagger_mnist.settings import RunSettings
 from conftest import assert_same_run, MNIST_ROOT

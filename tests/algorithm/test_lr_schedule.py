@@ -23,7 +23,7 @@ from askdagger_mnist.algorithm.training import (
 )
 from askdagger_mnist.data.mnist import load_mnist_train
 from askdagger_mnist.data.rundir import read_info
-from askdagger_mnist.engines import FAST
+from askdagger_mnist.fast.engine import FAST
 from askdagger_mnist.fast.backprop import written_out_gradients
 from askdagger_mnist.fast.optim import NesterovSGD
 from askdagger_mnist.settings import RESULTS_VERSION, RunSettings

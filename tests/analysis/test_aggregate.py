@@ -20,7 +20,7 @@ import pytest
 from askdagger_mnist.analysis.aggregate import CURVES_COLUMNS, RUNS_COLUMNS
 from askdagger_mnist.cli import aggregate
 from askdagger_mnist.data import rundir
-from askdagger_mnist.naming import run_subdir
+from askdagger_mnist.experiment.naming import run_subdir
 from askdagger_mnist.settings import MODES, RunSettings
 from conftest import REFERENCE_RESULTS
 

@@ -22,7 +22,7 @@ from askdagger_mnist.prebuilt.authors_format import (
 )
 from askdagger_mnist.errors import UserError
 from askdagger_mnist.algorithm.metrics import whole_run_metrics
-from askdagger_mnist.naming import run_subdir
+from askdagger_mnist.experiment.naming import run_subdir
 
 from conftest import REFERENCE_RESULTS
 

@@ -17,7 +17,7 @@ from askdagger_mnist.data import rundir
 from askdagger_mnist.prebuilt import bundle
 from askdagger_mnist.errors import UserError
 from askdagger_mnist.algorithm.metrics import whole_run_metrics
-from askdagger_mnist.naming import run_subdir
+from askdagger_mnist.experiment.naming import run_subdir
 from askdagger_mnist.settings import RunSettings
 
 

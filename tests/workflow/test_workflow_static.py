@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from askdagger_mnist.config import train_conda_env
-from askdagger_mnist.naming import run_subdir
+from askdagger_mnist.experiment.config import train_conda_env
+from askdagger_mnist.experiment.naming import run_subdir
 from askdagger_mnist.settings import MODES
 from conftest import REPO
 
@@ -497,4 +497,4 @@ def test_static_check_sees_the_imports_of_each_cli():
     assert "torch" not in third_party_imports("cli.aggregate")
     # The Snakefile imports config: nothing heavy (settings imports numpy only inside the seed
     # function; tests/test_config.py checks that importing config loads no numpy).
-    assert third_party_imports("config") <= {"yaml", "jsonschema", "numpy"}
+    assert third_party_imports("experiment.config") <= {"yaml", "jsonschema", "numpy"}

@@ -1,6 +1,6 @@
 """Helpers shared by the rules: paths, target lists, input functions, command-line flags.
 
-Included first by the Snakefile, after the config is checked (askdagger_mnist.config). The
+Included first by the Snakefile, after the config is checked (askdagger_mnist.experiment.config). The
 conventions shared with the package (the run directory layout, the s_des format, the modes)
 are imported from it, not restated: the Snakefile puts the package's src/ first on sys.path,
 and only its standard-library modules (naming, settings, config, data.mnist) are imported here, because
@@ -13,10 +13,12 @@ import shlex
 import sys
 from pathlib import Path
 
-from askdagger_mnist.config import ABLATIONS, train_conda_env, train_gpu_tag
+from askdagger_mnist.experiment.config import ABLATIONS, train_conda_env, train_gpu_tag
 from askdagger_mnist.data.mnist import TRAIN_FILES, raw_folder  # standard library only
-from askdagger_mnist.naming import RUNS_DIR, run_subdir
-from askdagger_mnist.naming import format_s_des as fmt_s  # 0.9 -> '0.9', as in run dirs
+from askdagger_mnist.experiment.naming import RUNS_DIR, run_subdir
+from askdagger_mnist.experiment.naming import (
+    format_s_des as fmt_s,
+)  # 0.9 -> '0.9', as in run dirs
 from askdagger_mnist.settings import (
     CONFIGURATION_FIELDS,
     MODES,

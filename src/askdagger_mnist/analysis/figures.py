@@ -24,7 +24,7 @@ from matplotlib.patches import Patch  # noqa: E402
 
 from .inputs import series  # noqa: E402
 from ..data.rundir import atomic_file  # noqa: E402
-from ..naming import format_s_des  # noqa: E402
+from ..experiment.naming import format_s_des  # noqa: E402
 
 # fontTools warns, while subsetting matplotlib's bundled Computer Modern fonts for mathtext,
 # that their header dates are "very low": harmless noise in every log.

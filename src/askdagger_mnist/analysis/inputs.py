@@ -16,7 +16,7 @@ import pandas as pd
 from ..errors import UserError
 from ..algorithm.metrics import CURVE_COLUMNS
 from ..settings import MODES
-from ..naming import format_s_des
+from ..experiment.naming import format_s_des
 
 KEY = ("mode", "variant", "s_des", "rep")
 RUNS_NEEDED = (*KEY, "p_rand", "sensitivity", "specificity", "informedness")

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.lines import Line2D
 
-from ..naming import format_s_des
+from ..experiment.naming import format_s_des
 from .figures import COLUMN_TITLES, S_DES_TEX, TRACKED, _rate_axis, s_des_colour, style
 from .sides import CONFIG_COLUMNS, Side, common_steps, config_order, mean_curves
 

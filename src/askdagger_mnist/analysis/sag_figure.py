@@ -275,7 +275,7 @@ def sag_figure(call: SagCall, title: str):
 
 def sag_figure_for_run(run_dir: Path, out: Path, step: int | None = None, seed: int = 0) -> SagCall:
     from .figures import save_figure_atomic
-    from ..naming import format_s_des
+    from ..experiment.naming import format_s_des
 
     call = recompute_call(run_dir, step, seed)
     st = call.settings

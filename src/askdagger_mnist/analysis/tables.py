@@ -10,7 +10,7 @@ from typing import Sequence
 import pandas as pd
 
 from ..data.rundir import write_bytes_atomic
-from ..naming import format_s_des
+from ..experiment.naming import format_s_des
 
 TABLE_COLUMNS = ("metric", "variant", "label", "p_rand", "s_des", "n_reps", "mean", "std")
 METRIC_NAMES = {"sensitivity": "Sensitivity", "specificity": "Specificity", "informedness": "Informedness"}

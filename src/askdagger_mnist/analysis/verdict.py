@@ -27,7 +27,7 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
-from ..naming import format_s_des
+from ..experiment.naming import format_s_des
 from ..errors import UserError
 from ..settings import MIN_RUNS_CALIBRATED, REPRODUCTION_DEFAULTS, TRACKED, RunSettings
 from .intervals import t_quantile, welch_interval

@@ -37,7 +37,7 @@ from ..errors import UserError
 from ..prebuilt.safe_extract import check_members, open_zip, safe_extract
 from ..prebuilt.scratch import publish, scratch_dir
 from ..settings import MODES
-from ..naming import run_subdir
+from ..experiment.naming import run_subdir
 
 log = logging.getLogger("askdagger_mnist.fetch_results")
 

@@ -27,7 +27,7 @@ from ..errors import UserError
 from .common import run_writing
 from ..analysis.inputs import curve_stats, load_for_figure
 from ..settings import MODES
-from ..naming import format_s_des
+from ..experiment.naming import format_s_des
 
 ABLATION_MODE = "sensitivity"
 

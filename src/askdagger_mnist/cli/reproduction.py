@@ -34,7 +34,7 @@ from ..analysis.verdict import VerdictSettings
 from ..data.rundir import read_info, write_bytes_atomic
 from ..errors import UserError
 from .common import run_writing
-from ..naming import format_s_des
+from ..experiment.naming import format_s_des
 from ..settings import MIN_RUNS_CALIBRATED, REPRODUCTION_DEFAULTS, configuration_key
 
 OURS_LABEL = "ours"

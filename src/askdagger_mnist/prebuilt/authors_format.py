@@ -30,7 +30,7 @@ from .authors_model import run_model
 from .authors_pickle import load_results_npy
 from ..algorithm.metrics import whole_run_metrics
 from ..settings import MODES, RunSettings
-from ..naming import run_subdir
+from ..experiment.naming import run_subdir
 
 log = logging.getLogger(__name__)
 

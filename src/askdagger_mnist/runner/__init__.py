@@ -1,4 +1,1 @@
-"""What runs one training job around the algorithm (the train rule's process).
-
-    train_job   - train one run and publish it with its kept copy (the torch part of cli.train)
-"""
+"""One training job around the algorithm: the train rule's process (docs/architecture.md)."""

@@ -19,12 +19,12 @@ from .. import __version__
 from ..algorithm.loop import run_loop
 from ..algorithm.metrics import whole_run_metrics
 from ..algorithm.training import lr_schedule_record
-from ..bookkeeping import Bookkeeping
+from .bookkeeping import Bookkeeping
 from ..data.kept_runs import publish_run
 from ..data.mnist import load_mnist_train
 from ..data.rundir import MODEL_FILE, installed_versions, write_run_files
-from ..devices import check_device, device_description, placed_device
-from ..engines import engine_for
+from .devices import check_device, device_description, placed_device
+from .engine_choice import engine_for
 from ..settings import RESULTS_VERSION, RunSettings
 
 

@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
-from .algorithm.loop import Observer, Run
-from .algorithm.metrics import whole_run_metrics
-from .data.checkpoint import load_checkpoint, save_checkpoint
-from .settings import TRACKED
+from ..algorithm.loop import Observer, Run
+from ..algorithm.metrics import whole_run_metrics
+from ..data.checkpoint import load_checkpoint, save_checkpoint
+from ..settings import TRACKED
 
 
 def progress_line(run: Run) -> str:

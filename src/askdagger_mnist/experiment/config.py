@@ -48,8 +48,8 @@ import jsonschema
 import yaml
 from jsonschema import validators
 
-from askdagger_mnist.config_shape import ConfigProblem, duplicate_keys, key_path, shape_problem
-from askdagger_mnist.config_checks import (  # noqa: F401 (the rules import ABLATIONS from here)
+from askdagger_mnist.experiment.config_shape import ConfigProblem, duplicate_keys, key_path, shape_problem
+from askdagger_mnist.experiment.config_checks import (  # noqa: F401 (the rules import ABLATIONS from here)
     ABLATIONS,
     cross_check,
     unlock_warning,

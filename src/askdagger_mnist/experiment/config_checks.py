@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from askdagger_mnist.naming import format_s_des
+from askdagger_mnist.experiment.naming import format_s_des
 from askdagger_mnist.settings import MNIST_TRAIN_IMAGES, STREAM_STEPS
 
 # The figures that compare variants in sensitivity mode (keys under ``figures``, each a list).

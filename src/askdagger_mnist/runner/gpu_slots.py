@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 
 POLL_S = 1.0  # seconds between looks for a free slot while all are taken
 # Set (one of them) by SLURM when the job was allocated GPUs (--gpus, --gres=gpu).
