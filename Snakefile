@@ -65,4 +65,4 @@ localrules:
 rule all:
     default_target: True
     input:
-        final_targets(),
+        final_targets(config),

@@ -10,7 +10,7 @@ localrules:
 
 rule aggregate:
     input:
-        runs=all_runs(),
+        runs=all_runs(config),
     output:
         runs=report(
             f"{METRICS}/runs.csv",
@@ -32,7 +32,7 @@ rule aggregate:
 
 rule aggregate_group:
     input:
-        runs=lambda wildcards: group_runs(wildcards.group),
+        runs=lambda wildcards: group_runs(config, wildcards.group),
     output:
         runs=f"{METRICS}/{{group}}/runs.csv",
         curves=f"{METRICS}/{{group}}/curves.csv.gz",

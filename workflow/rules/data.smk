@@ -23,7 +23,7 @@ rule download_mnist:
     params:
         # Derived params (functions of output): not rerun triggers, see common.smk, mnist_root.
         root=mnist_root,
-        mirrors=lambda wildcards, output: mirror_flags(),
+        mirrors=lambda wildcards, output: mirror_flags(config),
     shell:
         "python -m askdagger_mnist.cli.download_mnist --root {params.root:q} {params.mirrors}"
         " --require train --manifest {output:q} > {log:q} 2>&1"

@@ -76,7 +76,7 @@ rule plot_ablation:
 
 rule plot_sag:
     input:
-        run=sag_figure_run(),
+        run=sag_figure_run(config),
     output:
         figure=report(
             "figures/sag.pdf",

@@ -27,7 +27,7 @@ if config["compare_with"]:
 
     checkpoint comparable_configurations:
         input:
-            theirs=comparison_dirs(),
+            theirs=[f"{COMPARE}/{name}" for name in config["compare_with"]],
         output:
             json=f"{REPRODUCTION}/comparable.json",
         log:
@@ -38,7 +38,7 @@ if config["compare_with"]:
             "../../envs/analysis.yaml"
         params:
             ours=lambda wildcards: json.dumps(
-                sorted(set(planned_configurations().values()))
+                sorted(set(planned_configurations(config).values()))
             ),
         shell:
             "python -m askdagger_mnist.cli.reproduction configurations --theirs {input.theirs:q}"
@@ -47,7 +47,7 @@ if config["compare_with"]:
     rule reproduction_verdict:
         input:
             ours=comparable_runs,
-            theirs=comparison_dirs(),
+            theirs=[f"{COMPARE}/{name}" for name in config["compare_with"]],
         output:
             csv=report(
                 f"{REPRODUCTION}/verdict.csv",
@@ -63,7 +63,7 @@ if config["compare_with"]:
         conda:
             "../../envs/analysis.yaml"
         params:
-            settings=reproduction_flags(),
+            settings=reproduction_flags(config),
         shell:
             "python -m askdagger_mnist.cli.reproduction verdict --ours {input.ours:q}"
             " --theirs {input.theirs:q} {params.settings} --out-csv {output.csv:q}"
@@ -72,7 +72,7 @@ if config["compare_with"]:
     rule plot_reproduction:
         input:
             ours=comparable_runs,
-            theirs=comparison_dirs(),
+            theirs=[f"{COMPARE}/{name}" for name in config["compare_with"]],
         output:
             figure=report(
                 "figures/reproduction.pdf",

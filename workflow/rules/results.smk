@@ -41,14 +41,14 @@ if config["results_source"] == "download" or config["compare_with"]:
         conda:
             "../../envs/results.yaml"
         params:
-            url=lambda wildcards: results_archive(wildcards)["url"],
+            url=lambda wildcards: results_archive(config, wildcards.name)["url"],
             # Without a configured sha256 the computed one is logged and the structure checked.
             sha256=lambda wildcards: (
-                f"--sha256 {results_archive(wildcards)['sha256']}"
-                if results_archive(wildcards).get("sha256")
+                f"--sha256 {results_archive(config, wildcards.name)['sha256']}"
+                if results_archive(config, wildcards.name).get("sha256")
                 else ""
             ),
-            format=lambda wildcards: results_archive(wildcards)["format"],
+            format=lambda wildcards: results_archive(config, wildcards.name)["format"],
         shell:
             "python -m askdagger_mnist.cli.fetch_results download --url {params.url:q}"
             " {params.sha256} --format {params.format} --out {output:q} > {log:q} 2>&1 "
@@ -68,8 +68,8 @@ if config["results_source"] == "download" or config["compare_with"]:
         conda:
             "../../envs/results.yaml"
         params:
-            url=lambda wildcards: results_archive(wildcards)["url"],
-            format=lambda wildcards: results_archive(wildcards)["format"],
+            url=lambda wildcards: results_archive(config, wildcards.name)["url"],
+            format=lambda wildcards: results_archive(config, wildcards.name)["format"],
             # authors' runs: mapped to a variant by (p_rand, normalization, imputation) and
             # kept only with the configured batch size and update interval
             variants=json.dumps(config["variants"], sort_keys=True),
@@ -111,7 +111,7 @@ if config["results_source"] == "download":
 
 rule bundle:
     input:
-        runs=all_runs(),
+        runs=all_runs(config),
         metrics=[f"{METRICS}/runs.csv", f"{METRICS}/curves.csv.gz"],
     output:
         "results/bundle.zip",

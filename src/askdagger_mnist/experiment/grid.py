@@ -1,0 +1,89 @@
+"""The experiment's grid: which runs each figure needs, every run once, the workflow's final
+targets and where each kind of output lives. Pure functions of the checked config (the
+Snakefile's ``config``); standard library only, so the Snakefile imports them and tests call
+them in-process."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import Mapping
+
+from ..settings import CONFIGURATION_FIELDS, MODES, configuration_key
+from .config_checks import ABLATIONS
+from .naming import RUNS_DIR, run_subdir
+
+ABLATION_MODE = "sensitivity"  # the ablation figures are defined in sensitivity mode
+assert ABLATION_MODE in MODES, ABLATION_MODE
+FIGURE_GROUPS = ("main", *ABLATIONS)
+
+RUNS = RUNS_DIR
+METRICS = "results/metrics"
+LOGS = "results/logs"
+BENCHMARKS = "results/benchmarks"
+# What download_mnist produces: a record of the verified files, in the workflow's own tree. The
+# user's files under mnist_root are never a rule's output, so Snakemake never deletes them.
+MNIST_MANIFEST = "results/mnist.verified.json"
+# The archives of compare_with, imported: the other side of a reproduction verdict.
+COMPARE = "results/compare"
+REPRODUCTION = "results/reproduction"
+
+
+def run_dir(mode: str, variant: str, s_des, rep) -> str:
+    """A run's directory: naming.run_subdir under results/runs."""
+    return f"{RUNS}/{run_subdir(mode, variant, s_des, rep)}"
+
+
+def group_settings(config: Mapping, group: str) -> list[tuple[str, str]]:
+    """(mode, variant) pairs of a figure group."""
+    if group == "main":
+        return [(mode, config["figures"]["main"]["variant"]) for mode in config["modes"]]
+    return [(ABLATION_MODE, v) for v in config["figures"][group]["variants"]]
+
+
+def group_runs(config: Mapping, group: str) -> list[str]:
+    """Run directories a figure group averages: its settings x s_des x repetitions."""
+    return [run_dir(mode, variant, s, rep)
+            for mode, variant in group_settings(config, group)
+            for s in config["s_des"]
+            for rep in range(config["repetitions"])]
+
+
+def sag_figure_run(config: Mapping) -> str:
+    """figures/sag.pdf shows SAG late in one run: sensitivity, the largest s_des, rep 0."""
+    return run_dir(ABLATION_MODE, config["figures"]["sag"]["variant"], max(config["s_des"]), 0)
+
+
+def all_runs(config: Mapping) -> list[str]:
+    """Every configured run, each once (the main and ablation figures share the sag runs)."""
+    runs = [r for group in FIGURE_GROUPS for r in group_runs(config, group)]
+    runs.append(sag_figure_run(config))
+    return list(dict.fromkeys(runs))
+
+
+def final_targets(config: Mapping) -> list[str]:
+    verdict = [f"{REPRODUCTION}/verdict.csv", f"{REPRODUCTION}/verdict.md",
+               "figures/reproduction.pdf"]
+    return [
+        f"{METRICS}/runs.csv", f"{METRICS}/curves.csv.gz", "figures/mnist.pdf",
+        *[f"figures/mnist_{a}.pdf" for a in ABLATIONS],
+        *[f"results/tables/{a}.{ext}" for a in ABLATIONS for ext in ("csv", "md", "tex")],
+        "figures/sag.pdf",
+        *(verdict if config["compare_with"] else []),
+    ]
+
+
+def planned_configurations(config: Mapping) -> dict[str, tuple]:
+    """Every configured run directory (all_runs) -> its configuration (configuration_key)."""
+    # The run-wide settings, as the config names them (mode and s_des come from the run).
+    shared = {name: config[name] for name in CONFIGURATION_FIELDS if name in config}
+    found = {}
+    for run in all_runs(config):
+        mode, variant, s_dir = PurePosixPath(run).parts[-4:-1]
+        settings = {**config["variants"][variant], **shared, "mode": mode}
+        found[run] = configuration_key({**settings, "s_des": float(s_dir[1:])})
+    return found
+
+
+def results_archive(config: Mapping, name: str) -> Mapping:
+    """The results_archives entry called ``name``."""
+    return {a["name"]: a for a in config["results_archives"]}[name]
