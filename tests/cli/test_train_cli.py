@@ -57,6 +57,16 @@ def _finished_run(path: Path, settings: RunSettings, variant: str = "sag") -> No
     (path / "run.json").write_text(json.dumps(info))
 
 
+def _halt_after_a_checkpoint(out: Path, ckpt: Path) -> None:
+    """A real checkpoint of the run at ``out``, as a process killed after step 1 leaves it."""
+    halted = subprocess.run(
+        [sys.executable, "-m", "askdagger_mnist.cli.train",
+         *_argv(out, "--checkpoint-every", "1", "--halt-after", "1")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert halted.returncode == 3 and ckpt.is_file(), halted.stderr
+
+
 SETTINGS = RunSettings(mode="success", s_des=0.8, rep=3, steps=2)
 
 
@@ -117,12 +127,7 @@ def test_a_deleted_run_is_restored_from_its_kept_copy_without_importing_torch(tm
     runs it): the run comes back from its kept copy, the same files, torch never imported,
     and a checkpoint of the run that a killed process left goes too."""
     out, ckpt = tmp_path / "run", tmp_path / "run.checkpoint.pt"
-    halted = subprocess.run(  # a real checkpoint of this run, as a killed process leaves it
-        [sys.executable, "-m", "askdagger_mnist.cli.train",
-         *_argv(out, "--checkpoint-every", "1", "--halt-after", "1")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert halted.returncode == 3 and ckpt.is_file(), halted.stderr
+    _halt_after_a_checkpoint(out, ckpt)
     left = ckpt.read_bytes()
     done = subprocess.run([sys.executable, "-m", "askdagger_mnist.cli.train", *_argv(out)],
                           capture_output=True, text=True, timeout=120)  # fmt: skip
@@ -148,12 +153,7 @@ def test_beside_a_finished_run_a_leftover_checkpoint_goes_and_a_file_of_yours_st
     tmp_path, capsys
 ):
     out, ckpt = tmp_path / "run", tmp_path / "run.checkpoint.pt"
-    halted = subprocess.run(  # a real checkpoint of this run, as a killed process leaves it
-        [sys.executable, "-m", "askdagger_mnist.cli.train",
-         *_argv(out, "--checkpoint-every", "1", "--halt-after", "1")],
-        capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert halted.returncode == 3 and ckpt.is_file(), halted.stderr
+    _halt_after_a_checkpoint(out, ckpt)
     _finished_run(out, SETTINGS)
     mine = tmp_path / "mine.txt"
     mine.write_text("not a checkpoint\n")
