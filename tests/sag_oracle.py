@@ -73,14 +73,14 @@ def oracle_gamma(u, r, k, cfg, rng):
         q = cfg.s_des if cfg.mode == "specificity" else 1 - cfg.s_des
         return float(np.quantile(u, q))
     uw, kw, rw = u[mask], k[mask].astype(float), r[mask]
-    if cfg.normalize:
+    if cfg.normalization:
         lr = LinearRegression().fit(kw[:, None], uw)
         un = uw - lr.predict(kw[:, None]) + lr.predict(np.array([[k_last]], float))[0]
     else:
         un = uw
     f = -rw.astype(int)
     known = f != 0
-    if cfg.impute:
+    if cfg.imputation:
         clf = unpenalised_logistic_regression()
         clf.fit(un[known][:, None], f[known] == 1)
         p_fail = clf.predict_proba(un[~known][:, None])[:, 1]

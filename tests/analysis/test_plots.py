@@ -21,7 +21,8 @@ from askdagger_mnist.cli import aggregate
 from askdagger_mnist.cli import plots
 from askdagger_mnist.data import rundir
 from askdagger_mnist.analysis.figures import main_figure, s_des_colour
-from askdagger_mnist.analysis.inputs import MissingRunsError, curve_stats, load_for_figure, run_label
+from askdagger_mnist.analysis.inputs import MissingRunsError, curve_stats, load_for_figure
+from askdagger_mnist.experiment.naming import run_label
 from askdagger_mnist.analysis.sag_figure import recompute_call, sag_inputs
 from askdagger_mnist.algorithm.sag import SagConfig, sag_details
 from askdagger_mnist.settings import RunSettings

@@ -109,8 +109,8 @@ def start_run(settings: RunSettings, engine, device: torch.device, n_train: int)
 def interactive_step(run: Run, images: torch.Tensor, labels: torch.Tensor,
                      timer=lambda phase: contextlib.nullcontext()) -> None:
     """One step of §3 (the step ``run.state.step``)."""
-    s, state, engine, rng = run.settings, run.state, run.engine, run.rng
-    a, B = state.arrays, s.batch_size
+    settings, state, engine, rng = run.settings, run.state, run.engine, run.rng
+    arrays, B = state.arrays, settings.batch_size
     lo, hi = state.step * B, (state.step + 1) * B
     # §3.1 Draw the batch uniformly, without replacement, from the unseen images.
     pos = np.sort(rng.choice(len(state.unseen), B, replace=False))
@@ -119,29 +119,31 @@ def interactive_step(run: Run, images: torch.Tensor, labels: torch.Tensor,
     # §3.2 The query pass: MC-dropout uncertainty u and prediction; c is privileged.
     with timer("query"):
         idx_t = torch.from_numpy(idx).to(images.device)
-        masks = draw_masks(rng, B, s.mc_samples, s.dropout, images.device)
+        masks = draw_masks(rng, B, settings.mc_samples, settings.dropout, images.device)
         probs = engine.mc_probs(run.model, normalize_pixels(images[idx_t]), masks)
         u, pred = uncertainty_from_probs(probs)
         u = u.double().cpu().numpy()
         c = (pred == labels[idx_t]).cpu().numpy()
-    a["stream_idx"][lo:hi], a["u"][lo:hi], a["k"][lo:hi], a["c"][lo:hi] = idx, u, state.k, c
+    arrays["stream_idx"][lo:hi], arrays["u"][lo:hi] = idx, u
+    arrays["k"][lo:hi], arrays["c"][lo:hi] = state.k, c
     # §3.3 The SAG threshold over everything seen, this batch included with r = 0.
     with timer("sag"):
-        gamma = engine.sag_threshold(a["u"][:hi], a["r"][:hi], a["k"][:hi], run.sag_config, rng)
-    a["g"][lo:hi] = gamma
+        gamma = engine.sag_threshold(arrays["u"][:hi], arrays["r"][:hi], arrays["k"][:hi],
+                                     run.sag_config, rng)
+    arrays["g"][lo:hi] = gamma
     # §3.4 Random and active queries; the teacher's reward for the queried samples.
-    q_rand = rng.random(B) < s.p_rand
+    q_rand = rng.random(B) < settings.p_rand
     q_a = u >= gamma
     q = q_rand | q_a
-    a["q_a"][lo:hi], a["q"][lo:hi] = q_a, q
-    a["r"][lo:hi] = np.where(q, np.where(c, 1, -1), 0)
+    arrays["q_a"][lo:hi], arrays["q"][lo:hi] = q_a, q
+    arrays["r"][lo:hi] = np.where(q, np.where(c, 1, -1), 0)
     # §3.5 Every update_every steps: update the model on the training set, then k += 1.
     # The learning rate drops within the update when the epoch count reaches a milestone.
-    if state.step > 0 and state.step % s.update_every == 0:
+    if state.step > 0 and state.step % settings.update_every == 0:
         with timer("update"):
             epochs = update_model(run.model, run.optimizer, engine.gradients, images, labels,
-                                  state.train_set(hi), s.update_every, B, s.dropout, rng,
-                                  state.epochs_completed)
+                                  state.train_set(hi), settings.update_every, B,
+                                  settings.dropout, rng, state.epochs_completed)
         for milestone in LR_MILESTONES:
             if state.epochs_completed < milestone <= epochs:  # the rate dropped in this update
                 state.lr_changed_at_steps.append(state.step)

@@ -24,8 +24,8 @@ class SagConfig:
     mode: str
     s_des: float
     p_rand: float
-    normalize: bool
-    impute: bool
+    normalization: bool
+    imputation: bool
     n_min: int
     n_rep: int
 
@@ -208,13 +208,13 @@ def sag_details(u: np.ndarray, r: np.ndarray, k: np.ndarray, config: SagConfig,
                           np.empty(0, bool), np.empty((0, 0)), np.array([gamma]))
     u_w, k_w, r_w = u[start:], k[start:].astype(np.float64), r[start:]
     # §4.3: normalization, u' = u - (a + b k) + (a + b k_last).
-    a, b = linear_fit(k_w, u_w) if config.normalize else (0.0, 0.0)
-    u_n = u_w - (a + b * k_w) + (a + b * k_last) if config.normalize else u_w
+    a, b = linear_fit(k_w, u_w) if config.normalization else (0.0, 0.0)
+    u_n = u_w - (a + b * k_w) + (a + b * k_last) if config.normalization else u_w
     # §4.4: failure labels; imputed n_rep times where unknown, or only the known ones.
     f = -r_w.astype(np.int8)  # +1 failure, -1 success, 0 unknown
     known = f != 0
     logit = None
-    if config.impute:
+    if config.imputation:
         logit = logistic_fit(u_n[known], (f[known] == 1).astype(np.float64))
         unknown = np.flatnonzero(~known)
         p_fail = sigmoid(logit[0] + logit[1] * u_n[unknown])

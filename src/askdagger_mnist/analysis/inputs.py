@@ -16,7 +16,7 @@ import pandas as pd
 from ..errors import UserError
 from ..algorithm.metrics import CURVE_COLUMNS
 from ..settings import MODES
-from ..experiment.naming import format_s_des
+from ..experiment.naming import format_s_des, run_label
 
 KEY = ("mode", "variant", "s_des", "rep")
 RUNS_NEEDED = (*KEY, "p_rand", "sensitivity", "specificity", "informedness")
@@ -29,11 +29,6 @@ class MissingRunsError(UserError):
     def __init__(self, message: str, missing: list[tuple[str, str, float, int]]):
         super().__init__(message)
         self.missing = missing
-
-
-def run_label(mode: str, variant: str, s_des: float, rep: int) -> str:
-    """A run as its run-directory path names it, e.g. ``sensitivity/sag/s0.9/rep3``."""
-    return f"{mode}/{variant}/s{format_s_des(s_des)}/rep{int(rep)}"
 
 
 def _read_csv(path: Path, needed: Sequence[str], what: str) -> pd.DataFrame:

@@ -80,8 +80,8 @@ def recompute_call(run_dir: Path, step: int | None = None, seed: int = 0) -> Sag
         mode=str(settings["mode"]),
         s_des=float(settings["s_des"]),
         p_rand=float(settings["p_rand"]),
-        normalize=bool(settings["normalization"]),
-        impute=bool(settings["imputation"]),
+        normalization=bool(settings["normalization"]),
+        imputation=bool(settings["imputation"]),
         # Runs imported from the authors' format record no n_min or n_rep: the defaults.
         n_min=int(settings.get("n_min", DEFAULTS.n_min)),
         n_rep=int(settings.get("n_rep", DEFAULTS.n_rep)),
@@ -165,7 +165,7 @@ def sag_figure(call: SagCall, title: str):
                          label="before the window")
         ax_a.scatter(kj[order], d.u_window[order], s=3, c=_colours(r_w[order]), rasterized=True, linewidths=0)
         ks = np.array([d.k_window.min(), d.k_window.max()])
-        if call.config.normalize:
+        if call.config.normalization:
             ax_a.plot(ks, a_lin + b_lin * ks, color="k", linewidth=1.5,
                       label=f"least squares: $u = {a_lin:.3f} {b_lin:+.4f}\\,k$")
         ax_a.axvline(d.k_window.min() - 0.5, color="0.3", linestyle=":", linewidth=1,
@@ -176,7 +176,7 @@ def sag_figure(call: SagCall, title: str):
         u_shown = np.concatenate([d.u_window, call.u[pre]])
         u_lo, u_hi = float(u_shown.min()), float(u_shown.max())
         ax_a.set_ylim(u_lo - 0.03, u_hi + 0.6 * (u_hi - u_lo) + 0.03)  # room for the legend
-        norm_note = "" if call.config.normalize else " (normalization off: not used)"
+        norm_note = "" if call.config.normalization else " (normalization off: not used)"
         ax_a.set_title(f"(a) Uncertainty vs update count{norm_note}")
         ax_a.legend(handles=_legend_handles() + ax_a.get_legend_handles_labels()[0], loc="upper right",
                     fontsize=7, framealpha=0.9)
@@ -187,7 +187,7 @@ def sag_figure(call: SagCall, title: str):
         ax_b.scatter(d.u_norm[order], (f + jitter)[order], s=3, c=_colours(r_w[order]), rasterized=True,
                      linewidths=0)
         ax_b.set_yticks([-1, 0, 1], ["success\n($-r=-1$)", "unknown\n($-r=0$)", "failure\n($-r=+1$)"])
-        ax_b.set_xlabel("Normalized uncertainty $u'$" if call.config.normalize else "Uncertainty $u$")
+        ax_b.set_xlabel("Normalized uncertainty $u'$" if call.config.normalization else "Uncertainty $u$")
         ax_b.set_ylabel("Negated reward $-r$ (jittered)")
         ax_b.set_title(f"(b) Labels in the window: {len(f)} samples, {int(np.sum(f != 0))} labelled")
 
@@ -211,7 +211,7 @@ def sag_figure(call: SagCall, title: str):
             ax_c.set_title("(c) Logistic fit $P(\\mathrm{failure} \\mid u')$")
         else:
             ax_c.set_title("(c) Labelled samples (imputation off: no logistic fit)")
-        ax_c.set_xlabel("Normalized uncertainty $u'$" if call.config.normalize else "Uncertainty $u$")
+        ax_c.set_xlabel("Normalized uncertainty $u'$" if call.config.normalization else "Uncertainty $u$")
         ax_c.set_ylabel("Failure (1) / success (0)")
         ax_c.set_ylim(-0.08, 1.08)
         ax_c.legend(loc="center right", fontsize=7, framealpha=0.9)
@@ -221,8 +221,8 @@ def sag_figure(call: SagCall, title: str):
         finite = np.isfinite(gammas)
         j = int(np.nanargmin(np.abs(np.where(finite, gammas, np.nan) - d.gamma))) if finite.any() else 0
         labels = d.labels[j]
-        scores = d.u_norm if call.config.impute else d.u_norm[known]
-        was_known = known if call.config.impute else np.ones(len(scores), bool)
+        scores = d.u_norm if call.config.imputation else d.u_norm[known]
+        was_known = known if call.config.imputation else np.ones(len(scores), bool)
         bins = np.linspace(scores.min(), scores.max(), 41)
         groups = [
             (scores[(labels == 1) & was_known], FAIL_COLOUR, 1.0, "failure (labelled)"),
@@ -262,10 +262,10 @@ def sag_figure(call: SagCall, title: str):
         # An infinite gamma queries nothing actively; the note holds all the same.
         ax_d.text(0.98, 0.97, _achieved_note(call.config, scores, labels, d.gamma), transform=ax_d.transAxes,
                   ha="right", va="top", fontsize=7.5, bbox={"facecolor": "white", "alpha": 0.9, "linewidth": 0.5})
-        score_name = "Normalized uncertainty $u'$" if call.config.normalize else "Uncertainty $u'=u$"
+        score_name = "Normalized uncertainty $u'$" if call.config.normalization else "Uncertainty $u'=u$"
         ax_d.set_xlabel(f"{score_name} (queried when $u' \\geq \\gamma$)")
         ax_d.set_ylabel("Window samples")
-        which = f"imputation {j + 1} of {len(gammas)}" if call.config.impute else "labelled samples only"
+        which = f"imputation {j + 1} of {len(gammas)}" if call.config.imputation else "labelled samples only"
         ax_d.set_title(f"(d) Labels ({which}) and the threshold")
         ax_d.legend(loc="upper left", fontsize=7, framealpha=0.9)
 

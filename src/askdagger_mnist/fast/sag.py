@@ -188,14 +188,14 @@ def sag_threshold_fast(u: np.ndarray, r: np.ndarray, k: np.ndarray, config: SagC
         return fallback_gamma(u, config)
     k_last = float(k[-1])
     u_w, k_w, r_w = u[start:], k[start:].astype(np.float64), r[start:]
-    if config.normalize:
+    if config.normalization:
         a, b = linear_fit(k_w, u_w)
         u_n = u_w - (a + b * k_w) + (a + b * k_last)
     else:
         u_n = u_w
     f = -r_w.astype(np.int8)  # +1 failure, -1 success, 0 unknown
     known = f != 0
-    if config.impute:
+    if config.imputation:
         logit = logistic_fit_scalar(u_n[known], (f[known] == 1).astype(np.float64))
         unknown = np.flatnonzero(~known)
         p_fail = sigmoid(logit[0] + logit[1] * u_n[unknown])
