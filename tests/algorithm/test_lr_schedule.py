@@ -93,13 +93,13 @@ def test_counter_from_the_stream_reads_5_7_8_like_the_authors_run():
 
 
 class RecordingOptimizer:
-    """Records the rate each SGD step is taken at (set through ``.lr``, as NesterovSGD's)."""
+    """Records the rate each SGD step is taken at (kept in param_groups, as torch.optim's)."""
 
     def __init__(self, model):
-        self.lr, self.seen = LEARNING_RATE, []
+        self.param_groups, self.seen = [{"lr": LEARNING_RATE}], []
 
     def step(self):
-        self.seen.append(self.lr)
+        self.seen.append(self.param_groups[0]["lr"])
 
 
 def recording_sgd(model):

@@ -21,7 +21,7 @@ from ..settings import RunSettings
 from .masks import draw_masks
 from .model import LeNet, normalize_pixels, uncertainty_from_probs
 from .sag import SagConfig
-from .schedule import LR_MILESTONES
+from .schedule import milestones_reached
 from .training import update_model
 
 STREAM_ARRAYS = {  # name -> dtype of the arrays over the stream (docs/spec.md §3)
@@ -144,9 +144,8 @@ def interactive_step(run: Run, images: torch.Tensor, labels: torch.Tensor,
             epochs = update_model(run.model, run.optimizer, engine.gradients, images, labels,
                                   state.train_set(hi), settings.update_every, B,
                                   settings.dropout, rng, state.epochs_completed)
-        for milestone in LR_MILESTONES:
-            if state.epochs_completed < milestone <= epochs:  # the rate dropped in this update
-                state.lr_changed_at_steps.append(state.step)
+        for _ in milestones_reached(state.epochs_completed, epochs):  # the rate dropped
+            state.lr_changed_at_steps.append(state.step)
         state.epochs_completed = epochs
         state.k += 1
     state.step += 1

@@ -25,3 +25,16 @@ def epoch_ends(n_train: int, n_steps: int, batch_size: int) -> list[int]:
     ``nb > n_steps`` no pass ends within the update, and a pass cut short does not count."""
     nb = -(-n_train // batch_size)  # ceil
     return [] if nb == 0 else list(range(nb, n_steps + 1, nb))
+
+
+def milestones_reached(epochs_before: int, epochs_after: int) -> list[int]:
+    """The milestones an update reached that took the completed-epoch count from
+    ``epochs_before`` to ``epochs_after``: each dropped the rate (the run records its step)."""
+    return [m for m in LR_MILESTONES if epochs_before < m <= epochs_after]
+
+
+def lr_schedule_record(epochs_completed: int, lr_changed_at_steps: list) -> dict:
+    """§3.5: the schedule as run.json records it."""
+    return {"milestones_epochs": list(LR_MILESTONES), "factor": LR_FACTOR,
+            "epochs_completed": epochs_completed, "lr_changed_at_steps": list(lr_changed_at_steps),
+            "final_lr": learning_rate(epochs_completed)}

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .masks import DropoutMasks, draw_masks
-from .schedule import LEARNING_RATE, LR_FACTOR, LR_MILESTONES, epoch_ends, learning_rate
+from .schedule import LEARNING_RATE, epoch_ends, learning_rate
 from .model import LeNet, train_transform
 
 # §3.5: one SGD optimizer for the whole run; its rate follows the schedule of schedule.py
@@ -34,13 +34,10 @@ def paper_optimizer(model: LeNet) -> torch.optim.Optimizer:
 
 
 def set_learning_rate(optimizer, lr: float) -> None:
-    """Set the rate of either engine's optimizer: torch.optim keeps it in ``param_groups``,
-    ``fast.optim.NesterovSGD`` in ``.lr``."""
-    if hasattr(optimizer, "param_groups"):
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-    else:
-        optimizer.lr = lr
+    """Set the rate of the optimizer's every parameter group (torch.optim's, and
+    ``fast.optim.NesterovSGD``'s, which keeps its rate the same way)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 def autograd_gradients(model: LeNet, x: torch.Tensor, y: torch.Tensor,
@@ -91,10 +88,3 @@ def update_model(model: LeNet, optimizer, gradients: Gradients, images: torch.Te
             set_learning_rate(optimizer, learning_rate(epochs_completed))
         start = stop
     return epochs_completed
-
-
-def lr_schedule_record(epochs_completed: int, lr_changed_at_steps: list) -> dict:
-    """§3.5: the schedule as run.json records it."""
-    return {"milestones_epochs": list(LR_MILESTONES), "factor": LR_FACTOR,
-            "epochs_completed": epochs_completed, "lr_changed_at_steps": list(lr_changed_at_steps),
-            "final_lr": learning_rate(epochs_completed)}

@@ -21,8 +21,18 @@ class NesterovSGD:
     def __init__(self, params: Iterable[torch.nn.Parameter], lr: float = LEARNING_RATE,
                  momentum: float = MOMENTUM, weight_decay: float = WEIGHT_DECAY):
         self.params = list(params)
-        self.lr, self.momentum, self.weight_decay = lr, momentum, weight_decay
+        # The rate where torch.optim keeps it, so the schedule sets both engines' alike.
+        self.param_groups = [{"lr": lr}]
+        self.momentum, self.weight_decay = momentum, weight_decay
         self.buffers: Optional[list[torch.Tensor]] = None
+
+    @property
+    def lr(self) -> float:
+        return self.param_groups[0]["lr"]
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self.param_groups[0]["lr"] = value
 
     def zero_grad(self) -> None:
         for p in self.params:

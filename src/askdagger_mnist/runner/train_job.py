@@ -18,7 +18,7 @@ import torch
 from .. import __version__
 from ..algorithm.loop import run_loop
 from ..algorithm.metrics import whole_run_metrics
-from ..algorithm.training import lr_schedule_record
+from ..algorithm.schedule import lr_schedule_record
 from .bookkeeping import Bookkeeping
 from ..data.kept_runs import publish_run
 from ..data.mnist import load_mnist_train
