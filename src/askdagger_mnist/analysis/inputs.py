@@ -8,7 +8,7 @@ A figure never silently averages fewer runs than it claims: ``require_runs`` rai
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,7 @@ import pandas as pd
 from ..errors import UserError
 from ..algorithm.metrics import CURVE_COLUMNS
 from ..settings import MODES
+from ..experiment.grid import run_keys
 from ..experiment.naming import format_s_des, run_label
 
 KEY = ("mode", "variant", "s_des", "rep")
@@ -82,18 +83,6 @@ def validate_request(
         raise UserError("--s-des lists a value twice: give each desired value once.")
     if reps < 1:
         raise UserError(f"--reps must be >= 1, not {reps}.")
-
-
-def expected_keys(
-    modes: Iterable[str], variants: Iterable[str], s_des: Iterable[float], reps: int
-) -> list[tuple[str, str, float, int]]:
-    return [
-        (mode, variant, float(s), rep)
-        for mode in modes
-        for variant in variants
-        for s in s_des
-        for rep in range(reps)
-    ]
 
 
 def require_runs(
@@ -165,7 +154,7 @@ def load_for_figure(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The runs rows and curve rows of exactly the expected runs, all checked present."""
     validate_request(modes, variants, s_des, reps)
-    expected = expected_keys(modes, variants, s_des, reps)
+    expected = run_keys(modes, variants, s_des, reps)
     runs = read_runs(runs_csv)
     check_one_row_per_run(runs, runs_csv)
     runs = require_runs(runs, expected, runs_csv, what)

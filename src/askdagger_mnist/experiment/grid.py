@@ -6,7 +6,7 @@ them in-process."""
 from __future__ import annotations
 
 from pathlib import PurePosixPath
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from ..settings import CONFIGURATION_FIELDS, MODES, configuration_key
 from .config_checks import ABLATIONS
@@ -40,12 +40,19 @@ def group_settings(config: Mapping, group: str) -> list[tuple[str, str]]:
     return [(ABLATION_MODE, v) for v in config["figures"][group]["variants"]]
 
 
+def run_keys(modes: Iterable[str], variants: Iterable[str], s_des: Iterable[float],
+             reps: int) -> list[tuple[str, str, float, int]]:
+    """(mode, variant, s_des, rep) of every run of modes x variants x s_des x repetitions: the
+    runs a figure averages (also as the plot command is told them)."""
+    return [(mode, variant, float(s), rep)
+            for mode in modes for variant in variants for s in s_des for rep in range(reps)]
+
+
 def group_runs(config: Mapping, group: str) -> list[str]:
     """Run directories a figure group averages: its settings x s_des x repetitions."""
-    return [run_dir(mode, variant, s, rep)
+    return [run_dir(*key)
             for mode, variant in group_settings(config, group)
-            for s in config["s_des"]
-            for rep in range(config["repetitions"])]
+            for key in run_keys([mode], [variant], config["s_des"], config["repetitions"])]
 
 
 def sag_figure_run(config: Mapping) -> str:
