@@ -160,14 +160,13 @@ def run(args: argparse.Namespace) -> tuple[Path, str]:
     settings = settings_from_args(args)
     checkpoint = check_args(args, settings)
     recorded = {**settings.to_dict(), "variant": args.variant}  # run.json's "settings"
-    if holds_run(args.out, recorded):
-        check_results_version(args.out)
+    if holds_current_run(args.out, recorded):
         if Path(checkpoint).is_file():
             with exclusive_run_lock(checkpoint):
                 remove_left_checkpoint(checkpoint, settings)
         return args.out, "present"
     with exclusive_run_lock(checkpoint):
-        if holds_run(args.out, recorded):  # published meanwhile by a process now gone
+        if holds_current_run(args.out, recorded):  # published meanwhile by a process now gone
             remove_left_checkpoint(checkpoint, settings)
             return args.out, "present"
         if restore_kept_run(args.out, recorded):
@@ -178,7 +177,11 @@ def run(args: argparse.Namespace) -> tuple[Path, str]:
         return train_and_publish(args, settings, checkpoint), "trained"
 
 
-def check_results_version(out: Path) -> None:
+def holds_current_run(out: Path, recorded: dict) -> bool:
+    """Whether ``out`` already holds this run, finished (``rundir.holds_run``), made by code of
+    today's results version; a finished run of another version is refused in one sentence."""
+    if not holds_run(out, recorded):
+        return False
     made_by = read_info(out).get("results_version")
     if made_by != RESULTS_VERSION:
         raise UserError(
@@ -186,6 +189,7 @@ def check_results_version(out: Path) -> None:
             f"version's (results_version {made_by}, now {RESULTS_VERSION}): delete it to train "
             "it again."
         )
+    return True
 
 
 def remove_left_checkpoint(checkpoint: Path, settings: RunSettings) -> None:
