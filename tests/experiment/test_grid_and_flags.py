@@ -5,6 +5,7 @@ Snakemake started."""
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from pathlib import Path
 
@@ -13,12 +14,15 @@ import yaml
 
 from askdagger_mnist.cli.train import build_parser, settings_from_args
 from askdagger_mnist.experiment import config as cfg
-from askdagger_mnist.experiment.flags import mirror_flags, reproduction_flags, train_settings
+from askdagger_mnist.experiment.flags import mirror_flags, reproduction_flags, settings_flags
 from askdagger_mnist.experiment.grid import (
-    all_runs, final_targets, group_runs, planned_configurations, results_archive, sag_figure_run,
+    all_run_keys, all_runs, final_targets, group_runs, planned_configurations, results_archive,
+    run_dir, sag_figure_run,
 )  # fmt: skip
 from askdagger_mnist.experiment.mnist_check import mnist_root_warning
-from askdagger_mnist.settings import RunSettings
+from askdagger_mnist.experiment.naming import format_s_des as fmt_s, wildcard_alternatives
+from askdagger_mnist.experiment.run_settings import run_settings
+from askdagger_mnist.settings import STREAM_STEPS, RunSettings, configuration_key
 from conftest import REPO
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -44,23 +48,47 @@ def test_the_paper_grid_has_630_runs_270_of_them_in_the_main_figure():
     assert results_archive(config, "authors_sensitivity")["format"] == "authors"
 
 
-def test_the_train_flags_are_read_back_by_the_train_cli_as_the_variant_settings():
-    config = checked(max_steps=40)
-    for variant, v in config["variants"].items():
-        words = shlex.split(train_settings(config, variant))
-        args = build_parser().parse_args(
-            ["--mode", "sensitivity", "--s-des", "0.9", "--data-root", "x", "--out", "y", *words])
-        assert settings_from_args(args) == RunSettings(
-            mode="sensitivity", s_des=0.9, p_rand=v["p_rand"], normalization=v["normalization"],
-            imputation=v["imputation"], steps=40)
-    assert "--max-steps" not in train_settings(checked(), "sag")  # the whole stream
+def read_back(key, flags: str) -> RunSettings:
+    """What the train CLI makes of the train rule's command for the run ``key``."""
+    mode, variant, s_des, rep = key
+    args = build_parser().parse_args(
+        ["--mode", mode, "--variant", variant, "--s-des", fmt_s(s_des), "--rep", str(rep),
+         "--data-root", "x", "--out", "y", *shlex.split(flags)])
+    return settings_from_args(args)
 
 
-def test_every_planned_configuration_is_keyed_by_its_settings():
+@pytest.mark.parametrize("overrides", [
+    {},  # the paper's settings, the whole stream
+    {"max_steps": 40, "batch_size": 64, "update_every": 3, "mc_samples": 8, "dropout": 0.25,
+     "n_min": 20, "n_rep": 4, "seed_root": 7, "s_des": [0.55, 0.9], "repetitions": 2},
+])  # fmt: skip
+def test_the_train_cli_reads_the_rule_flags_back_as_the_planned_settings(overrides):
+    config = checked(**overrides)
+    keys = all_run_keys(config)
+    assert [run_dir(*k) for k in keys] == all_runs(config)
+    for key in keys:
+        planned = run_settings(config, *key)
+        assert read_back(key, settings_flags(planned)) == planned
+
+
+def test_the_whole_stream_is_passed_as_no_flag_however_the_config_says_it():
+    by_null, by_count = checked(max_steps=None), checked(max_steps=STREAM_STEPS)
+    key = all_run_keys(by_null)[0]
+    assert run_settings(by_null, *key) == run_settings(by_count, *key)
+    assert run_settings(by_null, *key).steps == STREAM_STEPS
+    assert "--max-steps" not in settings_flags(run_settings(by_null, *key))
+    assert "--max-steps 40" in settings_flags(run_settings(checked(max_steps=40), *key))
+
+
+def test_every_planned_run_is_keyed_by_the_configuration_its_run_json_will_record():
     config = checked(s_des=[0.9], repetitions=1)
-    keys = planned_configurations(config)
-    assert set(keys) == set(all_runs(config))
-    assert len(set(keys.values())) == len(keys)  # each run its own configuration here
+    planned = planned_configurations(config)
+    assert list(planned) == all_runs(config)
+    assert len(set(planned.values())) == len(planned)  # each run its own configuration here
+    for key in all_run_keys(config):
+        # run.json records the settings the train CLI read from the rule's flags.
+        recorded = read_back(key, settings_flags(run_settings(config, *key))).to_dict()
+        assert planned[run_dir(*key)] == configuration_key(recorded)
 
 
 def test_reproduction_and_mirror_flags():
@@ -99,3 +127,14 @@ def test_the_mnist_root_warning_names_what_is_missing_and_the_command(tmp_path, 
         assert warning.startswith("warning: ") and says in warning, warning
         assert "python -m askdagger_mnist.cli.download_mnist --root" in warning
     assert mnist_root_warning(config, str(tmp_path / "absent.json")) is None
+
+
+def test_a_wildcard_constraint_matches_its_names_and_nothing_else():
+    config = checked()
+    s_des = [fmt_s(s) for s in config["s_des"]]
+    pattern = re.compile(wildcard_alternatives(s_des))
+    assert all(pattern.fullmatch(s) for s in s_des)
+    assert not pattern.fullmatch("0x9")  # the dot of 0.9 is literal
+    assert not pattern.fullmatch("0.9/rep0") and not pattern.fullmatch("0.")
+    variants = re.compile(wildcard_alternatives(config["variants"]))
+    assert all(variants.fullmatch(v) for v in config["variants"]) and not variants.fullmatch("sa")

@@ -4,7 +4,6 @@ from the checkout's src/ (the Snakefile puts it first on sys.path): under --use-
 environment running Snakemake may lack torch and numpy."""
 
 import json
-import re
 import shlex
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ from askdagger_mnist.experiment.config import ABLATIONS, train_conda_env, train_
 from askdagger_mnist.experiment.flags import (
     mirror_flags,
     reproduction_flags,
-    train_settings,
+    settings_flags,
 )
 from askdagger_mnist.experiment.grid import (
     BENCHMARKS, COMPARE, FIGURE_GROUPS, LOGS, METRICS, MNIST_MANIFEST, REPRODUCTION, RUNS,
@@ -22,6 +21,8 @@ from askdagger_mnist.experiment.grid import (
 )  # fmt: skip
 from askdagger_mnist.experiment.mnist_check import mnist_root_warning
 from askdagger_mnist.experiment.naming import format_s_des as fmt_s  # 0.9 -> '0.9'
+from askdagger_mnist.experiment.naming import wildcard_alternatives
+from askdagger_mnist.experiment.run_settings import run_settings
 from askdagger_mnist.settings import MODES, RESULTS_VERSION
 
 # Every shell command runs in bash strict mode with the repository's src/ first on
@@ -52,10 +53,6 @@ def comparable_runs(wildcards):
     listing = checkpoints.comparable_configurations.get().output.json
     wanted = {tuple(c) for c in json.loads(Path(listing).read_text())["configurations"]}
     return [r for r, key in planned_configurations(config).items() if key in wanted]
-
-
-def wildcard_alternatives(names):
-    return "|".join(re.escape(str(n)) for n in names)
 
 
 if warning := mnist_root_warning(config, MNIST_MANIFEST):

@@ -36,7 +36,10 @@ if config["results_source"] == "train":
             matmul_precision=config["matmul_precision"],
             checkpoint_every=config["checkpoint_every"],
         params:
-            settings=lambda wildcards: train_settings(config, wildcards.variant),
+            # Every setting but mode, s_des and rep (the wildcards pass those).
+            settings=lambda w: settings_flags(
+                run_settings(config, w.mode, w.variant, w.s_des, w.rep)
+            ),
             # Not passed: the script records its own. A parameter so that raising it (a change
             # that alters results, settings.py) re-runs every train job; a rerun of a finished
             # run of today's version restores it from its kept copy (data/kept_runs.py).

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Iterable, Mapping
 
 from askdagger_mnist.experiment.naming import format_s_des
-from askdagger_mnist.settings import MNIST_TRAIN_IMAGES, STREAM_STEPS
+from askdagger_mnist.experiment.run_settings import stream_steps
+from askdagger_mnist.settings import MNIST_TRAIN_IMAGES
 
 # The figures that compare variants in sensitivity mode (keys under ``figures``, each a list).
 ABLATIONS = ("reg_ablation", "prand_ablation")
@@ -106,8 +107,7 @@ def _sag_figure_step(config: Mapping) -> str | None:
 
 def _stream(config: Mapping) -> str | None:
     """steps x batch_size images, drawn without replacement: at most MNIST's 60,000."""
-    batch, max_steps = config["batch_size"], config["max_steps"]
-    steps = STREAM_STEPS if max_steps is None else max_steps
+    batch, max_steps, steps = config["batch_size"], config["max_steps"], stream_steps(config)
     if steps * batch <= MNIST_TRAIN_IMAGES:
         return None
     whole = " (max_steps null: the whole stream)" if max_steps is None else ""

@@ -1,6 +1,6 @@
-"""The command-line flags the rules pass, built from the checked config in one place each:
-the settings of a training run (the train rule's params: a changed setting re-runs exactly
-the runs it affects), the verdict's settings and the MNIST mirrors. Standard library only."""
+"""The command-line flags the rules pass, each kind written in one place: a training run's
+settings (the train rule's params: a changed setting re-runs exactly the runs it affects),
+the verdict's settings and the MNIST mirrors. Standard library only."""
 
 from __future__ import annotations
 
@@ -8,25 +8,28 @@ import shlex
 from pathlib import Path
 from typing import Mapping
 
+from ..settings import STREAM_STEPS, RunSettings
 
-def train_settings(config: Mapping, variant: str) -> str:
-    """Flags of every setting that changes a run's results (besides mode, s_des, rep and the
-    variant's name), in the train CLI's spelling."""
-    v = config["variants"][variant]
+
+def settings_flags(settings: RunSettings) -> str:
+    """The flags of every setting that changes a run's results, in the train CLI's spelling,
+    but mode, s_des and rep, which the train rule passes from its wildcards. The train CLI reads
+    them back into ``settings`` (tests/experiment/test_grid_and_flags.py binds the two). The
+    stream length is passed only when it is not the whole stream."""
     flags = [
-        f"--p-rand {v['p_rand']!r}",
-        *([] if v["normalization"] else ["--no-normalization"]),
-        *([] if v["imputation"] else ["--no-imputation"]),
-        f"--batch-size {config['batch_size']}",
-        f"--update-every {config['update_every']}",
-        f"--mc-samples {config['mc_samples']}",
-        f"--dropout {config['dropout']!r}",
-        f"--n-min {config['n_min']}",
-        f"--n-rep {config['n_rep']}",
-        f"--seed-root {config['seed_root']}",
+        f"--p-rand {settings.p_rand!r}",
+        *([] if settings.normalization else ["--no-normalization"]),
+        *([] if settings.imputation else ["--no-imputation"]),
+        f"--batch-size {settings.batch_size}",
+        f"--update-every {settings.update_every}",
+        f"--mc-samples {settings.mc_samples}",
+        f"--dropout {settings.dropout!r}",
+        f"--n-min {settings.n_min}",
+        f"--n-rep {settings.n_rep}",
+        f"--seed-root {settings.seed_root}",
     ]
-    if config["max_steps"] is not None:
-        flags.append(f"--max-steps {config['max_steps']}")
+    if settings.steps != STREAM_STEPS:
+        flags.append(f"--max-steps {settings.steps}")
     return " ".join(flags)
 
 

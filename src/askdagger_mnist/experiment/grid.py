@@ -5,12 +5,12 @@ them in-process."""
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
 from typing import Iterable, Mapping
 
-from ..settings import CONFIGURATION_FIELDS, MODES, configuration_key
+from ..settings import MODES, configuration_key
 from .config_checks import ABLATIONS
 from .naming import RUNS_DIR, run_subdir
+from .run_settings import run_settings
 
 ABLATION_MODE = "sensitivity"  # the ablation figures are defined in sensitivity mode
 assert ABLATION_MODE in MODES, ABLATION_MODE
@@ -48,23 +48,35 @@ def run_keys(modes: Iterable[str], variants: Iterable[str], s_des: Iterable[floa
             for mode in modes for variant in variants for s in s_des for rep in range(reps)]
 
 
-def group_runs(config: Mapping, group: str) -> list[str]:
-    """Run directories a figure group averages: its settings x s_des x repetitions."""
-    return [run_dir(*key)
-            for mode, variant in group_settings(config, group)
+def group_run_keys(config: Mapping, group: str) -> list[tuple[str, str, float, int]]:
+    """The runs a figure group averages: its settings x s_des x repetitions."""
+    return [key for mode, variant in group_settings(config, group)
             for key in run_keys([mode], [variant], config["s_des"], config["repetitions"])]
 
 
-def sag_figure_run(config: Mapping) -> str:
+def group_runs(config: Mapping, group: str) -> list[str]:
+    """Their run directories."""
+    return [run_dir(*key) for key in group_run_keys(config, group)]
+
+
+def sag_figure_key(config: Mapping) -> tuple[str, str, float, int]:
     """figures/sag.pdf shows SAG late in one run: sensitivity, the largest s_des, rep 0."""
-    return run_dir(ABLATION_MODE, config["figures"]["sag"]["variant"], max(config["s_des"]), 0)
+    return (ABLATION_MODE, config["figures"]["sag"]["variant"], float(max(config["s_des"])), 0)
+
+
+def sag_figure_run(config: Mapping) -> str:
+    return run_dir(*sag_figure_key(config))
+
+
+def all_run_keys(config: Mapping) -> list[tuple[str, str, float, int]]:
+    """Every configured run, each once (the main and ablation figures share the sag runs)."""
+    keys = [k for group in FIGURE_GROUPS for k in group_run_keys(config, group)]
+    keys.append(sag_figure_key(config))
+    return list(dict.fromkeys(keys))
 
 
 def all_runs(config: Mapping) -> list[str]:
-    """Every configured run, each once (the main and ablation figures share the sag runs)."""
-    runs = [r for group in FIGURE_GROUPS for r in group_runs(config, group)]
-    runs.append(sag_figure_run(config))
-    return list(dict.fromkeys(runs))
+    return [run_dir(*key) for key in all_run_keys(config)]
 
 
 def final_targets(config: Mapping) -> list[str]:
@@ -81,14 +93,8 @@ def final_targets(config: Mapping) -> list[str]:
 
 def planned_configurations(config: Mapping) -> dict[str, tuple]:
     """Every configured run directory (all_runs) -> its configuration (configuration_key)."""
-    # The run-wide settings, as the config names them (mode and s_des come from the run).
-    shared = {name: config[name] for name in CONFIGURATION_FIELDS if name in config}
-    found = {}
-    for run in all_runs(config):
-        mode, variant, s_dir = PurePosixPath(run).parts[-4:-1]
-        settings = {**config["variants"][variant], **shared, "mode": mode}
-        found[run] = configuration_key({**settings, "s_des": float(s_dir[1:])})
-    return found
+    return {run_dir(*key): configuration_key(run_settings(config, *key).to_dict())
+            for key in all_run_keys(config)}
 
 
 def results_archive(config: Mapping, name: str) -> Mapping:

@@ -7,7 +7,9 @@ same directory, which the config check refuses.
 
 from __future__ import annotations
 
+import re
 from pathlib import PurePosixPath
+from typing import Iterable
 
 RUNS_DIR = "results/runs"
 
@@ -25,3 +27,9 @@ def run_subdir(mode: str, variant: str, s_des: float, rep: int) -> PurePosixPath
 def run_label(mode: str, variant: str, s_des: float, rep: int) -> str:
     """The run's name in messages and tables (its sub-directory, as text)."""
     return str(run_subdir(mode, variant, s_des, rep))
+
+
+def wildcard_alternatives(names: Iterable) -> str:
+    """A wildcard constraint matching exactly these names (their text, dots literal), so that
+    a rule's {mode}, {variant}, {s_des} ... cannot match a folder of another name."""
+    return "|".join(re.escape(str(n)) for n in names)
