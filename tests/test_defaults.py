@@ -102,5 +102,5 @@ def test_the_whole_stream_is_stream_steps():
 
 
 def test_config_yaml_documents_every_schema_key_in_the_schemas_order():
-    """(That config.yaml holds exactly the schema's defaults: tests/test_config.py.)"""
+    """(That config.yaml holds exactly the schema's defaults: tests/experiment/test_config.py.)"""
     assert list(CONFIG) == list(PROPS)

@@ -487,5 +487,5 @@ def test_static_check_sees_the_imports_of_each_cli():
     assert "pandas" in third_party_imports("cli.aggregate")
     assert "torch" not in third_party_imports("cli.aggregate")
     # The Snakefile imports config: nothing heavy (settings imports numpy only inside the seed
-    # function; tests/test_config.py checks that importing config loads no numpy).
+    # function; tests/experiment/test_config.py checks that importing config loads no numpy).
     assert third_party_imports("experiment.config") <= {"yaml", "jsonschema", "numpy"}

@@ -6,7 +6,7 @@ key, the value and what is expected, and exits 1, like every CLI of the package.
 
 Imports only the standard library, PyYAML, jsonschema and the package's standard-library
 modules (``naming``, ``settings``, ``config_checks``): under ``--use-conda`` the environment
-running Snakemake itself may lack torch and numpy (tests/test_config.py checks this).
+running Snakemake itself may lack torch and numpy (tests/experiment/test_config.py checks this).
 
 The steps, in order:
 
