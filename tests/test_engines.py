@@ -45,13 +45,36 @@ def _copy_state(src, dst) -> None:
         dst.state.arrays[name][:] = array
 
 
+# How far the two engines' parameters may lie apart after one model update from the same
+# state, as a fraction of the update itself (per tensor, Euclidean norms). Float rounding
+# differs between the engines (the fast one computes conv1 in the polyphase layout); where it
+# flips which of a max-pool window's two near-equal values is the larger, that window's
+# gradient goes to the neighbouring input patch, and the later SGD steps of the update carry
+# the difference into every layer. Measured: at most 1.3e-2 of the update (conv1.weight; the
+# other layers 4e-3), 2026-12-05, torch 2.14.1 on an AMD EPYC; in float64 the two gradients of
+# that batch agree to 5e-17. A missing or wrong gradient term, or another learning rate, is of
+# the size of the update itself. (Every decision, u and g are compared tightly above.)
+UPDATE_TOLERANCE = 5e-2
+
+
+def _assert_same_update(before, plain_model, fast_model) -> None:
+    for (name, p), f, b in zip(plain_model.named_parameters(), fast_model.parameters(), before):
+        update = (p - b).norm().item()
+        if update == 0.0:  # no model update this step: both keep the parameters as they were
+            assert torch.equal(f, b), name
+            continue
+        apart = (p - f).norm().item()
+        assert apart <= UPDATE_TOLERANCE * update, (name, apart, update)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode,p_rand", [("sensitivity", 0.1), ("specificity", 0.05),
                                          ("success", 0.2), ("specificity", 0.0)])
 def test_plain_and_fast_engines_take_the_same_step_from_the_same_state(mnist, mode, p_rand):
     """36 real steps in lock-step: before each step the fast run is set to the plain run's
-    state (model, optimizer, generators, arrays); both then take the step. (Left to run freely,
-    float32 rounding differences of ~1e-7 in the updates grow, as between any two devices.)
+    state (model, optimizer, generators, arrays); both then take the step, to the same decisions
+    and the same update (UPDATE_TOLERANCE). (Left to run freely, float32 rounding differences in
+    the updates grow, as between any two devices.)
     With p_rand 0 the training set stays one mini-batch: 5 epochs per update, so the learning
     rate drops to 0.01 with the update of step 25 (§3.5), in both engines."""
     torch.set_num_threads(1)
@@ -62,6 +85,7 @@ def test_plain_and_fast_engines_take_the_same_step_from_the_same_state(mnist, mo
     B, active = settings.batch_size, 0
     while plain.state.step < settings.steps:
         _copy_state(plain, fast)
+        before = [param.detach().clone() for param in plain.model.parameters()]
         lo, hi = plain.state.step * B, (plain.state.step + 1) * B
         torch_state = torch.get_rng_state()
         interactive_step(plain, images, labels)
@@ -75,8 +99,7 @@ def test_plain_and_fast_engines_take_the_same_step_from_the_same_state(mnist, mo
         assert plain.rng.random() == fast.rng.random()  # the same draws were consumed
         assert plain.optimizer.param_groups[0]["lr"] == fast.optimizer.lr  # the same schedule
         assert plain.state.epochs_completed == fast.state.epochs_completed
-        for p, f in zip(plain.model.parameters(), fast.model.parameters()):
-            torch.testing.assert_close(p, f, rtol=1e-5, atol=1e-6)
+        _assert_same_update(before, plain.model, fast.model)
         active += int(a["q_a"][lo:hi].sum())
     assert plain.state.k == 7 and active > 0  # updates happened and SAG gated actively
     assert plain.state.lr_changed_at_steps == ([25] if p_rand == 0.0 else [])
