@@ -16,8 +16,8 @@ from askdagger_mnist.cli.train import build_parser, settings_from_args
 from askdagger_mnist.experiment import config as cfg
 from askdagger_mnist.experiment.flags import mirror_flags, reproduction_flags, settings_flags
 from askdagger_mnist.experiment.grid import (
-    all_run_keys, all_runs, final_targets, group_runs, planned_configurations, results_archive,
-    run_dir, sag_figure_run,
+    all_run_keys, all_runs, comparable_runs, final_targets, group_runs, planned_configurations,
+    results_archive, run_dir, sag_figure_run,
 )  # fmt: skip
 from askdagger_mnist.experiment.mnist_check import mnist_root_warning
 from askdagger_mnist.experiment.naming import format_s_des as fmt_s, wildcard_alternatives
@@ -138,3 +138,17 @@ def test_a_wildcard_constraint_matches_its_names_and_nothing_else():
     assert not pattern.fullmatch("0.9/rep0") and not pattern.fullmatch("0.")
     variants = re.compile(wildcard_alternatives(config["variants"]))
     assert all(variants.fullmatch(v) for v in config["variants"]) and not variants.fullmatch("sa")
+
+
+def test_the_verdict_asks_for_the_planned_runs_whose_configuration_the_archives_hold(tmp_path):
+    config = checked(s_des=[0.5, 0.9], repetitions=2)
+    planned = planned_configurations(config)
+    # As `cli.reproduction configurations` lists them: the sag runs at s_des 0.9, in all modes.
+    held = sorted({key for run, key in planned.items() if "/sag/s0.9/" in run})
+    listing = tmp_path / "comparable.json"
+    listing.write_text(json.dumps({"configurations": held}))  # tuples become JSON lists
+    runs = comparable_runs(config, listing)
+    assert runs == [run for run in all_runs(config) if "/sag/s0.9/" in run]
+    assert len(runs) == len(config["modes"]) * 2
+    listing.write_text(json.dumps({"configurations": []}))
+    assert comparable_runs(config, listing) == []

@@ -16,8 +16,8 @@ from askdagger_mnist.experiment.flags import (
 )
 from askdagger_mnist.experiment.grid import (
     BENCHMARKS, COMPARE, FIGURE_GROUPS, LOGS, METRICS, MNIST_MANIFEST, REPRODUCTION, RUNS,
-    all_runs, final_targets, group_runs, planned_configurations, results_archive,
-    sag_figure_run,
+    all_runs, comparable_runs, final_targets, group_runs, planned_configurations,
+    results_archive, sag_figure_run,
 )  # fmt: skip
 from askdagger_mnist.experiment.mnist_check import mnist_root_warning
 from askdagger_mnist.experiment.naming import format_s_des as fmt_s  # 0.9 -> '0.9'
@@ -46,13 +46,6 @@ def mnist_root(wildcards=None, output=None, input=None):
     exists (a re-run would hide the train jobs behind the ancient() manifest for that
     invocation)."""
     return config["mnist_root"]
-
-
-def comparable_runs(wildcards):
-    """The runs of ours whose configuration an imported archive holds (the checkpoint's list)."""
-    listing = checkpoints.comparable_configurations.get().output.json
-    wanted = {tuple(c) for c in json.loads(Path(listing).read_text())["configurations"]}
-    return [r for r, key in planned_configurations(config).items() if key in wanted]
 
 
 if warning := mnist_root_warning(config, MNIST_MANIFEST):

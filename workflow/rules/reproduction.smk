@@ -17,6 +17,11 @@ if config["compare_with"]:
         reproduction_verdict,
         plot_reproduction,
 
+    # Our runs the verdict compares: those whose configuration an imported archive holds.
+    ours_comparable = lambda wildcards: comparable_runs(
+        config, checkpoints.comparable_configurations.get().output.json
+    )
+
     use rule import_archive as import_comparison with:
         output:
             staging=directory(f"{COMPARE}/{{name}}"),
@@ -46,7 +51,7 @@ if config["compare_with"]:
 
     rule reproduction_verdict:
         input:
-            ours=comparable_runs,
+            ours=ours_comparable,
             theirs=[f"{COMPARE}/{name}" for name in config["compare_with"]],
         output:
             csv=report(
@@ -71,7 +76,7 @@ if config["compare_with"]:
 
     rule plot_reproduction:
         input:
-            ours=comparable_runs,
+            ours=ours_comparable,
             theirs=[f"{COMPARE}/{name}" for name in config["compare_with"]],
         output:
             figure=report(

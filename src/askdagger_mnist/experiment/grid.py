@@ -5,6 +5,8 @@ them in-process."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Iterable, Mapping
 
 from ..settings import MODES, configuration_key
@@ -95,6 +97,13 @@ def planned_configurations(config: Mapping) -> dict[str, tuple]:
     """Every configured run directory (all_runs) -> its configuration (configuration_key)."""
     return {run_dir(*key): configuration_key(run_settings(config, *key).to_dict())
             for key in all_run_keys(config)}
+
+
+def comparable_runs(config: Mapping, listing) -> list[str]:
+    """The planned runs whose configuration an imported archive holds: those the listing names
+    (the JSON that ``cli.reproduction configurations`` writes, the workflow's checkpoint)."""
+    wanted = {tuple(c) for c in json.loads(Path(listing).read_text())["configurations"]}
+    return [run for run, key in planned_configurations(config).items() if key in wanted]
 
 
 def results_archive(config: Mapping, name: str) -> Mapping:
