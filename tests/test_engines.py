@@ -52,8 +52,9 @@ def _copy_state(src, dst) -> None:
 # gradient goes to the neighbouring input patch, and the later SGD steps of the update carry
 # the difference into every layer. Measured over these 4 cases with 8 seeds each (2026-12-05,
 # torch 2.14.1 on an AMD EPYC): median 3e-6 of the update; the 3 runs with a flip 0.3%, 0.4%
-# and 1.7% (conv1.weight). In float64 the two gradients of a flipped batch agree to 5e-17. A missing or wrong gradient term, or another learning rate, is of
-# the size of the update itself. (Every decision, u and g are compared tightly above.)
+# and 1.7% (conv1.weight). In float64 the two gradients of a flipped batch agree to 5e-17.
+# A missing or wrong gradient term, or another learning rate, is of the size of the update
+# itself. (Every decision, u and g are compared tightly above.)
 UPDATE_TOLERANCE = 5e-2
 
 
