@@ -30,7 +30,9 @@ ENGINE_CHOICES = ("auto", *ENGINES)
 # it re-runs every training job, and no run or checkpoint of another version is reused
 # (data/kept_runs.py, data/checkpoint.py). Execution choices (engine, device, threads) are not
 # results: a run's run.json records them, and docs/spec.md §7 says what they may change.
-RESULTS_VERSION = 1
+# 1: the first release. 2: SAG's logistic fit as the authors' code computes it (scikit-learn's
+# lbfgs at its default tolerance, docs/spec.md §4.4), where 1 fitted to convergence.
+RESULTS_VERSION = 2
 
 # Execution defaults (how a run is carried out; they never change its results). jobs_per_gpu:
 # training jobs that may share one GPU of a workstation (docs/cluster.md, gpu_slots.py).

@@ -9,15 +9,12 @@ import numpy as np
 import pytest
 
 from askdagger_mnist.algorithm.sag import (
-    SagConfig, logistic_fit, sag_details, sag_threshold, success_curve, window_start,
+    SagConfig, sag_details, sag_threshold, success_curve, window_start,
 )
 from askdagger_mnist.fast.sag import sag_threshold_fast
 from sag_oracle import (
-    make_stream, oracle_gamma, oracle_success_curve, unpenalised_logistic_regression,
+    make_stream, oracle_gamma, oracle_success_curve,
 )
-
-# sklearn >= 1.8 warns about penalty=None when fitting too.
-pytestmark = pytest.mark.filterwarnings("ignore:'penalty' was deprecated:FutureWarning")
 
 # Both implementations answer to the same oracle.
 SAG = {"plain": sag_threshold, "fast": sag_threshold_fast}
@@ -119,16 +116,6 @@ def test_window_is_the_smallest_suffix_with_enough_labels():
     assert window_start(r, k, -1, 5) == 30  # needs the success at k = 3
     assert window_start(r, k, -1, 10) == 0  # the whole history
     assert window_start(r, k, -1, 11) is None
-
-
-def test_logistic_fit_matches_sklearn():
-    g = np.random.default_rng(0)
-    x = g.random(500)
-    y = (g.random(500) < 1 / (1 + np.exp(-(4 * x - 2)))).astype(float)
-    a, b = logistic_fit(x, y)
-    clf = unpenalised_logistic_regression().fit(x[:, None], y)
-    assert a == pytest.approx(clf.intercept_[0], abs=1e-5)
-    assert b == pytest.approx(clf.coef_[0, 0], abs=1e-5)
 
 
 @pytest.mark.parametrize("engine", SAG)

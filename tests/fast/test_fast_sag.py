@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from askdagger_mnist.algorithm.sag import (
-    SagConfig, logistic_fit, mode_gamma, sag_threshold, window_start,
+    SagConfig, mode_gamma, sag_threshold, window_start,
 )
 from askdagger_mnist.fast.sag import (
-    logistic_fit_scalar, mode_gammas, sag_threshold_fast, window_start_tail_first,
+    mode_gammas, sag_threshold_fast, window_start_tail_first,
 )
 from sag_oracle import make_stream
 
@@ -36,14 +36,6 @@ def test_vectorised_mode_rule_equals_the_plain_rule_per_row(mode):
     cfg = SagConfig(mode, 0.8, 0.1, True, True, 50, 10)
     expected = [mode_gamma(scores, row, cfg) for row in labels]
     np.testing.assert_allclose(mode_gammas(scores, labels, cfg), expected, rtol=1e-12)
-
-
-def test_scalar_logistic_fit_equals_the_plain_fit():
-    g = np.random.default_rng(0)
-    for n in (60, 500, 3000):
-        x = g.random(n)
-        y = (g.random(n) < 1 / (1 + np.exp(-(5 * x - 3)))).astype(float)
-        np.testing.assert_allclose(logistic_fit_scalar(x, y), logistic_fit(x, y), rtol=1e-7)
 
 
 def _window_start_brute_force(r, k, relevant, n_min):

@@ -15,6 +15,7 @@ from typing import Optional
 import numpy as np
 
 from ..settings import MODES, RunSettings
+from .logistic import logistic_fit
 
 
 @dataclass(frozen=True)
@@ -102,44 +103,6 @@ def linear_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(z, dtype=np.float64)))
-
-
-def logistic_fit(x: np.ndarray, y: np.ndarray, max_iter: int = 100,
-                 tol: float = 1e-10) -> tuple[float, float]:
-    """§4.4: unpenalised 1-D logistic regression P(y=1|x) = sigmoid(a + b x), the maximum
-    likelihood by Newton's method with step halving. ``y`` in {0, 1}. Returns (a, b)."""
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    X = np.column_stack([np.ones_like(x), x])
-    theta = np.zeros(2)
-    if 0.0 < y.mean() < 1.0:
-        theta[0] = np.log(y.mean() / (1.0 - y.mean()))
-
-    def neg_log_likelihood(t: np.ndarray) -> float:
-        z = X @ t
-        return float(np.sum(np.logaddexp(0.0, z) - y * z))
-
-    current = neg_log_likelihood(theta)
-    for _ in range(max_iter):
-        p = sigmoid(X @ theta)
-        gradient = X.T @ (p - y)
-        hessian = (X * (p * (1.0 - p))[:, None]).T @ X + 1e-12 * np.eye(2)
-        if not np.linalg.det(hessian) > 0.0:
-            break
-        step = np.linalg.solve(hessian, gradient)
-        t = 1.0
-        while t > 1e-8 and neg_log_likelihood(theta - t * step) > current:
-            t *= 0.5
-        if t <= 1e-8:
-            break
-        candidate = theta - t * step
-        value = neg_log_likelihood(candidate)
-        move = float(np.max(np.abs(t * step)))
-        converged = abs(current - value) <= tol * max(1.0, abs(current)) and move < 1e-8
-        theta, current = candidate, value
-        if converged or move < 1e-12:
-            break
-    return float(theta[0]), float(theta[1])
 
 
 # --------------------------------------------------------------------------- §4.5 mode rules

@@ -3,8 +3,6 @@ from the same generator state; bound by tests/fast/test_fast_sag.py).
 
 * the window search looks at a tail of the history first and widens it only while no window
   inside it qualifies (a late-run call costs what the window costs, not the whole history);
-* the logistic fit is Newton's method written with scalar 2x2 algebra and sufficient
-  statistics (numpy's per-call overhead is the cost on a few hundred points);
 * the n_rep imputations are scored together: the scores are the same in every repetition,
   so the window is sorted once and only the labels differ per repetition.
 """
@@ -15,6 +13,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..algorithm.logistic import logistic_fit  # the plain engine's fit: no fast twin
 from ..algorithm.sag import SagConfig, fallback_gamma, linear_fit, relevant_label, sigmoid
 
 
@@ -59,56 +58,6 @@ def _latest_qualifying_start(r, k, first_is_level_start: bool, relevant: int, n_
     # the window of the smallest w.
     hits = np.flatnonzero((rel[starts] >= n_min) & (oth[starts] >= 1))
     return int(starts[hits[-1]]) if len(hits) else None
-
-
-# --------------------------------------------------------------------------- fits
-
-
-def logistic_fit_scalar(x: np.ndarray, y: np.ndarray, max_iter: int = 100, tol: float = 1e-10):
-    """As ``algorithm.sag.logistic_fit``: unpenalised 1-D logistic regression P(y=1|x) = sigmoid(a + b x) by Newton (IRLS) with
-    step halving. ``y`` in {0, 1}. Returns (a, b).
-
-    Written with scalar 2x2 algebra and the sufficient statistics sum(y), sum(x y): one SAG
-    call per step fits a few hundred points, where numpy's per-call overhead is the cost."""
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    n = len(x)
-    sum_y, sum_xy = float(y.sum()), float(x @ y)
-    a, b = 0.0, 0.0
-    if 0.0 < sum_y < n:
-        a = float(np.log(sum_y / (n - sum_y)))
-
-    def nll(a: float, b: float) -> tuple[float, np.ndarray]:
-        z = b * x + a
-        return float(np.logaddexp(0.0, z).sum()) - (a * sum_y + b * sum_xy), z
-
-    cur, z = nll(a, b)
-    for _ in range(max_iter):
-        p = np.tanh(0.5 * z)
-        p += 1.0
-        p *= 0.5  # stable sigmoid
-        g0, g1 = float(p.sum()) - sum_y, float(p @ x) - sum_xy
-        w = p * (1.0 - p)
-        wx = w * x
-        h00, h01, h11 = float(w.sum()) + 1e-12, float(wx.sum()), float(wx @ x) + 1e-12
-        det = h00 * h11 - h01 * h01
-        if not det > 0.0:
-            break
-        s0, s1 = (h11 * g0 - h01 * g1) / det, (h00 * g1 - h01 * g0) / det  # Newton step
-        t = 1.0
-        while t > 1e-8:
-            val, z_cand = nll(a - t * s0, b - t * s1)
-            if val <= cur:
-                break
-            t *= 0.5
-        else:
-            break
-        move = max(abs(t * s0), abs(t * s1))
-        converged = abs(cur - val) <= tol * max(1.0, abs(cur)) and move < 1e-8
-        a, b, cur, z = a - t * s0, b - t * s1, val, z_cand
-        if converged or move < 1e-12:
-            break
-    return a, b
 
 
 # --------------------------------------------------------------------------- mode rules
@@ -196,7 +145,7 @@ def sag_threshold_fast(u: np.ndarray, r: np.ndarray, k: np.ndarray, config: SagC
     f = -r_w.astype(np.int8)  # +1 failure, -1 success, 0 unknown
     known = f != 0
     if config.imputation:
-        logit = logistic_fit_scalar(u_n[known], (f[known] == 1).astype(np.float64))
+        logit = logistic_fit(u_n[known], (f[known] == 1).astype(np.float64))
         unknown = np.flatnonzero(~known)
         p_fail = sigmoid(logit[0] + logit[1] * u_n[unknown])
         draws = rng.random((config.n_rep, len(unknown)))  # the plain loop's draws, row by row
