@@ -240,6 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--original-python", type=Path)
     p.add_argument("--source", type=Path, help="a clone of the authors' askdagger_mnist")
     p.add_argument("--updates", type=int, default=20)
+    p.add_argument("--mode", default="sensitivity", choices=("sensitivity", "specificity", "success"),
+                   help="with --make: the mode the original runs in")
+    p.add_argument("--s-des", default="0.9", help="with --make: the original's s_des")
+    p.add_argument("--matmul-precision", default="theirs", choices=("theirs", "highest"),
+                   help="with --make: as record_lockstep.py")
     p.add_argument("--work", type=Path, help="the original's work folder (default: RECORD_DIR.work)")
     args = p.parse_args(argv)
     if args.make:
@@ -248,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [str(args.original_python), str(REPO / "bench" / "original" / "record_lockstep.py"),
                "--source", str(args.source), "--mnist-raw", str(args.data_root / "MNIST" / "raw"),
                "--work", str(args.work or args.record.with_name(args.record.name + ".work")),
-               "--out", str(args.record), "--updates", str(args.updates)]
+               "--out", str(args.record), "--updates", str(args.updates), "--mode", args.mode,
+               "--s-des", args.s_des, "--matmul-precision", args.matmul_precision]
         subprocess.run(cmd, check=True)
     table = replay(args.record, args.data_root)
     meta = args.record / "meta.npz"

@@ -63,7 +63,8 @@ class CaseResult:
     name: str
     calls: int
     fallback_calls: int
-    fitted_calls: int
+    fitted_calls: int  # calls that fitted the logistic regression (imputation on, a window)
+    normalised_calls: int  # calls that fitted the normalisation line
     gamma_max_abs: dict  # engine -> max |gamma ours - gamma theirs| over the calls
     decisions_differ: dict  # engine -> active decisions that differ, over all calls
     calls_differ: dict  # engine -> calls whose gamma differs by more than 1e-9
@@ -82,7 +83,7 @@ def replay_case(record: Path) -> CaseResult:
     gamma_max = dict.fromkeys(engines, 0.0)
     decisions = dict.fromkeys(engines, 0)
     calls_differ = dict.fromkeys(engines, 0)
-    fallback = fitted = unused = 0
+    fallback = fitted = normalised = unused = 0
     logit_max = lin_max = 0.0
     active_ours = active_theirs = 0
     for path in calls:
@@ -112,12 +113,13 @@ def replay_case(record: Path) -> CaseResult:
                 active_ours += int(q_ours.sum())
         if start is not None:
             if config.normalization:
+                normalised += 1
                 a, b = linear_fit(k[start:].astype(np.float64), u[start:])
                 lin_max = max(lin_max, float(np.max(np.abs(np.array([a, b]) - c["lin_coef"]))))
             if config.imputation and details.logit_coef is not None:
                 fitted += 1
                 logit_max = max(logit_max, float(np.max(np.abs(np.array(details.logit_coef) - c["logit_coef"]))))
-    return CaseResult(record.name, len(calls), fallback, fitted, gamma_max, decisions, calls_differ,
+    return CaseResult(record.name, len(calls), fallback, fitted, normalised, gamma_max, decisions, calls_differ,
                       unused, logit_max, lin_max, active_ours, active_theirs)
 
 
@@ -133,7 +135,8 @@ def markdown(results: list[CaseResult]) -> str:
             f"| {res.calls_differ['plain']} / {res.calls_differ['fast']} "
             f"| {res.decisions_differ['plain']} / {res.decisions_differ['fast']} "
             f"| {res.active_ours} / {res.active_theirs} "
-            f"| {res.logit_max_abs:.2g} | {res.lin_max_abs:.2g} |")
+            f"| {f'{res.logit_max_abs:.2g}' if res.fitted_calls else 'not fitted'} "
+            f"| {f'{res.lin_max_abs:.2g}' if res.normalised_calls else 'not fitted'} |")
     return "\n".join(lines)
 
 
