@@ -31,11 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from ..data import rundir
+from ..data.atomic import atomic_dir, replace_dir
 from ..prebuilt import authors_format, bundle
 from ..prebuilt.download import Options, download, sha256_file
 from ..errors import UserError
 from ..prebuilt.safe_extract import check_members, open_zip, safe_extract
-from ..prebuilt.scratch import publish, scratch_dir
+from ..prebuilt.scratch import scratch_dir
 from ..settings import MODES
 from ..experiment.naming import run_subdir
 
@@ -125,7 +126,7 @@ def cmd_import(archive: Path, out: Path, fmt: str, url: str | None, variants: di
             "runs": [str(p) for p in runs],
             "models_refused": report.models_refused,
         })
-        publish(ready, out, work)
+        replace_dir(ready, out, aside=work / "replaced")  # work is removed after
     refused = report.models_refused
     summary = f"imported {len(runs)} runs from {archive} into {out}"
     if refused:
@@ -145,7 +146,7 @@ def cmd_pick(stagings: list[Path], mode: str, variant: str, s_des: float, rep: i
                     if f.is_file():
                         shutil.copy2(f, tmp / f.name)
 
-            rundir.atomic_dir(Path(out), fill)
+            atomic_dir(Path(out), fill)
             log.info(f"run {sub} taken from {staging}")
             return Path(out)
     raise UserError(

@@ -22,7 +22,8 @@ import sys
 from pathlib import Path
 
 from ..data.kept_runs import kept_copy_of, restore_kept_run
-from ..data.rundir import check_creatable, holds_run, read_info, reporting_no_space
+from ..data.atomic import reporting_no_space
+from ..data.rundir import check_creatable, holds_run, read_info
 from ..errors import UserError
 from ..settings import (
     ENGINE_CHOICES, EXECUTION_DEFAULTS, MATMUL_PRECISIONS, MNIST_TRAIN_IMAGES, MODES,

@@ -17,13 +17,13 @@ import gzip
 import hashlib
 import json
 import os
-import secrets
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
 from ..errors import UserError
+from .atomic import write_bytes_atomic
 from .mirrors import CannotWrite, NotFetched, fetch_verified, one_fetcher
 
 if TYPE_CHECKING:  # imported where used: downloading and checking need neither
@@ -177,17 +177,7 @@ def write_manifest(path: Path, state: MnistState) -> None:
         },
         "absent": list(state.absent),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.part")
-    try:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
+    write_bytes_atomic(path, (json.dumps(record, indent=2) + "\n").encode())
 
 
 def _read_idx(path: Path, expected_magic: int, root: Path) -> "np.ndarray":

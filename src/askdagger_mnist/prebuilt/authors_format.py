@@ -24,6 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..data import rundir
+from ..data.atomic import atomic_dir
 from ..data.invariants import run_problem
 from ..errors import UserError
 from .authors_model import run_model
@@ -223,7 +224,7 @@ def import_run(
 
             torch.save(model, tmp / rundir.MODEL_FILE)
 
-    rundir.atomic_dir(out_dir, fill)
+    atomic_dir(out_dir, fill)
     return refused
 
 
