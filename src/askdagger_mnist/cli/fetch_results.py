@@ -33,7 +33,7 @@ from typing import Any
 from ..data import rundir
 from ..data.atomic import atomic_dir, replace_dir
 from ..prebuilt import authors_format, bundle
-from ..prebuilt.download import Options, download, sha256_file
+from ..prebuilt.download import Options, download, file_hash
 from ..errors import UserError
 from ..prebuilt.safe_extract import check_members, open_zip, safe_extract
 from ..prebuilt.scratch import scratch_dir
@@ -109,7 +109,7 @@ def cmd_import(archive: Path, out: Path, fmt: str, url: str | None, variants: di
     All work happens in a scratch folder beside ``out`` that is removed on every exit path.
     """
     archive, out = Path(archive), Path(out)
-    digest = sha256_file(archive)
+    digest = file_hash(archive)
     provenance = {"url": url or str(archive), "archive_sha256": digest, "archive": archive.name}
     if fmt == "bundle":
         return bundle.unpack(archive, out, provenance)

@@ -4,11 +4,12 @@ The data root is a folder holding ``MNIST/raw/*.gz``, as torchvision lays it out
 folder, where nothing is ever deleted or rewritten. A present file is only read (MD5-checked;
 a corrupt one is named and left as is). A missing one is fetched from the mirrors (http(s):// or
 file:// base URLs, in order) into a temporary name beside it, MD5-checked, then renamed into
-place: the root gets a complete, verified file or none, whatever fails (bad bytes, a connection
-dying mid-file, a mirror lacking the file, any exception, Ctrl-C; SIGTERM under the CLI).
-Training reads only the two train-* files: ``prepare_mnist(..., required=TRAIN_FILES)`` notes,
-instead of failing, why a t10k-* file could not be had (a read-only root, no mirror).
-Downloading and checking use the standard library only; loading reads the .gz files directly.
+place (data/mirrors.py, with the package's one downloader): the root gets a complete, verified
+file or none, whatever fails (bad bytes, a connection dying mid-file, a mirror lacking the
+file, any exception, Ctrl-C; SIGTERM under the CLI). Training reads only the two train-*
+files: ``prepare_mnist(..., required=TRAIN_FILES)`` notes, instead of failing, why a t10k-*
+file could not be had (a read-only root, no mirror). Checking uses the standard library only
+(the Snakefile imports this module); loading reads the .gz files directly.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ from ..data import rundir
 from ..data.atomic import atomic_file, replace_dir
 from ..data.invariants import run_problem
 from ..errors import UserError
-from .download import sha256_file
+from .download import file_hash
 from .safe_extract import DEFAULT_LIMITS, Limits, check_members, open_zip, safe_extract
 from .scratch import scratch_dir
 
@@ -86,7 +86,7 @@ def pack(runs_root: Path, out: Path, metrics_dir: Path | None = None,
         "format_version": FORMAT_VERSION,
         "package_versions": rundir.installed_versions(_PACKAGES),
         "runs": runs,
-        "files": [{"path": name, "size": f.stat().st_size, "sha256": sha256_file(f)} for name, f in members],
+        "files": [{"path": name, "size": f.stat().st_size, "sha256": file_hash(f)} for name, f in members],
     }
     out = Path(out)
     with atomic_file(out) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
@@ -191,7 +191,7 @@ def unpack(archive: Path, staging: Path, provenance: dict[str, Any] | None = Non
         safe_extract(archive, extracted, limits)
         for entry in manifest["files"]:
             path = extracted / entry["path"]
-            if path.stat().st_size != entry["size"] or sha256_file(path) != entry["sha256"]:
+            if path.stat().st_size != entry["size"] or file_hash(path) != entry["sha256"]:
                 raise UserError(
                     f"{archive}: {entry['path']} does not match the sha256/size in {MANIFEST}: the "
                     "bundle is corrupt or was altered; download it again."
