@@ -16,7 +16,8 @@ A staging folder holds runs as ``{staging}/{mode}/{variant}/s{s_des}/rep{rep}/``
 format) plus ``import.json`` (authors) or ``bundle.json`` (bundles) with the provenance.
 Without --sha256 (allowed for the authors' archives, whose hashes cannot be known in advance)
 the computed hash is logged and the archive's structure is checked instead. SIGTERM and Ctrl-C
-end a command with ``error: stopped by ...`` (exit 143/130) after its cleanup has run.
+end a command with ``error: stopped by ...`` (exit 143/130) after its cleanup has run
+(cli/common.py).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import argparse
 import json
 import logging
 import shutil
-import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -35,6 +35,7 @@ from ..data.atomic import atomic_dir, replace_dir
 from ..prebuilt import authors_format, bundle
 from ..prebuilt.download import Options, download, file_hash
 from ..errors import UserError
+from .common import run_command
 from ..prebuilt.safe_extract import check_members, open_zip, safe_extract
 from ..prebuilt.scratch import scratch_dir
 from ..settings import MODES
@@ -238,36 +239,10 @@ def run(args: argparse.Namespace) -> Any:
     return None
 
 
-class Stopped(BaseException):
-    """SIGTERM (Snakemake cancelling a job, a scheduler's time limit), raised like Ctrl-C so
-    that every ``finally`` runs: scratch folders are removed, partial files never renamed."""
-
-
-def _stop(signum: int, _frame: Any) -> None:
-    signal.signal(signum, signal.SIG_IGN)  # a second SIGTERM must not interrupt the cleanup
-    raise Stopped(signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    try:
-        previous = signal.signal(signal.SIGTERM, _stop)
-    except ValueError:  # not the main thread: keep the default
-        previous = None
-    try:
-        run(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except (Stopped, KeyboardInterrupt) as exc:
-        name = "SIGTERM" if isinstance(exc, Stopped) else "Ctrl-C"
-        print(f"error: stopped by {name}; nothing half-done was kept: run the command again.", file=sys.stderr)
-        return 128 + (signal.SIGTERM if isinstance(exc, Stopped) else signal.SIGINT)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-    return 0
+    return run_command(lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from ..data.kept_runs import kept_copy_of, restore_kept_run
 from ..data.atomic import reporting_no_space
 from ..data.rundir import check_creatable, holds_run, read_info
 from ..errors import UserError
+from .common import run_command
 from ..settings import (
     ENGINE_CHOICES, EXECUTION_DEFAULTS, MATMUL_PRECISIONS, MNIST_TRAIN_IMAGES, MODES,
     RESULTS_VERSION, STREAM_STEPS, RunSettings,
@@ -205,11 +206,12 @@ def remove_left_checkpoint(checkpoint: Path, settings: RunSettings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        out, how = run(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return run_command(lambda: run(args), report)
+
+
+def report(made: tuple[Path, str]) -> None:
+    """One line on stderr saying what ``run`` did (its result: out, how)."""
+    out, how = made
     kept = kept_copy_of(out)
     print({
         "trained": f"run written to {out}",
@@ -218,7 +220,6 @@ def main(argv: list[str] | None = None) -> int:
         "present": f"{out} already holds this run, finished: nothing to do (delete it and {kept} "
                    "to train it again).",
     }[how], file=sys.stderr)
-    return 0
 
 
 def exit_now(code: int) -> None:
