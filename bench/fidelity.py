@@ -20,13 +20,12 @@ from pathlib import Path
 
 from askdagger_mnist.analysis.sides import read_side, run_dirs_under
 from askdagger_mnist.analysis.verdict import VerdictSettings, compare_sides, to_markdown
-from askdagger_mnist.cli.fetch_results import DEFAULT_VARIANTS
 from askdagger_mnist.prebuilt.authors_format import import_tree
-from askdagger_mnist.settings import MODES
+from askdagger_mnist.settings import MODES, PAPER_VARIANTS
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-SAG = {"sag": DEFAULT_VARIANTS["sag"]}  # the paper's SAG, as the import names it
+SAG = {"sag": PAPER_VARIANTS["sag"]}  # the paper's SAG, as the import names it
 
 
 def train(mode: str, rep: int, out: Path, data_root: str, engine: str) -> Path:

@@ -285,7 +285,7 @@ def test_cli_reports_failure_in_one_sentence(tmp_path):
 def test_restated_checksums_and_mirrors_are_torchvision_s():
     from torchvision.datasets import MNIST
 
-    from askdagger_mnist.data.mnist import DEFAULT_MIRRORS
+    from askdagger_mnist.settings import MNIST_MIRRORS
 
     assert list(RESOURCES) == [tuple(r) for r in MNIST.resources]
-    assert list(DEFAULT_MIRRORS) == list(MNIST.mirrors)
+    assert list(MNIST_MIRRORS) == list(MNIST.mirrors)

@@ -12,16 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..data.mnist import (
-    ALL_FILES,
-    DEFAULT_MIRRORS,
-    TRAIN_FILES,
-    MnistState,
-    prepare_mnist,
-    raw_folder,
-    write_manifest,
-)
+from ..data.mnist import ALL_FILES, TRAIN_FILES, MnistState, prepare_mnist, raw_folder, write_manifest
 from ..errors import UserError
+from ..settings import MNIST_MIRRORS
 from .common import run_command
 
 REQUIRE = {"all": ALL_FILES, "train": TRAIN_FILES}
@@ -50,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 def prepare(args: argparse.Namespace) -> MnistState:
     """Check and fetch the archives, write the manifest; an unreadable file is one sentence."""
     try:
-        state = prepare_mnist(args.root, args.mirrors or DEFAULT_MIRRORS, REQUIRE[args.require])
+        state = prepare_mnist(args.root, args.mirrors or MNIST_MIRRORS, REQUIRE[args.require])
         if args.manifest is not None:
             write_manifest(args.manifest, state)
     except OSError as exc:  # a file of the root turning unreadable, ...

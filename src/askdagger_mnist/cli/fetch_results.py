@@ -38,20 +38,12 @@ from ..errors import UserError
 from .common import run_command
 from ..prebuilt.safe_extract import check_members, open_zip, safe_extract
 from ..prebuilt.scratch import scratch_dir
-from ..settings import MODES
+from ..settings import ABLATION_MODE, MODES, PAPER_VARIANTS
 from ..experiment.naming import run_subdir
 
 log = logging.getLogger("askdagger_mnist.fetch_results")
 
 FORMATS = ("authors", "bundle")
-# The paper's variants; the workflow passes config["variants"] instead.
-DEFAULT_VARIANTS = {
-    "sag": {"p_rand": 0.1, "normalization": True, "imputation": True},
-    "no_normalization": {"p_rand": 0.1, "normalization": False, "imputation": True},
-    "no_imputation": {"p_rand": 0.1, "normalization": True, "imputation": False},
-    "prand0.05": {"p_rand": 0.05, "normalization": True, "imputation": True},
-    "prand0.2": {"p_rand": 0.2, "normalization": True, "imputation": True},
-}
 
 
 def _reject_html(path: Path, source: str) -> None:
@@ -159,7 +151,7 @@ def cmd_pick(stagings: list[Path], mode: str, variant: str, s_des: float, rep: i
 
 def _variants(text: str | None) -> dict:
     if not text:
-        return DEFAULT_VARIANTS
+        return PAPER_VARIANTS  # the workflow passes config["variants"] instead
     try:
         value = json.loads(text)
     except ValueError as exc:
@@ -173,7 +165,7 @@ def _variants(text: str | None) -> dict:
 
 def _add_import_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variants", help="JSON of config['variants'] (default: the paper's five)")
-    p.add_argument("--default-mode", default="sensitivity", choices=MODES,
+    p.add_argument("--default-mode", default=ABLATION_MODE, choices=MODES,
                    help="mode of authors' runs whose path names none (the ablations archive)")
     p.add_argument("--batch-size", type=int, help="import only authors' runs with this batch size")
     p.add_argument("--update-every", type=int, help="import only authors' runs with this update_every")

@@ -28,7 +28,7 @@ from ..errors import UserError
 from .common import run_command
 from ..settings import (
     ENGINE_CHOICES, EXECUTION_DEFAULTS, MATMUL_PRECISIONS, MNIST_TRAIN_IMAGES, MODES,
-    RESULTS_VERSION, STREAM_STEPS, RunSettings,
+    RESULTS_VERSION, SAG_VARIANT, STREAM_STEPS, RunSettings,
 )
 
 DEFAULTS = RunSettings()
@@ -42,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("experiment")
     g.add_argument("--mode", choices=MODES, required=True, help="what SAG tracks")
     g.add_argument("--s-des", type=float, required=True, help="desired value, in (0, 1)")
-    g.add_argument("--rep", type=int, default=0, help="repetition (seeds the run)")
-    g.add_argument("--variant", default="sag", help="variant name recorded in run.json")
+    g.add_argument("--rep", type=int, default=DEFAULTS.rep, help="repetition (seeds the run)")
+    g.add_argument("--variant", default=SAG_VARIANT, help="variant name recorded in run.json")
     g.add_argument("--p-rand", type=float, default=DEFAULTS.p_rand, help="random query rate")
     g.add_argument("--no-normalization", action="store_true", help="SAG without normalization")
     g.add_argument("--no-imputation", action="store_true", help="SAG without imputation")

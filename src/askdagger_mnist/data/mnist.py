@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
 from ..errors import UserError
+from ..settings import MNIST_MIRRORS
 from .atomic import write_bytes_atomic
 from .mirrors import CannotWrite, NotFetched, fetch_verified, one_fetcher
 
@@ -31,13 +32,9 @@ if TYPE_CHECKING:  # imported where used: downloading and checking need neither
     import numpy as np
     import torch
 
-# torchvision.datasets.MNIST's mirrors and (file, MD5) list, restated so that neither loading nor
-# downloading imports torchvision (seconds per job); tests/data/test_mnist.py checks they equal
-# torchvision's.
-DEFAULT_MIRRORS: tuple[str, ...] = (
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "http://yann.lecun.com/exdb/mnist/",
-)
+# torchvision.datasets.MNIST's (file, MD5) list (and its mirrors: settings.MNIST_MIRRORS),
+# restated so that neither loading nor downloading imports torchvision (seconds per job);
+# tests/data/test_mnist.py checks they equal torchvision's.
 RESOURCES: tuple[tuple[str, str], ...] = (
     ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
     ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
@@ -101,7 +98,7 @@ class MnistState:
 
 
 def prepare_mnist(
-    root: Path, mirrors: Sequence[str] = DEFAULT_MIRRORS, required: Iterable[str] = ALL_FILES
+    root: Path, mirrors: Sequence[str] = MNIST_MIRRORS, required: Iterable[str] = ALL_FILES
 ) -> MnistState:
     """Check every archive under ``root``, fetch the missing ones; UserError when a ``required``
     one is corrupt or not had (the others are then listed in ``absent``, with a note)."""
@@ -159,7 +156,7 @@ def prepare_mnist(
     return state
 
 
-def ensure_mnist(root: Path, mirrors: Sequence[str] = DEFAULT_MIRRORS) -> list[str]:
+def ensure_mnist(root: Path, mirrors: Sequence[str] = MNIST_MIRRORS) -> list[str]:
     """The four archives under ``root``, valid (missing ones downloaded); the names fetched."""
     return prepare_mnist(root, mirrors, required=ALL_FILES).downloaded
 
