@@ -130,21 +130,17 @@ def check_args(args: argparse.Namespace, settings: RunSettings) -> Path:
 @contextlib.contextmanager
 def exclusive_run_lock(checkpoint: Path):
     """Hold ``<checkpoint>.lock`` for the whole run, so that a rerun cannot write the same run
-    while an orphaned process (say, a job left behind by a killed Snakemake) still does."""
+    while an orphaned process (say, a job left behind by a killed Snakemake) still does.
+
+    A flock belongs to the file (the inode), not to its name. So that nothing is left beside
+    the run, the holder deletes the lock file, and it does so while it still holds the lock;
+    a process that opened the file just before, and takes the lock once it is released, then
+    holds a deleted file, which ``_take_run_lock`` notices: it takes the file now under the
+    name instead, and no two processes ever hold the run. (gpu_slots.py's slot files are
+    never deleted, and need no such check.)
+    """
     lock_path = Path(f"{checkpoint}.lock")
-    with reporting_no_space(lock_path):
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(lock_path, "a+")
-    with fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "unknown"
-            raise UserError(
-                f"another training process ({holder}) is still writing this run ({lock_path} is "
-                "locked): wait for it to finish or kill it, then rerun."
-            ) from None
+    with _take_run_lock(lock_path) as fh:
         try:
             with reporting_no_space(lock_path):
                 fh.seek(0)
@@ -153,7 +149,39 @@ def exclusive_run_lock(checkpoint: Path):
                 fh.flush()
             yield
         finally:
-            lock_path.unlink(missing_ok=True)
+            lock_path.unlink(missing_ok=True)  # still held: see above
+
+
+def _take_run_lock(lock_path: Path):
+    """The open lock file, locked, and still the file under ``lock_path``; one sentence naming
+    the holder when another process holds it."""
+    while True:
+        with reporting_no_space(lock_path):
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(lock_path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            fh.close()
+            raise UserError(
+                f"another training process ({holder}) is still writing this run ({lock_path} is "
+                "locked): wait for it to finish or kill it, then rerun."
+            ) from None
+        if _names(lock_path, fh):
+            return fh
+        fh.close()  # its holder deleted it meanwhile: lock the file now under the name
+
+
+def _names(path: Path, fh) -> bool:
+    """Whether ``path`` still names the open file ``fh``."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fh.fileno())
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
 
 
 def run(args: argparse.Namespace) -> tuple[Path, str]:
