@@ -30,19 +30,17 @@ from askdagger_mnist.analysis.sides import (CONFIG_COLUMNS, VERDICT_METRICS, Sid
                                             read_side, run_dirs_under, whole_run_values)
 from askdagger_mnist.analysis.verdict import (VERDICT_COLUMNS, VerdictSettings, compare_sides,
                                               to_markdown, verdict_of)
-from askdagger_mnist.cli.fetch_results import DEFAULT_VARIANTS
 from askdagger_mnist.prebuilt.authors_format import import_tree
-from askdagger_mnist.settings import MODES, TRACKED
+from askdagger_mnist.settings import MODES, PAPER_VARIANTS, TRACKED
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
-SAG = {"sag": DEFAULT_VARIANTS["sag"]}  # the paper's SAG, as the import names it
 
 
 def train(config: tuple[str, float, str], rep: int, out: Path, data_root: str, engine: str) -> Path:
     mode, s_des, variant = config
     if not (out / "run.json").is_file():
-        v = DEFAULT_VARIANTS[variant]
+        v = PAPER_VARIANTS[variant]
         flags = ["--p-rand", str(v["p_rand"])] + ["--no-normalization"] * (not v["normalization"]) \
             + ["--no-imputation"] * (not v["imputation"])
         cmd = [sys.executable, "-m", "askdagger_mnist.cli.train", "--mode", mode, "--s-des",
@@ -55,9 +53,9 @@ def train(config: tuple[str, float, str], rep: int, out: Path, data_root: str, e
 
 def parse_config(text: str) -> tuple[str, float, str]:
     mode, s_des, *variant = text.split(":")
-    if mode not in MODES or len(variant) > 1 or (variant and variant[0] not in DEFAULT_VARIANTS):
+    if mode not in MODES or len(variant) > 1 or (variant and variant[0] not in PAPER_VARIANTS):
         raise argparse.ArgumentTypeError(f"{text!r}: expected MODE:S_DES[:VARIANT], VARIANT one of "
-                                         f"{', '.join(DEFAULT_VARIANTS)}")
+                                         f"{', '.join(PAPER_VARIANTS)}")
     return mode, float(s_des), variant[0] if variant else "sag"
 
 
@@ -100,7 +98,7 @@ def import_reference(folders: list[Path], work: Path) -> list[Path]:
         staging = work / f"reference{i}"
         if not staging.exists():
             staging.mkdir(parents=True)
-            import_tree(folder, staging, SAG, {"url": str(folder)}, with_model=False)
+            import_tree(folder, staging, PAPER_VARIANTS, {"url": str(folder)}, with_model=False)
         runs += run_dirs_under(staging)
     return runs
 

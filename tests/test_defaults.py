@@ -1,21 +1,34 @@
 """One source of every default: ``askdagger_mnist.settings`` (``RunSettings``, ``MODES``,
-``ENGINES``, ``EXECUTION_DEFAULTS``). The workflow's schema and config.yaml restate them for
-users to read; these tests keep the copies equal to the source.
+``ENGINES``, ``EXECUTION_DEFAULTS``, ``CONFIG_DEFAULTS``). The workflow's schema and config.yaml
+restate them for users to read, and the commands' flags default to them; these tests keep
+every copy equal to the source: any default that drifts fails here.
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import inspect
 
 import pytest
 import yaml
 
+from askdagger_mnist.cli import download_mnist, fetch_results, plots, reproduction, train
+from askdagger_mnist.data import mnist
+from askdagger_mnist.experiment.config import fill_defaults
+from askdagger_mnist.prebuilt import authors_format
 from askdagger_mnist.settings import (
+    ABLATION_MODE,
+    CONFIG_DEFAULTS,
     ENGINE_CHOICES,
     ENGINES,
     EXECUTION_DEFAULTS,
+    FIGURE_VARIANTS,
+    MNIST_MIRRORS,
     MODES,
+    PAPER_VARIANTS,
     REPRODUCTION_DEFAULTS,
+    SAG_VARIANT,
     STREAM_STEPS,
     RunSettings,
 )
@@ -104,3 +117,96 @@ def test_the_whole_stream_is_stream_steps():
 def test_config_yaml_documents_every_schema_key_in_the_schemas_order():
     """(That config.yaml holds exactly the schema's defaults: tests/experiment/test_config.py.)"""
     assert list(CONFIG) == list(PROPS)
+
+
+# ---- every default of the schema, and of the commands' flags, against settings ----------------
+
+
+def _schema_defaults(properties: dict, path: tuple = ()):
+    """(path, property schema) of every property below ``properties`` that has a default;
+    the defaults inside a list's items as (path + ("[]", key), property schema)."""
+    for key, node in properties.items():
+        here = (*path, key)
+        if "default" in node:
+            yield here, node
+        yield from _schema_defaults(node.get("properties", {}), here)
+        yield from _schema_defaults(node.get("items", {}).get("properties", {}), (*here, "[]"))
+
+
+def _effective_default(key: str, node: dict):
+    """The value the config check gives a missing ``key``: its default, filled in turn."""
+    holder: dict = {}
+    fill_defaults(holder, {"type": "object", "properties": {key: node}})
+    return holder[key]
+
+
+def _settings_values(path: tuple) -> list:
+    """The values at ``path`` in settings.CONFIG_DEFAULTS ("[]": each item of a list)."""
+    values = [CONFIG_DEFAULTS]
+    for key in path:
+        values = [item for v in values for item in v] if key == "[]" else [v[key] for v in values]
+    return values
+
+
+def test_every_config_key_has_its_default_in_settings():
+    assert sorted(CONFIG_DEFAULTS) == sorted(PROPS)
+
+
+def test_every_schema_default_is_the_settings_default():
+    found = list(_schema_defaults(PROPS))
+    assert len(found) > len(PROPS)  # nested defaults are compared too
+    drifted = [f"{'.'.join(path)}: schema {_effective_default(path[-1], node)!r}, settings {value!r}"
+               for path, node in found for value in _settings_values(path)
+               if _effective_default(path[-1], node) != value]
+    assert not drifted, drifted
+
+
+def _flag_defaults(parser: argparse.ArgumentParser, *subcommand: str) -> dict:
+    """dest -> default of the flags of ``parser`` (of its ``subcommand``, if given)."""
+    for name in subcommand:
+        choices = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = choices.choices[name]
+    return {a.dest: a.default for a in parser._actions}
+
+
+def test_the_train_commands_flags_default_to_settings():
+    flags = _flag_defaults(train.build_parser())
+    run = RunSettings()
+    for field in dataclasses.fields(RunSettings):
+        dest = {"steps": "max_steps", "normalization": "no_normalization",
+                "imputation": "no_imputation"}.get(field.name, field.name)
+        if field.name in ("normalization", "imputation"):
+            assert flags[dest] is (not getattr(run, field.name)), dest
+        elif field.name not in ("mode", "s_des"):  # required flags
+            assert flags[dest] == getattr(run, field.name), dest
+    for key, value in EXECUTION_DEFAULTS.items():
+        assert flags[key] == value, key
+    assert flags["variant"] == SAG_VARIANT in PAPER_VARIANTS
+
+
+def test_the_figure_commands_flags_default_to_settings():
+    main = _flag_defaults(plots.build_parser(), "main")
+    assert main["variant"] == FIGURE_VARIANTS["main"]["variant"] and main["modes"] == list(MODES)
+    for command, group in (("reg-ablation", "reg_ablation"), ("prand-ablation", "prand_ablation")):
+        assert _flag_defaults(plots.build_parser(), command)["variants"] == FIGURE_VARIANTS[group]["variants"]
+
+
+def test_the_import_and_verdict_commands_flags_default_to_settings():
+    for command in ("import", "fetch"):
+        assert _flag_defaults(fetch_results.build_parser(), command)["default_mode"] == ABLATION_MODE
+    assert fetch_results._variants(None) == PAPER_VARIANTS
+    for function in (authors_format.find_runs, authors_format.import_tree):
+        assert inspect.signature(function).parameters["default_mode"].default == ABLATION_MODE
+    assert ABLATION_MODE in MODES
+    verdict = _flag_defaults(reproduction.build_parser(), "verdict")
+    assert {"tracked": verdict["margin_tracked"], "others": verdict["margin_others"]} == \
+        REPRODUCTION_DEFAULTS["margins"]
+    assert (verdict["min_runs"], verdict["curve_after_step"]) == (
+        REPRODUCTION_DEFAULTS["min_runs"], REPRODUCTION_DEFAULTS["curve_after_step"])
+
+
+def test_the_mnist_mirrors_default_to_settings():
+    assert _flag_defaults(download_mnist.build_parser())["mirrors"] is None  # then MNIST_MIRRORS
+    for function in (mnist.prepare_mnist, mnist.ensure_mnist):
+        assert inspect.signature(function).parameters["mirrors"].default == MNIST_MIRRORS
+    assert CONFIG_DEFAULTS["mnist_mirrors"] == list(MNIST_MIRRORS)

@@ -1,10 +1,11 @@
-"""The run settings: the one source of every algorithm default (docs/spec.md §3.6), and the
-seed of each run (§6.1).
+"""The one source of every default: the run settings (docs/spec.md §3.6), the execution's,
+the verdict's and the rest of the workflow config's (``CONFIG_DEFAULTS``); and the seed of each
+run (§6.1).
 
 Standard library only at import time (numpy is imported where a seed is made), so the
-Snakefile's config check reads these defaults too. The schema, config.yaml, the train CLI,
-``SagConfig`` and the figures read them or are checked against them
-(tests/test_defaults.py).
+Snakefile's config check reads these defaults too. The commands' flags, ``SagConfig`` and the
+figures read them; the schema's ``default:`` keys and config.yaml restate them for users to
+read, and tests/test_defaults.py fails when any copy differs.
 """
 
 from __future__ import annotations
@@ -143,3 +144,57 @@ def configuration_key(settings) -> tuple:
             bool(value["imputation"]), round(float(value["s_des"]), 12),
             int(value["batch_size"]), int(value["update_every"]), int(value["mc_samples"]),
             round(float(value["dropout"]), 12), int(value["n_min"]), int(value["n_rep"]))
+
+
+# ---- the workflow config's defaults --------------------------------------------------------------
+# workflow/schemas/config.schema.yaml restates each as its key's ``default:`` (and config.yaml as
+# its value); tests/test_defaults.py compares every one of them, and the commands' flags, with these.
+SAG_VARIANT = "sag"  # the paper's S-Aware Gating, as the config's variants name it
+# The paper's variants: SAG, and four that each change one of its settings (the ablations).
+PAPER_VARIANTS = {
+    SAG_VARIANT: {"p_rand": 0.1, "normalization": True, "imputation": True},
+    "no_normalization": {"p_rand": 0.1, "normalization": False, "imputation": True},
+    "no_imputation": {"p_rand": 0.1, "normalization": True, "imputation": False},
+    "prand0.05": {"p_rand": 0.05, "normalization": True, "imputation": True},
+    "prand0.2": {"p_rand": 0.2, "normalization": True, "imputation": True},
+}
+ABLATION_MODE = "sensitivity"  # the ablation figures (and the authors' ablation runs) track it
+# The variants each figure shows (config key figures).
+FIGURE_VARIANTS = {
+    "main": {"variant": SAG_VARIANT},
+    "reg_ablation": {"variants": [SAG_VARIANT, "no_normalization", "no_imputation"]},
+    "prand_ablation": {"variants": ["prand0.05", SAG_VARIANT, "prand0.2"]},
+    "sag": {"variant": SAG_VARIANT},
+}
+# torchvision.datasets.MNIST's mirrors (tests/data/test_mnist.py checks they are torchvision's).
+MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
+# The authors' published results, used when results_source is download (their sha256 is not
+# known in advance: each archive's structure is checked and its hash logged instead).
+AUTHORS_ARCHIVES = [
+    {"name": f"authors_{name}", "url": f"gdrive:{file_id}", "sha256": None, "format": "authors"}
+    for name, file_id in (("sensitivity", "1UhF13-qpdfFpXOlIPGdpeuwLAWfV98bt"),
+                          ("specificity", "1-pBiUDs3jmx1hV80obPptZdoyBFybkIn"),
+                          ("success", "1HYqBYuwPfHmzS_NoSLQGIE6BrF_ZJJiK"),
+                          ("ablations", "1f5CnucnTgGZkiSKs7-S2f18grWMIdoIC"))
+]
+_RUN = RunSettings()
+CONFIG_DEFAULTS = {
+    "mnist_root": "resources/mnist",
+    "mnist_mirrors": list(MNIST_MIRRORS),
+    "results_source": "train",
+    "results_archives": AUTHORS_ARCHIVES,
+    "compare_with": [],
+    "reproduction": REPRODUCTION_DEFAULTS,
+    "modes": list(MODES),
+    "s_des": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
+    "repetitions": 10,
+    "seed_root": _RUN.seed_root,
+    "variants": PAPER_VARIANTS,
+    "figures": FIGURE_VARIANTS,
+    **{key: getattr(_RUN, key) for key in ("batch_size", "update_every", "mc_samples", "dropout",
+                                           "n_min", "n_rep")},
+    "max_steps": None,  # the whole stream: STREAM_STEPS
+    **EXECUTION_DEFAULTS,
+    # The train rule's resources; gpu None: 1 when device is cuda, else 0.
+    "train_resources": {"gpu": None, "mem_mb": 4000, "runtime": 30},
+}

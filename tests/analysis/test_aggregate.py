@@ -20,6 +20,7 @@ import pytest
 from askdagger_mnist.analysis.aggregate import CURVES_COLUMNS, RUNS_COLUMNS
 from askdagger_mnist.cli import aggregate
 from askdagger_mnist.data import rundir
+from askdagger_mnist.data.atomic import atomic_dir
 from askdagger_mnist.experiment.naming import run_subdir
 from askdagger_mnist.settings import MODES, RunSettings
 from conftest import REFERENCE_RESULTS
@@ -37,7 +38,7 @@ def write_run(root: Path, arrays: dict, mode: str, variant: str, s_des: float, r
     st["variant"] = variant
     info = {"settings": st, "source": source, "metrics": {}}
     run_dir = root / run_subdir(mode, variant, s_des, rep)
-    rundir.atomic_dir(run_dir, lambda tmp: rundir.write_run_files(tmp, arrays, info))
+    atomic_dir(run_dir, lambda tmp: rundir.write_run_files(tmp, arrays, info))
     return run_dir
 
 

@@ -17,8 +17,9 @@ from askdagger_mnist.analysis.verdict import (VerdictSettings, compare_sides, ju
                                               runs_to_decide, summary_line, to_markdown)
 from askdagger_mnist.errors import UserError
 from askdagger_mnist.cli import reproduction
-from askdagger_mnist.cli.fetch_results import DEFAULT_VARIANTS, cmd_import
+from askdagger_mnist.cli.fetch_results import cmd_import
 from askdagger_mnist.data.rundir import read_arrays, read_info, write_run_files
+from askdagger_mnist.settings import PAPER_VARIANTS
 from conftest import authors_zip
 
 pytestmark = pytest.mark.needs_reference
@@ -31,7 +32,7 @@ def reference(tmp_path_factory) -> Path:
     """The 10 reference runs (sensitivity 6, specificity 2, success 2), imported."""
     base = tmp_path_factory.mktemp("reference")
     archive = authors_zip(base / "reference.zip")
-    cmd_import(archive, base / "imported", "authors", None, {"sag": DEFAULT_VARIANTS["sag"]},
+    cmd_import(archive, base / "imported", "authors", None, {"sag": PAPER_VARIANTS["sag"]},
                "sensitivity", 128, 5, False)
     return base / "imported"
 

@@ -15,9 +15,9 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 import pytest
+import requests
 
 from askdagger_mnist.data.mnist import RESOURCES, ensure_mnist, load_mnist_train, raw_folder
 from askdagger_mnist.errors import UserError
@@ -181,19 +181,16 @@ def test_mirror_dying_mid_file_leaves_nothing_partial(tmp_path, dying_mirror, mn
 
 
 class _Exploding:
-    """A response that hands out one chunk of a real file, then raises ``exc``."""
+    """A response (requests') that hands out one chunk of a real file, then raises ``exc``."""
 
     def __init__(self, exc, url):
-        self.exc, self.sent, self.url = exc, False, url
+        self.exc, self.url = exc, url
+        self.status_code, self.reason = 200, "OK"
         self.headers = {"Content-Length": "9912422"}
-        self.length = 9912422
-        self.status = 200
 
-    def read(self, *args):
-        if self.sent:
-            raise self.exc
-        self.sent = True
-        return (MNIST_RAW / NAMES[0]).read_bytes()[:65536]
+    def iter_content(self, *args):
+        yield (MNIST_RAW / NAMES[0]).read_bytes()[:65536]
+        raise self.exc
 
     def __enter__(self):
         return self
@@ -204,14 +201,11 @@ class _Exploding:
     def close(self):
         pass
 
-    def geturl(self):
-        return self.url
-
 
 @pytest.mark.parametrize("exc", [ValueError("odd bytes"), MemoryError(), KeyboardInterrupt()],
                          ids=["ValueError", "MemoryError", "KeyboardInterrupt"])  # fmt: skip
 def test_no_partial_file_whatever_the_exception(tmp_path, monkeypatch, exc):
-    monkeypatch.setattr(urllib.request, "urlopen", lambda req, *a, **k: _Exploding(exc, getattr(req, "full_url", req)))
+    monkeypatch.setattr(requests.Session, "get", lambda session, url, *a, **k: _Exploding(exc, url))
     root = tmp_path / "root"
     if isinstance(exc, Exception):  # one sentence naming it, not a traceback
         with pytest.raises(UserError, match=rf"could not download MNIST file.*{type(exc).__name__}"):
@@ -291,7 +285,7 @@ def test_cli_reports_failure_in_one_sentence(tmp_path):
 def test_restated_checksums_and_mirrors_are_torchvision_s():
     from torchvision.datasets import MNIST
 
-    from askdagger_mnist.data.mnist import DEFAULT_MIRRORS
+    from askdagger_mnist.settings import MNIST_MIRRORS
 
     assert list(RESOURCES) == [tuple(r) for r in MNIST.resources]
-    assert list(DEFAULT_MIRRORS) == list(MNIST.mirrors)
+    assert list(MNIST_MIRRORS) == list(MNIST.mirrors)

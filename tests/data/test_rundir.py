@@ -1,4 +1,4 @@
-"""Run directories and atomic writes (data/rundir.py, data/checkpoint.py) when the disk fills
+"""Run directories and atomic writes (data/rundir.py, data/atomic.py, data/checkpoint.py) when the disk fills
 up: one sentence naming the path and what to do, nothing half-written left behind, and what
 was already there kept."""
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from askdagger_mnist.data import rundir
+from askdagger_mnist.data import atomic, rundir
 from askdagger_mnist.errors import UserError
 
 BIG = 1_000_000  # bytes: more than the small disk holds
@@ -43,7 +43,7 @@ def _says_disk_full(exc: UserError, path) -> None:
 def test_atomic_file_on_a_full_disk(full_disk):
     path = full_disk / "big.bin"
     with pytest.raises(UserError) as exc:
-        with rundir.atomic_file(path) as tmp:
+        with atomic.atomic_file(path) as tmp:
             tmp.write_bytes(b"x" * BIG)
     _says_disk_full(exc.value, path)
     assert os.listdir(full_disk) == []
@@ -53,7 +53,7 @@ def test_atomic_file_keeps_the_previous_version_when_the_disk_is_full(full_disk)
     path = full_disk / "table.csv"
     path.write_text("old\n")
     with pytest.raises(UserError):
-        with rundir.atomic_file(path) as tmp, open(tmp, "wb") as fh:
+        with atomic.atomic_file(path) as tmp, open(tmp, "wb") as fh:
             fh.write(b"x" * BIG)
     assert path.read_text() == "old\n" and os.listdir(full_disk) == ["table.csv"]
 
@@ -62,7 +62,7 @@ def test_torch_save_on_a_full_disk(full_disk):
     """torch.save to a file name fails in C++ ('unexpected pos', no errno): still one sentence."""
     path = full_disk / "model.pt"
     with pytest.raises(UserError) as exc:
-        with rundir.atomic_file(path) as tmp:
+        with atomic.atomic_file(path) as tmp:
             torch.save({"w": torch.zeros(BIG // 4)}, tmp)
     _says_disk_full(exc.value, path)
     assert os.listdir(full_disk) == []
@@ -72,7 +72,7 @@ def test_atomic_dir_on_a_full_disk_leaves_nothing_and_keeps_the_old_directory(fu
     final = full_disk / "rep0"
     arrays = {"u": np.zeros(8), "k": np.zeros(8), "g": np.zeros(8), "c": np.zeros(8),
               "r": np.zeros(8), "q": np.zeros(8), "q_a": np.zeros(8)}  # fmt: skip
-    rundir.atomic_dir(final, lambda tmp: rundir.write_run_files(tmp, arrays, {"n": 1}))
+    atomic.atomic_dir(final, lambda tmp: rundir.write_run_files(tmp, arrays, {"n": 1}))
     before = {p.name: p.read_bytes() for p in final.iterdir()}
 
     def fill(tmp):
@@ -80,7 +80,7 @@ def test_atomic_dir_on_a_full_disk_leaves_nothing_and_keeps_the_old_directory(fu
         rundir.save_npz(tmp / "noise.npz", {"x": np.random.default_rng(0).random(BIG // 8)})
 
     with pytest.raises(UserError) as exc:
-        rundir.atomic_dir(final, fill)
+        atomic.atomic_dir(final, fill)
     _says_disk_full(exc.value, final)
     assert os.listdir(full_disk) == ["rep0"]
     assert {p.name: p.read_bytes() for p in final.iterdir()} == before
@@ -91,7 +91,7 @@ def test_quota_exceeded_is_one_sentence_too(tmp_path):
         raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
 
     with pytest.raises(UserError) as exc:
-        rundir.atomic_dir(tmp_path / "run", fill)
+        atomic.atomic_dir(tmp_path / "run", fill)
     assert str(tmp_path / "run") in str(exc.value) and "quota" in str(exc.value)
     assert os.listdir(tmp_path) == []
 
@@ -102,9 +102,9 @@ def test_other_errors_pass_through_and_leave_nothing(tmp_path):
         raise ValueError("a bug")
 
     with pytest.raises(ValueError):
-        rundir.atomic_dir(tmp_path / "run", fill)
+        atomic.atomic_dir(tmp_path / "run", fill)
     with pytest.raises(KeyError):
-        with rundir.atomic_file(tmp_path / "f") as tmp:
+        with atomic.atomic_file(tmp_path / "f") as tmp:
             tmp.write_text("half")
             raise KeyError("x")
     assert os.listdir(tmp_path) == []

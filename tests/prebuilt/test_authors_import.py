@@ -23,6 +23,7 @@ from askdagger_mnist.prebuilt.authors_format import (
 from askdagger_mnist.errors import UserError
 from askdagger_mnist.algorithm.metrics import whole_run_metrics
 from askdagger_mnist.experiment.naming import run_subdir
+from askdagger_mnist.settings import PAPER_VARIANTS
 
 from conftest import REFERENCE_RESULTS
 
@@ -30,7 +31,7 @@ pytestmark = pytest.mark.needs_reference
 
 RUN_DIR = "r0.1_s0.9_uTrue_iTrue_b128_e5"
 MODES = ("sensitivity", "specificity", "success")
-VARIANTS = json.dumps(fetch_results.DEFAULT_VARIANTS)
+VARIANTS = json.dumps(PAPER_VARIANTS)
 
 
 def _zip_dir(src_root: Path, top: str, archive: Path, rename: dict[str, str] | None = None) -> Path:
@@ -168,7 +169,7 @@ def test_ablation_layout_maps_to_variants_and_sensitivity(tmp_path):
     archive = _zip_dir(root, "results", tmp_path / "results.zip")
     out = tmp_path / "staging"
     fetch_results.cmd_import(archive, out, "authors", "gdrive:1f5CnucnTgGZkiSKs7-S2f18grWMIdoIC",
-                             fetch_results.DEFAULT_VARIANTS, "sensitivity", 128, 5, True)
+                             PAPER_VARIANTS, "sensitivity", 128, 5, True)
     got = sorted(p.relative_to(out).as_posix() for p in out.glob("*/*/*/*"))
     assert got == ["sensitivity/no_imputation/s0.5/rep0", "sensitivity/no_normalization/s0.5/rep0",
                    "sensitivity/prand0.05/s0.7/rep0"]
@@ -183,8 +184,8 @@ def test_run_dirname_and_variant_matching():
     assert s == {"p_rand": 0.05, "s_des": 0.1, "normalization": False, "imputation": True,
                  "batch_size": 128, "update_every": 5}
     assert parse_run_dirname("r0.1_s0.9_uTrue_iTrue_b128") is None
-    assert match_variant(s, fetch_results.DEFAULT_VARIANTS) is None  # no such combination
-    assert match_variant({**s, "normalization": True}, fetch_results.DEFAULT_VARIANTS) == "prand0.05"
+    assert match_variant(s, PAPER_VARIANTS) is None  # no such combination
+    assert match_variant({**s, "normalization": True}, PAPER_VARIANTS) == "prand0.05"
     with pytest.raises(UserError, match="variants"):
         match_variant({**s, "normalization": True}, {"a": {"p_rand": 0.05, "normalization": True, "imputation": True},
                                                      "b": {"p_rand": 0.05, "normalization": True, "imputation": True}})
@@ -264,7 +265,7 @@ def test_hostile_state_dict_is_not_loaded(tmp_path):
     torch.save({"core_model.conv1.weight": _Payload(os.system, (f"touch {marker}",))}, run / f"{RUN_DIR}.pt")
     archive = _zip_dir(tmp_path / "src", "results_success", tmp_path / "a.zip")
     out = tmp_path / "staging"
-    fetch_results.cmd_import(archive, out, "authors", None, fetch_results.DEFAULT_VARIANTS,
+    fetch_results.cmd_import(archive, out, "authors", None, PAPER_VARIANTS,
                              "sensitivity", None, None, True)
     run_out = out / "success/sag/s0.9/rep0"
     assert not marker.exists()

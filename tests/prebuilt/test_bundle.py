@@ -14,6 +14,7 @@ import torch
 
 from askdagger_mnist.cli import fetch_results
 from askdagger_mnist.data import rundir
+from askdagger_mnist.data.atomic import atomic_dir
 from askdagger_mnist.prebuilt import bundle
 from askdagger_mnist.errors import UserError
 from askdagger_mnist.algorithm.metrics import whole_run_metrics
@@ -40,7 +41,7 @@ def _write_run(runs: Path, mode: str, variant: str, s_des: float, rep: int, seed
         rundir.write_run_files(tmp, arrays, info)
         torch.save({"fc3.bias": torch.arange(10.0) * seed}, tmp / rundir.MODEL_FILE)
 
-    return rundir.atomic_dir(runs / run_subdir(mode, variant, s_des, rep), fill)
+    return atomic_dir(runs / run_subdir(mode, variant, s_des, rep), fill)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from askdagger_mnist.cli import fetch_results
+from askdagger_mnist.settings import PAPER_VARIANTS
 from conftest import REFERENCE_RESULTS
 from test_bounded_reading import AS_LIMIT, npy_with_payload, shared_list_bomb
 
@@ -91,7 +92,7 @@ def test_scratch_of_a_killed_import_is_removed_by_the_next_one(tmp_path):
     other.mkdir()
     (other / ".lock").touch()
     try:
-        done = fetch_results.cmd_import(archive, out, "authors", None, fetch_results.DEFAULT_VARIANTS,
+        done = fetch_results.cmd_import(archive, out, "authors", None, PAPER_VARIANTS,
                                         "sensitivity", 128, 5, False)
     finally:
         os.close(lock)

@@ -13,6 +13,7 @@ import pytest
 from askdagger_mnist.cli import fetch_results
 from askdagger_mnist.data.invariants import run_problem
 from askdagger_mnist.prebuilt.authors_format import convert_arrays
+from askdagger_mnist.settings import PAPER_VARIANTS
 
 RUN_DIR = "r0.1_s0.9_uTrue_iTrue_b128_e5"
 B, STEPS = 128, 3
@@ -88,7 +89,7 @@ def test_a_consistent_run_passes_and_imports(tmp_path):
     assert run_problem(convert_arrays(consistent_run(), "x"), B) is None
     archive = authors_archive(tmp_path, consistent_run())
     runs = fetch_results.cmd_import(archive, tmp_path / "out", "authors", None,
-                                    fetch_results.DEFAULT_VARIANTS, "sensitivity", None, None, False)
+                                    PAPER_VARIANTS, "sensitivity", None, None, False)
     assert len(runs) == 2
 
 
@@ -111,7 +112,7 @@ def test_a_bundled_run_that_breaks_an_invariant_imports_nothing(tmp_path, name, 
     from askdagger_mnist.prebuilt import bundle
 
     good = fetch_results.cmd_import(authors_archive(tmp_path / "a", consistent_run()), tmp_path / "runs",
-                                    "authors", None, fetch_results.DEFAULT_VARIANTS, "sensitivity",
+                                    "authors", None, PAPER_VARIANTS, "sensitivity",
                                     None, None, False)
     from askdagger_mnist.data import rundir
     arrays = dict(rundir.read_arrays(good[0]))

@@ -18,7 +18,8 @@ import pandas as pd
 
 from ..errors import UserError
 from ..algorithm.metrics import CURVE_COLUMNS, whole_run_metrics, windowed_curves
-from ..data.rundir import read_arrays, read_info, write_bytes_atomic
+from ..data.atomic import write_bytes_atomic
+from ..data.rundir import read_arrays, read_info
 from ..settings import MODES
 
 # Columns identifying a run (unique in runs.csv; the key of curves.csv.gz).

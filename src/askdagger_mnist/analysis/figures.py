@@ -23,7 +23,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from .inputs import series  # noqa: E402
-from ..data.rundir import atomic_file  # noqa: E402
+from ..data.atomic import atomic_file  # noqa: E402
 from ..experiment.naming import format_s_des  # noqa: E402
 
 # fontTools warns, while subsetting matplotlib's bundled Computer Modern fonts for mathtext,

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from ..data.rundir import write_bytes_atomic
+from ..data.atomic import write_bytes_atomic
 from ..experiment.naming import format_s_des
 
 TABLE_COLUMNS = ("metric", "variant", "label", "p_rand", "s_des", "n_reps", "mean", "std")

@@ -9,29 +9,20 @@ atomically: the workflow's own output, so that no rule ever declares a file of t
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 
-from ..data.mnist import (
-    ALL_FILES,
-    DEFAULT_MIRRORS,
-    TRAIN_FILES,
-    prepare_mnist,
-    raw_folder,
-    write_manifest,
-)
+from ..data.mnist import ALL_FILES, TRAIN_FILES, MnistState, prepare_mnist, raw_folder, write_manifest
 from ..errors import UserError
+from ..settings import MNIST_MIRRORS
+from .common import run_command
 
 REQUIRE = {"all": ALL_FILES, "train": TRAIN_FILES}
 
 
-def _terminate(signum, frame):  # SIGTERM unwinds like Ctrl-C: temporary files are removed
-    raise SystemExit(128 + signum)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m askdagger_mnist.cli.download_mnist",
+                                     description=__doc__)
     parser.add_argument("--root", type=Path, required=True, help="folder to hold MNIST/raw/*.gz")
     parser.add_argument(
         "--mirror", action="append", dest="mirrors", metavar="URL",
@@ -46,22 +37,24 @@ def main(argv: list[str] | None = None) -> int:
         "--manifest", type=Path, metavar="JSON",
         help="write the verified files (sizes, MD5s) and the root to this file, atomically",
     )
-    args = parser.parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    where = raw_folder(args.root)
+    return parser
+
+
+def prepare(args: argparse.Namespace) -> MnistState:
+    """Check and fetch the archives, write the manifest; an unreadable file is one sentence."""
     try:
-        state = prepare_mnist(args.root, args.mirrors or DEFAULT_MIRRORS, REQUIRE[args.require])
+        state = prepare_mnist(args.root, args.mirrors or MNIST_MIRRORS, REQUIRE[args.require])
         if args.manifest is not None:
             write_manifest(args.manifest, state)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:  # the manifest's folder, a file of the root turning unreadable, ...
-        print(f"error: {exc.filename or where}: {exc.strerror or exc}; fix it and run again.", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"error: interrupted; nothing partial is left in {where}: run again to finish.", file=sys.stderr)
-        return 130
+    except OSError as exc:  # a file of the root turning unreadable, ...
+        where = exc.filename or raw_folder(args.root)
+        raise UserError(f"{where}: {exc.strerror or exc}; fix it and run again.") from exc
+    return state
+
+
+def report(state: MnistState, manifest: Path | None) -> None:
+    """What was found, fetched and written, on stderr (the rule's log)."""
+    where = raw_folder(state.root)
     if state.downloaded:
         print(f"downloaded and verified {', '.join(state.downloaded)} into {where}", file=sys.stderr)
         if state.present:
@@ -72,9 +65,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"MNIST already present and verified in {where}; nothing downloaded", file=sys.stderr)
     for note in state.notes:
         print(f"note: {note}.", file=sys.stderr)
-    if args.manifest is not None:
-        print(f"wrote {args.manifest}", file=sys.stderr)
-    return 0
+    if manifest is not None:
+        print(f"wrote {manifest}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_command(lambda: prepare(args), lambda state: report(state, args.manifest))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ A staging folder holds runs as ``{staging}/{mode}/{variant}/s{s_des}/rep{rep}/``
 format) plus ``import.json`` (authors) or ``bundle.json`` (bundles) with the provenance.
 Without --sha256 (allowed for the authors' archives, whose hashes cannot be known in advance)
 the computed hash is logged and the archive's structure is checked instead. SIGTERM and Ctrl-C
-end a command with ``error: stopped by ...`` (exit 143/130) after its cleanup has run.
+end a command with ``error: stopped by ...`` (exit 143/130) after its cleanup has run
+(cli/common.py).
 """
 
 from __future__ import annotations
@@ -25,31 +26,24 @@ import argparse
 import json
 import logging
 import shutil
-import signal
 import sys
 from pathlib import Path
 from typing import Any
 
 from ..data import rundir
+from ..data.atomic import atomic_dir, replace_dir
 from ..prebuilt import authors_format, bundle
-from ..prebuilt.download import Options, download, sha256_file
+from ..prebuilt.download import Options, download, file_hash
 from ..errors import UserError
+from .common import run_command
 from ..prebuilt.safe_extract import check_members, open_zip, safe_extract
-from ..prebuilt.scratch import publish, scratch_dir
-from ..settings import MODES
+from ..prebuilt.scratch import scratch_dir
+from ..settings import ABLATION_MODE, MODES, PAPER_VARIANTS
 from ..experiment.naming import run_subdir
 
 log = logging.getLogger("askdagger_mnist.fetch_results")
 
 FORMATS = ("authors", "bundle")
-# The paper's variants; the workflow passes config["variants"] instead.
-DEFAULT_VARIANTS = {
-    "sag": {"p_rand": 0.1, "normalization": True, "imputation": True},
-    "no_normalization": {"p_rand": 0.1, "normalization": False, "imputation": True},
-    "no_imputation": {"p_rand": 0.1, "normalization": True, "imputation": False},
-    "prand0.05": {"p_rand": 0.05, "normalization": True, "imputation": True},
-    "prand0.2": {"p_rand": 0.2, "normalization": True, "imputation": True},
-}
 
 
 def _reject_html(path: Path, source: str) -> None:
@@ -108,7 +102,7 @@ def cmd_import(archive: Path, out: Path, fmt: str, url: str | None, variants: di
     All work happens in a scratch folder beside ``out`` that is removed on every exit path.
     """
     archive, out = Path(archive), Path(out)
-    digest = sha256_file(archive)
+    digest = file_hash(archive)
     provenance = {"url": url or str(archive), "archive_sha256": digest, "archive": archive.name}
     if fmt == "bundle":
         return bundle.unpack(archive, out, provenance)
@@ -125,7 +119,7 @@ def cmd_import(archive: Path, out: Path, fmt: str, url: str | None, variants: di
             "runs": [str(p) for p in runs],
             "models_refused": report.models_refused,
         })
-        publish(ready, out, work)
+        replace_dir(ready, out, aside=work / "replaced")  # work is removed after
     refused = report.models_refused
     summary = f"imported {len(runs)} runs from {archive} into {out}"
     if refused:
@@ -145,7 +139,7 @@ def cmd_pick(stagings: list[Path], mode: str, variant: str, s_des: float, rep: i
                     if f.is_file():
                         shutil.copy2(f, tmp / f.name)
 
-            rundir.atomic_dir(Path(out), fill)
+            atomic_dir(Path(out), fill)
             log.info(f"run {sub} taken from {staging}")
             return Path(out)
     raise UserError(
@@ -157,7 +151,7 @@ def cmd_pick(stagings: list[Path], mode: str, variant: str, s_des: float, rep: i
 
 def _variants(text: str | None) -> dict:
     if not text:
-        return DEFAULT_VARIANTS
+        return PAPER_VARIANTS  # the workflow passes config["variants"] instead
     try:
         value = json.loads(text)
     except ValueError as exc:
@@ -171,7 +165,7 @@ def _variants(text: str | None) -> dict:
 
 def _add_import_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variants", help="JSON of config['variants'] (default: the paper's five)")
-    p.add_argument("--default-mode", default="sensitivity", choices=MODES,
+    p.add_argument("--default-mode", default=ABLATION_MODE, choices=MODES,
                    help="mode of authors' runs whose path names none (the ablations archive)")
     p.add_argument("--batch-size", type=int, help="import only authors' runs with this batch size")
     p.add_argument("--update-every", type=int, help="import only authors' runs with this update_every")
@@ -237,36 +231,10 @@ def run(args: argparse.Namespace) -> Any:
     return None
 
 
-class Stopped(BaseException):
-    """SIGTERM (Snakemake cancelling a job, a scheduler's time limit), raised like Ctrl-C so
-    that every ``finally`` runs: scratch folders are removed, partial files never renamed."""
-
-
-def _stop(signum: int, _frame: Any) -> None:
-    signal.signal(signum, signal.SIG_IGN)  # a second SIGTERM must not interrupt the cleanup
-    raise Stopped(signum)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
-    try:
-        previous = signal.signal(signal.SIGTERM, _stop)
-    except ValueError:  # not the main thread: keep the default
-        previous = None
-    try:
-        run(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except (Stopped, KeyboardInterrupt) as exc:
-        name = "SIGTERM" if isinstance(exc, Stopped) else "Ctrl-C"
-        print(f"error: stopped by {name}; nothing half-done was kept: run the command again.", file=sys.stderr)
-        return 128 + (signal.SIGTERM if isinstance(exc, Stopped) else signal.SIGINT)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-    return 0
+    return run_command(lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -26,10 +26,8 @@ from typing import Sequence
 from ..errors import UserError
 from .common import run_writing
 from ..analysis.inputs import curve_stats, load_for_figure
-from ..settings import MODES
+from ..settings import ABLATION_MODE, FIGURE_VARIANTS, MODES
 from ..experiment.naming import format_s_des
-
-ABLATION_MODE = "sensitivity"
 
 
 def _check_out(path: Path, suffixes: Sequence[str], flag: str) -> None:
@@ -162,17 +160,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("main", help="the 3 x 3 paper figure (figures/mnist.pdf)")
     common(p)
     p.add_argument("--modes", nargs="+", default=list(MODES), metavar="MODE")
-    p.add_argument("--variant", default="sag")
+    p.add_argument("--variant", default=FIGURE_VARIANTS["main"]["variant"])
     p.add_argument("--out", required=True, type=Path)
     p.set_defaults(func=cmd_main)
 
-    for name, func, default in (
-        ("reg-ablation", cmd_reg_ablation, ["sag", "no_normalization", "no_imputation"]),
-        ("prand-ablation", cmd_prand_ablation, ["prand0.05", "sag", "prand0.2"]),
-    ):
-        p = sub.add_parser(name, help=f"{name} figure and tables (sensitivity mode)")
+    for name, func, group in (("reg-ablation", cmd_reg_ablation, "reg_ablation"),
+                              ("prand-ablation", cmd_prand_ablation, "prand_ablation")):
+        p = sub.add_parser(name, help=f"{name} figure and tables ({ABLATION_MODE} mode)")
         common(p)
-        p.add_argument("--variants", nargs="+", default=default, metavar="VARIANT")
+        p.add_argument("--variants", nargs="+", default=list(FIGURE_VARIANTS[group]["variants"]),
+                       metavar="VARIANT")
         p.add_argument("--out-figure", required=True, type=Path)
         p.add_argument("--out-tables", required=True, type=Path, metavar="PREFIX")
         p.set_defaults(func=func)

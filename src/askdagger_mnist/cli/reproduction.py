@@ -31,7 +31,8 @@ from typing import Sequence
 from ..analysis.aggregate import write_csv_atomic
 from ..analysis.sides import Side, read_side, run_dirs_under
 from ..analysis.verdict import VerdictSettings
-from ..data.rundir import read_info, write_bytes_atomic
+from ..data.atomic import write_bytes_atomic
+from ..data.rundir import read_info
 from ..errors import UserError
 from .common import run_writing
 from ..experiment.naming import format_s_des

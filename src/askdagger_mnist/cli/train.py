@@ -22,11 +22,13 @@ import sys
 from pathlib import Path
 
 from ..data.kept_runs import kept_copy_of, restore_kept_run
-from ..data.rundir import check_creatable, holds_run, read_info, reporting_no_space
+from ..data.atomic import reporting_no_space
+from ..data.rundir import check_creatable, holds_run, read_info
 from ..errors import UserError
+from .common import run_command
 from ..settings import (
     ENGINE_CHOICES, EXECUTION_DEFAULTS, MATMUL_PRECISIONS, MNIST_TRAIN_IMAGES, MODES,
-    RESULTS_VERSION, STREAM_STEPS, RunSettings,
+    RESULTS_VERSION, SAG_VARIANT, STREAM_STEPS, RunSettings,
 )
 
 DEFAULTS = RunSettings()
@@ -40,8 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("experiment")
     g.add_argument("--mode", choices=MODES, required=True, help="what SAG tracks")
     g.add_argument("--s-des", type=float, required=True, help="desired value, in (0, 1)")
-    g.add_argument("--rep", type=int, default=0, help="repetition (seeds the run)")
-    g.add_argument("--variant", default="sag", help="variant name recorded in run.json")
+    g.add_argument("--rep", type=int, default=DEFAULTS.rep, help="repetition (seeds the run)")
+    g.add_argument("--variant", default=SAG_VARIANT, help="variant name recorded in run.json")
     g.add_argument("--p-rand", type=float, default=DEFAULTS.p_rand, help="random query rate")
     g.add_argument("--no-normalization", action="store_true", help="SAG without normalization")
     g.add_argument("--no-imputation", action="store_true", help="SAG without imputation")
@@ -128,21 +130,17 @@ def check_args(args: argparse.Namespace, settings: RunSettings) -> Path:
 @contextlib.contextmanager
 def exclusive_run_lock(checkpoint: Path):
     """Hold ``<checkpoint>.lock`` for the whole run, so that a rerun cannot write the same run
-    while an orphaned process (say, a job left behind by a killed Snakemake) still does."""
+    while an orphaned process (say, a job left behind by a killed Snakemake) still does.
+
+    A flock belongs to the file (the inode), not to its name. So that nothing is left beside
+    the run, the holder deletes the lock file, and it does so while it still holds the lock;
+    a process that opened the file just before, and takes the lock once it is released, then
+    holds a deleted file, which ``_take_run_lock`` notices: it takes the file now under the
+    name instead, and no two processes ever hold the run. (gpu_slots.py's slot files are
+    never deleted, and need no such check.)
+    """
     lock_path = Path(f"{checkpoint}.lock")
-    with reporting_no_space(lock_path):
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(lock_path, "a+")
-    with fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "unknown"
-            raise UserError(
-                f"another training process ({holder}) is still writing this run ({lock_path} is "
-                "locked): wait for it to finish or kill it, then rerun."
-            ) from None
+    with _take_run_lock(lock_path) as fh:
         try:
             with reporting_no_space(lock_path):
                 fh.seek(0)
@@ -151,7 +149,39 @@ def exclusive_run_lock(checkpoint: Path):
                 fh.flush()
             yield
         finally:
-            lock_path.unlink(missing_ok=True)
+            lock_path.unlink(missing_ok=True)  # still held: see above
+
+
+def _take_run_lock(lock_path: Path):
+    """The open lock file, locked, and still the file under ``lock_path``; one sentence naming
+    the holder when another process holds it."""
+    while True:
+        with reporting_no_space(lock_path):
+            lock_path.parent.mkdir(parents=True, exist_ok=True)
+            fh = open(lock_path, "a+")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown"
+            fh.close()
+            raise UserError(
+                f"another training process ({holder}) is still writing this run ({lock_path} is "
+                "locked): wait for it to finish or kill it, then rerun."
+            ) from None
+        if _names(lock_path, fh):
+            return fh
+        fh.close()  # its holder deleted it meanwhile: lock the file now under the name
+
+
+def _names(path: Path, fh) -> bool:
+    """Whether ``path`` still names the open file ``fh``."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fh.fileno())
+    return (named.st_dev, named.st_ino) == (held.st_dev, held.st_ino)
 
 
 def run(args: argparse.Namespace) -> tuple[Path, str]:
@@ -204,11 +234,12 @@ def remove_left_checkpoint(checkpoint: Path, settings: RunSettings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    try:
-        out, how = run(args)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    return run_command(lambda: run(args), report)
+
+
+def report(made: tuple[Path, str]) -> None:
+    """One line on stderr saying what ``run`` did (its result: out, how)."""
+    out, how = made
     kept = kept_copy_of(out)
     print({
         "trained": f"run written to {out}",
@@ -217,7 +248,6 @@ def main(argv: list[str] | None = None) -> int:
         "present": f"{out} already holds this run, finished: nothing to do (delete it and {kept} "
                    "to train it again).",
     }[how], file=sys.stderr)
-    return 0
 
 
 def exit_now(code: int) -> None:

@@ -2,7 +2,7 @@
 
 A checkpoint is a ``torch.save`` of tensors, numbers and strings only (``torch.load`` reads it
 with ``weights_only=True``), written atomically beside the run directory: a full disk leaves
-the previous checkpoint as it was (``rundir.DiskFull``), so a rerun resumes from that one.
+the previous checkpoint as it was (``atomic.DiskFull``), so a rerun resumes from that one.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from ..algorithm.schedule import learning_rate
 from ..algorithm.training import set_learning_rate
 from ..errors import UserError
 from ..settings import RESULTS_VERSION
-from .rundir import atomic_file
+from .atomic import atomic_file
 
 # The layout of the file. What its run's results are is RESULTS_VERSION, recorded beside it:
 # a checkpoint of another layout or results version is refused (the run starts over).

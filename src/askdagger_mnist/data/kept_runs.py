@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from ..settings import RESULTS_VERSION
-from .rundir import atomic_dir, is_complete_run, read_info, reporting_no_space
+from .atomic import atomic_dir, reporting_no_space
+from .rundir import is_complete_run, read_info
 
 # Hard links fail across file systems and on some network ones: the kept copy is then a copy.
 _NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP}

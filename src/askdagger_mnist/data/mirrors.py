@@ -1,19 +1,18 @@
-"""Fetching one MNIST archive from mirrors into the user's raw folder (data.mnist calls it):
-streamed into a temporary name beside it, MD5-checked, renamed into place; one process at a
-time per folder (``one_fetcher``). Standard library only.
+"""Fetching one MNIST archive from mirrors into the user's raw folder (data.mnist calls it),
+with the package's one downloader (``prebuilt.download``: streamed into a temporary name beside
+it, MD5-checked, renamed into place); one process at a time per folder (``one_fetcher``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
-import secrets
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Sequence
+
+from ..errors import UserError
+from .atomic import NotWritable
 
 TIMEOUT_S = 60  # a mirror silent this long is given up (the next one is tried)
 
@@ -26,18 +25,10 @@ class CannotWrite(NotFetched):
     """The raw folder cannot be created or written (a read-only root)."""
 
 
-def _reason(exc: BaseException) -> str:
-    """One line saying why a fetch failed."""
-    if isinstance(exc, urllib.error.HTTPError):
-        return f"HTTP {exc.code} {exc.reason}"
-    if isinstance(exc, urllib.error.URLError):
-        if not isinstance(exc.reason, BaseException):
-            return str(exc.reason)
-        exc = exc.reason
-    if isinstance(exc, FileNotFoundError):
-        return "no such file"
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
+def _reason(exc: Exception) -> str:
+    """A few words saying why a mirror failed: the downloader's reason, or the exception's."""
+    if isinstance(exc, UserError):
+        return getattr(exc, "reason", None) or str(exc)
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[-1]}" if text else type(exc).__name__
 
@@ -62,50 +53,20 @@ def one_fetcher(raw: Path):
 
 
 def fetch_verified(raw: Path, name: str, md5: str, mirrors: Sequence[str]) -> str:
-    """Fetch ``name`` into ``raw`` from the first mirror serving it with the right MD5. Each
-    attempt writes a temporary name in ``raw`` (for an atomic rename), removed whatever happens
-    unless the verified file was renamed into place. Returns the URL."""
+    """Fetch ``name`` into ``raw`` from the first mirror serving it with the right MD5, one
+    attempt per mirror (the next mirror is the retry). Whatever fails, nothing but the
+    verified file is left in ``raw``. Returns the URL."""
+    from ..prebuilt.download import Options, download  # requests: only when a file is fetched
+
+    one_try = Options(attempts=1, read_timeout_s=TIMEOUT_S)
     reason = "no mirror tried"
     for mirror in mirrors:
         url = mirror + name
-        tmp = raw / f".{name}.{os.getpid()}-{secrets.token_hex(4)}.part"
         try:
-            raw.mkdir(parents=True, exist_ok=True)
-            # 0o666 & ~umask, as any new file: a shared root stays readable by the others.
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except OSError as exc:
-            raise CannotWrite(exc.strerror or str(exc)) from exc
-        try:
-            with os.fdopen(fd, "wb") as out:
-                digest, size = _copy_url(url, out)
-                out.flush()
-                os.fsync(out.fileno())
-            if digest != md5:
-                reason = f"{url}: wrong MD5 ({size} bytes that are not {name})"
-                continue
-            os.replace(tmp, raw / name)
+            download(url, raw / name, md5=md5, options=one_try)
             return url
+        except NotWritable as exc:  # no mirror can help
+            raise CannotWrite(exc.reason) from exc
         except Exception as exc:  # any failure of this mirror: try the next one
             reason = f"{url}: {_reason(exc)}"
-        finally:
-            try:
-                tmp.unlink()
-            except FileNotFoundError:
-                pass  # renamed into place (or never there)
     raise NotFetched(reason)
-
-
-def _copy_url(url: str, out) -> tuple[str, int]:
-    """Stream ``url`` into ``out``; returns (MD5 hex digest, size). Raises on a short read."""
-    digest = hashlib.md5(usedforsecurity=False)
-    size = 0
-    request = urllib.request.Request(url, headers={"User-Agent": "askdagger-mnist"})
-    with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-        announced = response.headers.get("Content-Length")
-        while chunk := response.read(1 << 16):
-            out.write(chunk)
-            digest.update(chunk)
-            size += len(chunk)
-    if announced is not None and announced.isdigit() and size != int(announced):
-        raise ConnectionError(f"the connection closed after {size} of {announced} bytes")
-    return digest.hexdigest(), size

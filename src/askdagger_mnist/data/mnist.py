@@ -4,11 +4,12 @@ The data root is a folder holding ``MNIST/raw/*.gz``, as torchvision lays it out
 folder, where nothing is ever deleted or rewritten. A present file is only read (MD5-checked;
 a corrupt one is named and left as is). A missing one is fetched from the mirrors (http(s):// or
 file:// base URLs, in order) into a temporary name beside it, MD5-checked, then renamed into
-place: the root gets a complete, verified file or none, whatever fails (bad bytes, a connection
-dying mid-file, a mirror lacking the file, any exception, Ctrl-C; SIGTERM under the CLI).
-Training reads only the two train-* files: ``prepare_mnist(..., required=TRAIN_FILES)`` notes,
-instead of failing, why a t10k-* file could not be had (a read-only root, no mirror).
-Downloading and checking use the standard library only; loading reads the .gz files directly.
+place (data/mirrors.py, with the package's one downloader): the root gets a complete, verified
+file or none, whatever fails (bad bytes, a connection dying mid-file, a mirror lacking the
+file, any exception, Ctrl-C; SIGTERM under the CLI). Training reads only the two train-*
+files: ``prepare_mnist(..., required=TRAIN_FILES)`` notes, instead of failing, why a t10k-*
+file could not be had (a read-only root, no mirror). Checking uses the standard library only
+(the Snakefile imports this module); loading reads the .gz files directly.
 """
 
 from __future__ import annotations
@@ -17,26 +18,23 @@ import gzip
 import hashlib
 import json
 import os
-import secrets
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 
 from ..errors import UserError
+from ..settings import MNIST_MIRRORS
+from .atomic import write_bytes_atomic
 from .mirrors import CannotWrite, NotFetched, fetch_verified, one_fetcher
 
 if TYPE_CHECKING:  # imported where used: downloading and checking need neither
     import numpy as np
     import torch
 
-# torchvision.datasets.MNIST's mirrors and (file, MD5) list, restated so that neither loading nor
-# downloading imports torchvision (seconds per job); tests/data/test_mnist.py checks they equal
-# torchvision's.
-DEFAULT_MIRRORS: tuple[str, ...] = (
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "http://yann.lecun.com/exdb/mnist/",
-)
+# torchvision.datasets.MNIST's (file, MD5) list (and its mirrors: settings.MNIST_MIRRORS),
+# restated so that neither loading nor downloading imports torchvision (seconds per job);
+# tests/data/test_mnist.py checks they equal torchvision's.
 RESOURCES: tuple[tuple[str, str], ...] = (
     ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
     ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
@@ -100,7 +98,7 @@ class MnistState:
 
 
 def prepare_mnist(
-    root: Path, mirrors: Sequence[str] = DEFAULT_MIRRORS, required: Iterable[str] = ALL_FILES
+    root: Path, mirrors: Sequence[str] = MNIST_MIRRORS, required: Iterable[str] = ALL_FILES
 ) -> MnistState:
     """Check every archive under ``root``, fetch the missing ones; UserError when a ``required``
     one is corrupt or not had (the others are then listed in ``absent``, with a note)."""
@@ -158,7 +156,7 @@ def prepare_mnist(
     return state
 
 
-def ensure_mnist(root: Path, mirrors: Sequence[str] = DEFAULT_MIRRORS) -> list[str]:
+def ensure_mnist(root: Path, mirrors: Sequence[str] = MNIST_MIRRORS) -> list[str]:
     """The four archives under ``root``, valid (missing ones downloaded); the names fetched."""
     return prepare_mnist(root, mirrors, required=ALL_FILES).downloaded
 
@@ -177,17 +175,7 @@ def write_manifest(path: Path, state: MnistState) -> None:
         },
         "absent": list(state.absent),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.part")
-    try:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
+    write_bytes_atomic(path, (json.dumps(record, indent=2) + "\n").encode())
 
 
 def _read_idx(path: Path, expected_magic: int, root: Path) -> "np.ndarray":

@@ -1,26 +1,23 @@
 """Run directories: ``arrays.npz`` + ``run.json`` (+ ``model.pt``), written atomically.
 
 A run directory is complete exactly when it exists under its final name: writers build it
-in a sibling temporary directory, flush it to the disk (fsync) and rename it into place as
-the last step. A write that fails for a full disk or quota is one sentence (``DiskFull``)
-naming the path, and leaves nothing half-written behind.
+with ``data.atomic.atomic_dir`` (a sibling temporary directory, flushed to the disk and
+renamed into place as the last step). A write that fails for a full disk or quota is one
+sentence (``DiskFull``) naming the path, and leaves nothing half-written behind.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import os
-import shutil
-import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
 from ..errors import UserError
+from .atomic import write_bytes_atomic
 
 ARRAYS_FILE = "arrays.npz"
 RUN_FILE = "run.json"
@@ -38,87 +35,6 @@ STREAM_ARRAYS = {
 }
 # Optional arrays: stream_idx is absent in runs imported from the authors' format.
 INDEX_ARRAYS = {"stream_idx": np.int64, "train_idx": np.int64}
-
-
-# A write that failed for want of space: the errno, or torch.save's C++ writer ("unexpected
-# pos", no errno) when it was handed a file name instead of a Python file object.
-_NO_SPACE = {errno.ENOSPC: "no space left on its disk", errno.EDQUOT: "your disk quota is used up"}
-_TORCH_WRITE_FAILED = ("unexpected pos", "PytorchStreamWriter failed writing", "iostream error")
-
-
-class DiskFull(UserError):
-    """A file or run directory could not be written for want of space (nothing was kept)."""
-
-    def __init__(self, path: Path, reason: str):
-        self.path, self.reason = Path(path), reason
-        super().__init__(
-            f"{path} could not be written: {reason} (nothing half-written was kept); free space "
-            "there and rerun."
-        )
-
-
-def no_space_reason(exc: BaseException) -> str | None:
-    """Why ``exc`` says a write failed for want of space, or None when it says something else."""
-    for e in (exc, exc.__cause__, exc.__context__):
-        if isinstance(e, DiskFull):
-            return e.reason
-        if isinstance(e, OSError) and e.errno in _NO_SPACE:
-            return _NO_SPACE[e.errno]
-    if isinstance(exc, RuntimeError) and any(m in str(exc) for m in _TORCH_WRITE_FAILED):
-        return _NO_SPACE[errno.ENOSPC]
-    return None
-
-
-@contextlib.contextmanager
-def reporting_no_space(path: Path) -> Iterator[None]:
-    """Turn a write that fails for want of space into ``DiskFull`` naming ``path``."""
-    try:
-        yield
-    except (OSError, RuntimeError, DiskFull) as exc:  # a nested DiskFull: renamed to path
-        reason = no_space_reason(exc)
-        if reason is None or (isinstance(exc, DiskFull) and exc.path == Path(path)):
-            raise
-        raise DiskFull(path, reason) from exc
-
-
-def fsync_path(path: Path, *, directory: bool = False) -> None:
-    """Flush a file's data (or, where the file system allows it, a directory's entries) to the
-    disk: a rename after it never publishes an empty or torn file, even if the machine dies."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        if not directory or exc.errno in _NO_SPACE:
-            raise
-
-
-@contextlib.contextmanager
-def atomic_file(path: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path`` to write; on success it becomes ``path`` (mode
-    0644) in one rename, on error it is removed. Readers never see a half-written file; a
-    full disk is ``DiskFull`` naming ``path``."""
-    path = Path(path)
-    with reporting_no_space(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.close(fd)
-        try:
-            yield Path(tmp)
-            fsync_path(tmp)
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600; results are for every reader
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        fsync_path(path.parent, directory=True)
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    with atomic_file(path) as tmp:
-        tmp.write_bytes(data)
 
 
 def json_text(data: Mapping[str, Any]) -> str:
@@ -151,52 +67,6 @@ def installed_versions(names) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             pass
     return out
-
-
-def atomic_dir(final: Path, fill: Callable[[Path], None]) -> Path:
-    """Create directory ``final`` atomically: ``fill(tmpdir)`` writes the files, then rename.
-
-    An existing ``final`` directory is replaced. If ``fill`` raises, nothing is left behind
-    and an existing ``final`` stays as it was; a full disk is ``DiskFull`` naming ``final``.
-    """
-    final = Path(final)
-    with reporting_no_space(final):
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-        try:
-            os.chmod(tmp, 0o755)  # mkdtemp makes 0700
-            fill(tmp)
-            for sub, _, files in os.walk(tmp):
-                for name in files:
-                    fsync_path(Path(sub) / name)
-                fsync_path(Path(sub), directory=True)
-            _publish(tmp, final)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        fsync_path(final.parent, directory=True)
-    return final
-
-
-def _publish(tmp: Path, final: Path) -> None:
-    """Rename ``tmp`` to ``final``; an existing ``final`` directory is moved aside first and
-    put back if the rename fails. Anything else in the way is left as it is."""
-    if final.is_symlink() or (final.exists() and not final.is_dir()):
-        raise UserError(f"{final} exists and is not a directory: move it away (or choose "
-                        "another place for the output) and rerun.")
-    if not final.exists():
-        os.replace(tmp, final)
-        return
-    old = final.with_name(f".{final.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    os.replace(final, old)
-    try:
-        os.replace(tmp, final)
-    except BaseException:
-        os.replace(old, final)
-        raise
-    shutil.rmtree(old)
 
 
 def pack_arrays(arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:

@@ -9,13 +9,11 @@ import json
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from ..settings import MODES, configuration_key
+from ..settings import ABLATION_MODE, configuration_key
 from .config_checks import ABLATIONS
 from .naming import RUNS_DIR, run_subdir
 from .run_settings import run_settings
 
-ABLATION_MODE = "sensitivity"  # the ablation figures are defined in sensitivity mode
-assert ABLATION_MODE in MODES, ABLATION_MODE
 FIGURE_GROUPS = ("main", *ABLATIONS)
 
 RUNS = RUNS_DIR

@@ -24,12 +24,13 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..data import rundir
+from ..data.atomic import atomic_dir
 from ..data.invariants import run_problem
 from ..errors import UserError
 from .authors_model import run_model
 from .authors_pickle import load_results_npy
 from ..algorithm.metrics import whole_run_metrics
-from ..settings import MODES, RunSettings
+from ..settings import ABLATION_MODE, MODES, RunSettings
 from ..experiment.naming import run_subdir
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class AuthorsRun:
     rel: str  # path inside the archive, for provenance
 
 
-def find_runs(root: Path, default_mode: str = "sensitivity") -> list[AuthorsRun]:
+def find_runs(root: Path, default_mode: str = ABLATION_MODE) -> list[AuthorsRun]:
     """All ``.../{run dir}/{rep}/results.npy`` below ``root`` (an extracted archive).
 
     The mode is the nearest path component ``results_{mode}`` or ``{mode}`` above the run dir;
@@ -223,7 +224,7 @@ def import_run(
 
             torch.save(model, tmp / rundir.MODEL_FILE)
 
-    rundir.atomic_dir(out_dir, fill)
+    atomic_dir(out_dir, fill)
     return refused
 
 
@@ -270,7 +271,7 @@ def import_tree(
     staging: Path,
     variants: Mapping[str, Mapping[str, Any]],
     provenance: Mapping[str, Any],
-    default_mode: str = "sensitivity",
+    default_mode: str = ABLATION_MODE,
     batch_size: int | None = None,
     update_every: int | None = None,
     with_model: bool = True,

@@ -24,11 +24,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from ..data import rundir
+from ..data.atomic import atomic_file, replace_dir
 from ..data.invariants import run_problem
 from ..errors import UserError
-from .download import sha256_file
+from .download import file_hash
 from .safe_extract import DEFAULT_LIMITS, Limits, check_members, open_zip, safe_extract
-from .scratch import publish, scratch_dir
+from .scratch import scratch_dir
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +86,10 @@ def pack(runs_root: Path, out: Path, metrics_dir: Path | None = None,
         "format_version": FORMAT_VERSION,
         "package_versions": rundir.installed_versions(_PACKAGES),
         "runs": runs,
-        "files": [{"path": name, "size": f.stat().st_size, "sha256": sha256_file(f)} for name, f in members],
+        "files": [{"path": name, "size": f.stat().st_size, "sha256": file_hash(f)} for name, f in members],
     }
     out = Path(out)
-    with rundir.atomic_file(out) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with atomic_file(out) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         _write(zf, MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode() + b"\n")
         for name, f in members:
             _write(zf, name, f.read_bytes())
@@ -190,7 +191,7 @@ def unpack(archive: Path, staging: Path, provenance: dict[str, Any] | None = Non
         safe_extract(archive, extracted, limits)
         for entry in manifest["files"]:
             path = extracted / entry["path"]
-            if path.stat().st_size != entry["size"] or sha256_file(path) != entry["sha256"]:
+            if path.stat().st_size != entry["size"] or file_hash(path) != entry["sha256"]:
                 raise UserError(
                     f"{archive}: {entry['path']} does not match the sha256/size in {MANIFEST}: the "
                     "bundle is corrupt or was altered; download it again."
@@ -210,6 +211,6 @@ def unpack(archive: Path, staging: Path, provenance: dict[str, Any] | None = Non
         rundir.write_json_atomic(out / "bundle.json", record)
         if (extracted / "metrics").is_dir():
             os.replace(extracted / "metrics", out / METRICS_DIR)
-        publish(out, staging, work)
+        replace_dir(out, staging, aside=work / "replaced")  # work is removed after
     log.info(f"unpacked {len(run_dirs)} runs from {archive} into {staging}")
     return [staging / p.relative_to(out) for p in run_dirs]

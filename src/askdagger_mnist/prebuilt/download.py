@@ -1,32 +1,34 @@
-"""Robust file download with ``requests``.
+"""The package's one downloader (``requests``): result archives (cli/fetch_results.py) and the
+MNIST archives from their mirrors (data/mirrors.py).
 
-``download(source, dest, sha256=...)`` streams into ``<dest>.part``, retries connection errors
-and 5xx answers with exponential backoff (a bounded number of attempts), resumes a dropped
-transfer with an HTTP Range request (and starts afresh when the server ignores Range), checks
-the sha256, and only then renames the file into place. A final failure removes the ``.part``
-and raises a UserError that names the URL, the attempts and the last error.
+``download(source, dest, sha256=... or md5=...)`` streams into a temporary sibling of ``dest``
+(``data.atomic.atomic_file``), retries connection errors and 5xx answers with exponential
+backoff (a bounded number of attempts), resumes a dropped transfer with an HTTP Range request
+(and starts afresh when the server ignores Range), checks the hash, and only then renames the
+file into place. Any failure removes the temporary file; a failed download is
+``DownloadFailed``: one sentence naming the URL and what to do, its ``reason`` the short cause
+(what a list of mirrors reports for each).
 
 A source is an http(s) URL, ``gdrive:<file id>`` (``prebuilt.gdrive``) or ``file:///path``
-(an archive fetched by hand: copied, then checked like a download).
+(a file fetched by hand, or a mirror folder: copied, then checked like a download).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import shutil
 import time
-import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import requests
 
+from ..data.atomic import atomic_file
 from ..errors import UserError
-from .gdrive import gdrive_source
+from .gdrive import local_path, resolve_source
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,16 @@ CHUNK = 1 << 20
 PROGRESS_EVERY_S = 5.0
 MAX_PAGE_BYTES = 2 << 20  # a confirmation page larger than this is not a confirmation page
 USER_AGENT = "askdagger-mnist (python-requests)"
+# A connection that broke off mid-body: worth another attempt, resumed where it stopped.
+_LOST = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
+
+
+class DownloadFailed(UserError):
+    """A download that did not deliver the file: ``reason`` says why in a few words."""
+
+    def __init__(self, url: str, reason: str, message: str):
+        self.url, self.reason = url, reason
+        super().__init__(message)
 
 
 class _Retry(Exception):
@@ -54,12 +66,9 @@ class Options:
     headers: dict = field(default_factory=dict)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(CHUNK), b""):
-            h.update(chunk)
-    return h.hexdigest()
+def file_hash(path: Path, algorithm: str = "sha256") -> str:
+    with open(path, "rb") as fh:  # a checksum, not a security measure (FIPS builds allow MD5)
+        return hashlib.file_digest(fh, lambda: hashlib.new(algorithm, usedforsecurity=False)).hexdigest()
 
 
 def _fmt_bytes(n: float) -> str:
@@ -87,27 +96,23 @@ class _Progress:
             log.info(self.line(done))
 
 
-def _content_range_start(value: str | None) -> tuple[int, int | None] | None:
-    m = re.fullmatch(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*", value or "")
-    if not m:
-        return None
-    return int(m.group(1)), (None if m.group(3) == "*" else int(m.group(3)))
+def _connection_failure(exc: requests.RequestException) -> str:
+    """A few words for a request that got no answer: the operating system's reason (say,
+    'Connection refused') found among the exception's causes, else requests' message."""
+    seen, todo = set(), [exc]
+    while todo and len(seen) < 20:
+        e = todo.pop()
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.strerror and not isinstance(e, requests.RequestException):
+            return f"{type(exc).__name__}: {e.strerror}"
+        more = [e.__cause__, e.__context__, getattr(e, "reason", None), *getattr(e, "args", ())]
+        todo += [m for m in more if isinstance(m, BaseException) and id(m) not in seen]
+    return f"{type(exc).__name__}: {exc}"
 
 
-def _fetch_once(
-    session: requests.Session,
-    url: str,
-    part: Path,
-    opts: Options,
-    validators: dict,
-    on_html: Callable[[str, bytes], str] | None,
-) -> str | None:
-    """One request: append to / (re)write ``part``. Returns a new URL to follow, or None when done.
-
-    Raises _Retry for transient failures (the partial file is kept for a Range resume),
-    _Restart when the partial file must be discarded, UserError for permanent failures.
-    """
-    have = part.stat().st_size if part.exists() else 0
+def _request(session: requests.Session, url: str, have: int, opts: Options,
+             validators: dict) -> requests.Response:
+    """GET ``url`` for the bytes from ``have`` on (all of it when ``have`` is 0)."""
     # identity: byte counts and Range offsets then refer to the file itself, not a gzip stream
     headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity", **opts.headers}
     if have:
@@ -116,81 +121,146 @@ def _fetch_once(
         if validators.get("etag") or validators.get("last_modified"):
             headers["If-Range"] = validators.get("etag") or validators["last_modified"]
     try:
-        resp = session.get(
-            url,
-            headers=headers,
-            stream=True,
-            timeout=(opts.connect_timeout_s, opts.read_timeout_s),
-        )
-    except (requests.ConnectionError, requests.Timeout) as exc:
-        raise _Retry(f"{type(exc).__name__}: {exc}") from None
-    with resp:
-        status = resp.status_code
-        if status == 416 and have:
-            raise _Restart("the server refused to resume (416)")
-        if status >= 500 or status == 429:
-            raise _Retry(f"HTTP {status} {resp.reason}")
-        if status >= 400:
-            raise UserError(
-                f"{url} answered HTTP {status} {resp.reason}: check the URL (and that the file "
-                "is public), then run again."
-            )
-        if status == 206:
-            cr = _content_range_start(resp.headers.get("Content-Range"))
-            if cr is None or cr[0] != have:
-                raise _Restart(f"unexpected Content-Range {resp.headers.get('Content-Range')!r}")
-            total = cr[1]
-            mode = "ab"
-            start = have
-        else:  # 200: a full body, either asked for or because the server ignored Range
-            if have:
-                log.info(f"{url}: the server ignored the Range request; starting again from 0")
-            length = resp.headers.get("Content-Length", "")
-            total = int(length) if length.isdigit() else None
-            mode, start = "wb", 0
-            validators.clear()
-            if resp.headers.get("ETag") and not resp.headers["ETag"].startswith("W/"):
-                validators["etag"] = resp.headers["ETag"]
-            elif resp.headers.get("Last-Modified"):
-                validators["last_modified"] = resp.headers["Last-Modified"]
-        content_type = resp.headers.get("Content-Type", "")
-        lost = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
-        if on_html is not None and start == 0 and content_type.startswith("text/html"):
-            try:
-                page = _read_bounded(resp, MAX_PAGE_BYTES)
-            except lost as exc:
-                raise _Retry(f"connection lost while reading a page ({type(exc).__name__})") from None
-            return on_html(resp.url, page)  # the URL behind the page, or it raises
-        progress = _Progress(part.name.removesuffix(".part"), start, total)
-        done = start
-        try:
-            with open(part, mode) as fh:
-                for chunk in resp.iter_content(CHUNK):
-                    fh.write(chunk)
-                    done += len(chunk)
-                    progress.update(done)
-        except lost as exc:
-            raise _Retry(f"connection lost after {done} bytes ({type(exc).__name__})") from None
-        if total is not None and done != total:
-            raise _Retry(f"got {done} of {total} bytes")
-        log.info(progress.line(done))
+        return session.get(url, headers=headers, stream=True,
+                           timeout=(opts.connect_timeout_s, opts.read_timeout_s))
+    except _LOST as exc:
+        raise _Retry(_connection_failure(exc)) from None
+
+
+def _body_range(resp: requests.Response, url: str, have: int, validators: dict) -> tuple[int, int | None]:
+    """(the byte the body starts at, the file's size if announced) of an answer; raises
+    _Retry, _Restart or DownloadFailed for answers that deliver no part of the file."""
+    status = resp.status_code
+    if status == 416 and have:
+        raise _Restart("the server refused to resume (416)")
+    if status >= 500 or status == 429:
+        raise _Retry(f"HTTP {status} {resp.reason}")
+    if status >= 400:
+        raise DownloadFailed(url, f"HTTP {status} {resp.reason}", f"{url} answered HTTP {status} "
+                             f"{resp.reason}: check the URL (and that the file is public), then run again.")
+    if status == 206:
+        m = re.fullmatch(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*", resp.headers.get("Content-Range", ""))
+        if m is None or int(m.group(1)) != have:
+            raise _Restart(f"unexpected Content-Range {resp.headers.get('Content-Range')!r}")
+        return have, None if m.group(3) == "*" else int(m.group(3))
+    # 200: a full body, either asked for or because the server ignored Range
+    if have:
+        log.info(f"{url}: the server ignored the Range request; starting again from 0")
+    validators.clear()
+    if resp.headers.get("ETag") and not resp.headers["ETag"].startswith("W/"):
+        validators["etag"] = resp.headers["ETag"]
+    elif resp.headers.get("Last-Modified"):
+        validators["last_modified"] = resp.headers["Last-Modified"]
+    length = resp.headers.get("Content-Length", "")
+    return 0, int(length) if length.isdigit() else None
+
+
+def _read_page(resp: requests.Response) -> bytes:
+    """At most a little more than MAX_PAGE_BYTES of an HTML answer."""
+    page = b""
+    try:
+        for chunk in resp.iter_content(64 * 1024):
+            page += chunk
+            if len(page) > MAX_PAGE_BYTES:
+                break
+    except _LOST as exc:
+        raise _Retry(f"connection lost while reading a page ({type(exc).__name__})") from None
+    return page
+
+
+def _write_body(resp: requests.Response, part: Path, start: int, total: int | None, name: str) -> None:
+    """Write the body into ``part`` from byte ``start`` on; _Retry when it breaks off short."""
+    progress, done = _Progress(name, start, total), start
+    try:
+        with open(part, "r+b") as fh:
+            fh.truncate(start)
+            fh.seek(start)
+            for chunk in resp.iter_content(CHUNK):
+                fh.write(chunk)
+                done += len(chunk)
+                progress.update(done)
+    except _LOST as exc:
+        raise _Retry(f"connection lost after {done} bytes ({type(exc).__name__})") from None
+    if total is not None and done != total:
+        raise _Retry(f"got {done} of {total} bytes")
+    log.info(progress.line(done))
+
+
+def _fetch_once(session: requests.Session, url: str, part: Path, opts: Options, validators: dict,
+                on_html: Callable[[str, bytes], str] | None, name: str) -> str | None:
+    """One request, appending to (or rewriting) ``part``. Returns the URL behind a
+    confirmation page to follow next, or None when ``part`` holds the whole body.
+
+    Raises _Retry for transient failures (the partial file is kept for a Range resume),
+    _Restart when the partial file must be discarded, UserError for permanent failures.
+    """
+    have = part.stat().st_size
+    with _request(session, url, have, opts, validators) as resp:
+        start, total = _body_range(resp, url, have, validators)
+        page = start == 0 and resp.headers.get("Content-Type", "").startswith("text/html")
+        if on_html is not None and page:
+            return on_html(resp.url, _read_page(resp))  # the URL behind the page, or it raises
+        _write_body(resp, part, start, total, name)
         return None
 
 
-def _copy_local(src: Path, part: Path) -> None:
+def _copy_local(src: Path, part: Path, url: str) -> None:
     if not src.is_file():
-        raise UserError(f"{src} does not exist: fix the file:// url or put the archive there.")
+        raise DownloadFailed(url, "no such file",
+                             f"{src} does not exist: fix the file:// url or put the archive there.")
     shutil.copyfile(src, part)
     log.info(f"{src.name}: copied {_fmt_bytes(part.stat().st_size)} from {src}")
 
 
-def _read_bounded(resp: requests.Response, limit: int) -> bytes:
-    buf = b""
-    for chunk in resp.iter_content(64 * 1024):
-        buf += chunk
-        if len(buf) > limit:
-            break
-    return buf
+def _fetch(session: requests.Session, source: str, part: Path, opts: Options, dest: Path) -> None:
+    """Bring the whole file behind ``source`` into ``part``: retried with backoff, resumed,
+    confirmation pages followed; DownloadFailed once the attempts are spent."""
+    url, on_html = resolve_source(source)
+    local = local_path(url)
+    validators: dict = {}
+    last_error, attempt, hops = "no attempt was made", 0, 0
+    while attempt < opts.attempts:
+        attempt += 1
+        try:
+            if local is not None:
+                return _copy_local(local, part, url)
+            next_url = _fetch_once(session, url, part, opts, validators, on_html, dest.name)
+        except _Restart as exc:
+            log.info(f"{url}: {exc}; starting again from 0")
+            part.write_bytes(b"")
+            validators.clear()
+            last_error = str(exc)
+            continue
+        except _Retry as exc:
+            last_error = str(exc)
+            if attempt < opts.attempts:
+                wait = min(opts.backoff_s * 2 ** (attempt - 1), opts.max_backoff_s)
+                log.warning(f"{url}: attempt {attempt} of {opts.attempts} failed ({exc}); "
+                            f"retrying in {wait:.1f} s")
+                time.sleep(wait)
+            continue
+        if next_url is None:
+            return
+        hops += 1
+        if hops > 3:
+            raise DownloadFailed(url, "confirmation pages only", f"{source} keeps answering with "
+                                 f"confirmation pages: download it in a browser, put it at {dest} "
+                                 "and run again.")
+        log.info(f"{url}: following the download confirmation to {next_url}")
+        url, attempt = next_url, attempt - 1  # a confirmation hop is not a failed attempt
+        part.write_bytes(b"")
+    raise DownloadFailed(url, last_error, f"could not download {url} after {attempt} attempts (last "
+                         f"error: {last_error}); check the network connection and the URL, then run again.")
+
+
+def _check_hash(part: Path, source: str, name: str, algorithm: str, expected: str, owner: str) -> None:
+    got = file_hash(part, algorithm)
+    if got.lower() != expected.lower():
+        raise DownloadFailed(
+            source, f"wrong {algorithm.upper()} ({part.stat().st_size} bytes that are not {name})",
+            f"{source} downloaded with {algorithm} {got}, but {owner} expects {expected}: the "
+            f"file is corrupt or has changed; check the url and {algorithm} of this file.",
+        )
 
 
 def download(
@@ -198,103 +268,32 @@ def download(
     dest: Path,
     sha256: str | None = None,
     *,
+    md5: str | None = None,
     options: Options | None = None,
     verify: Callable[[Path], None] | None = None,
     session: requests.Session | None = None,
 ) -> str:
-    """Download ``source`` (URL or ``gdrive:<id>``) to ``dest``; returns the file's sha256.
+    """Download ``source`` (URL, ``gdrive:<id>`` or ``file://``) to ``dest``; returns the
+    file's sha256. ``sha256`` (the config's) or ``md5`` (a checksum list's) must match.
 
     ``verify(part_path)`` may inspect the complete file before it is renamed into place (e.g.
     check that it is a zip); if it raises, the partial file is removed and the error propagates.
+    ``dest`` gets the permissions of any new file (0o666 less the umask).
     """
-    opts = options or Options()
-    dest = Path(dest)
-    part = dest.with_name(dest.name + ".part")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    url, on_html = resolve_source(source)
+    opts, dest = options or Options(), Path(dest)
     own_session = session is None
     session = session or requests.Session()
-    validators: dict = {}
-    last_error = "no attempt was made"
-    hops = 0
-    attempt = 0
-    part.unlink(missing_ok=True)  # a leftover from an earlier, different run is not trusted
-    local = _local_path(url)
     try:
-        while attempt < opts.attempts:
-            attempt += 1
-            try:
-                if local is not None:
-                    _copy_local(local, part)
-                    next_url = None
-                else:
-                    next_url = _fetch_once(session, url, part, opts, validators, on_html)
-            except _Restart as exc:
-                log.info(f"{url}: {exc}; starting again from 0")
-                part.unlink(missing_ok=True)
-                validators.clear()
-                last_error = str(exc)
-                continue
-            except _Retry as exc:
-                last_error = str(exc)
-                if attempt >= opts.attempts:
-                    break
-                wait = min(opts.backoff_s * 2 ** (attempt - 1), opts.max_backoff_s)
-                log.warning(
-                    f"{url}: attempt {attempt} of {opts.attempts} failed ({exc}); "
-                    f"retrying in {wait:.1f} s"
-                )
-                time.sleep(wait)
-                continue
-            if next_url:
-                hops += 1
-                if hops > 3:
-                    raise UserError(
-                        f"{source} keeps answering with confirmation pages: download it in a "
-                        f"browser, put it at {dest} and run again."
-                    )
-                log.info(f"{url}: following the download confirmation to {next_url}")
-                url = next_url
-                attempt -= 1  # a confirmation hop is not a failed attempt
-                part.unlink(missing_ok=True)
-                continue
-            got = sha256_file(part)
-            if sha256 and got.lower() != sha256.lower():
-                raise UserError(
-                    f"{source} downloaded with sha256 {got}, but the config expects {sha256}: the "
-                    "file is corrupt or has changed; check the url and sha256 of this archive."
-                )
+        with atomic_file(dest, mode=None) as part:
+            _fetch(session, source, part, opts, dest)
+            if sha256:
+                _check_hash(part, source, dest.name, "sha256", sha256, "the config")
+            if md5:
+                _check_hash(part, source, dest.name, "md5", md5, "its checksum list")
             if verify is not None:
                 verify(part)
-            os.replace(part, dest)
-            return got
-        raise UserError(
-            f"could not download {url} after {attempt} attempts (last error: {last_error}); "
-            "check the network connection and the URL, then run again."
-        )
+            return file_hash(part)
     finally:
-        part.unlink(missing_ok=True)
         if own_session:
             session.close()
 
-
-def resolve_source(source: str) -> tuple[str, Callable | None]:
-    """(first URL, handler for HTML answers or None) for a URL or ``gdrive:<id>`` source."""
-    if source.startswith("gdrive:"):
-        return gdrive_source(source)
-    parsed = urllib.parse.urlsplit(source)
-    if parsed.scheme == "file" and parsed.path:
-        return source, None
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise UserError(f"{source!r} is not an http(s) or file:// URL or gdrive:<id>: check the url.")
-    return source, None
-
-
-def _local_path(url: str) -> Path | None:
-    """The file behind a ``file://`` URL (an archive fetched by hand), else None."""
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme != "file":
-        return None
-    if parsed.netloc not in ("", "localhost"):
-        raise UserError(f"{url!r} names another host: use file:///absolute/path/to/archive.zip.")
-    return Path(urllib.parse.unquote(parsed.path))

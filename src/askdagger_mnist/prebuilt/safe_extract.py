@@ -4,23 +4,22 @@ Every member is checked before a single byte is written: no absolute paths or dr
 no ``..`` components, only regular files and directories (no symlinks, devices, fifos), no
 encrypted members, no duplicate or clashing names, no paths deeper than 32 folders, and sizes
 below the limits (zip bombs: per member and for the whole archive).
-Extraction then goes into a fresh temporary directory beside the destination, enforces the
-declared sizes while copying, and is renamed into place only when everything succeeded.
+Extraction then goes into a fresh temporary directory beside the destination
+(``data.atomic.atomic_dir``), enforces the declared sizes while copying, and is renamed into
+place only when everything succeeded.
 """
 
 from __future__ import annotations
 
 import lzma
-import os
-import shutil
 import stat
-import tempfile
 import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
+from ..data.atomic import atomic_dir
 from ..errors import UserError
 
 MiB = 1 << 20
@@ -206,26 +205,24 @@ def safe_extract(archive: Path, dest: Path, limits: Limits = DEFAULT_LIMITS) -> 
         raise UserError(f"{dest} already exists: remove it before extracting {archive} there.")
     with open_zip(archive) as zf:
         members = check_members(zf, archive, limits)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".extract", dir=dest.parent))
-        files = []
+        # Not flushed to the disk (durable=False): archives are extracted into an import's
+        # scratch folder, read by that import alone and made again after a crash.
+        atomic_dir(dest, lambda tmp: _extract_members(zf, members, tmp, archive), durable=False)
+    return [dest.joinpath(*rel.parts) for _info, rel, kind in members if kind == "file"]
+
+
+def _extract_members(zf: zipfile.ZipFile, members: list, into: Path, archive: Path) -> None:
+    """Write the checked ``members`` of ``zf`` below the (empty, unpublished) folder ``into``."""
+    for info, rel, kind in members:
+        target = into.joinpath(*rel.parts)
         try:
-            for info, rel, kind in members:
-                target = tmp.joinpath(*rel.parts)
-                try:
-                    if kind == "dir":
-                        target.mkdir(parents=True, exist_ok=True)
-                        continue
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    _copy_member(zf, info, target, archive)
-                except OSError as exc:  # writing: reading errors are UserErrors already
-                    raise UserError(
-                        f"{archive} member {info.filename!r} cannot be extracted into {dest.parent} "
-                        f"({exc.strerror or exc}): check the free space and permissions there."
-                    ) from None
-                files.append(dest.joinpath(*rel.parts))
-            os.replace(tmp, dest)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return files
+            if kind == "dir":
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _copy_member(zf, info, target, archive)
+        except OSError as exc:  # writing: reading errors are UserErrors already
+            raise UserError(
+                f"{archive} member {info.filename!r} cannot be extracted into {into.parent} "
+                f"({exc.strerror or exc}): check the free space and permissions there."
+            ) from None

@@ -1,7 +1,8 @@
 """Scratch folders of an import: nothing half-done is ever left beside the output.
 
 An import works in ``.{out.name}.XXXXXXXX.scratch`` beside its output ``out`` (the same file
-system, so that the result is renamed into place in one step) and removes it on every exit
+system, so that the result is renamed into place in one step, ``data.atomic.replace_dir``, the
+old output moved into the scratch folder) and removes it on every exit
 path, KeyboardInterrupt and SIGTERM included (the CLI turns SIGTERM into an exception). A
 process killed outright (SIGKILL, the out-of-memory killer) cannot clean up; its scratch folder
 is then removed by the next import of the same output. Each scratch folder holds ``.lock``,
@@ -96,14 +97,3 @@ def scratch_dir(out: Path) -> Iterator[Path]:
             if fd >= 0:
                 os.close(fd)
 
-
-def publish(ready: Path, out: Path, work: Path) -> Path:
-    """Rename the finished folder ``ready`` (inside ``work``) to ``out``, replacing an old one.
-
-    The old ``out`` is first moved into ``work``, which the caller's ``scratch_dir`` removes.
-    """
-    out = Path(out)
-    if out.exists() or out.is_symlink():
-        os.replace(out, Path(work) / "replaced")
-    os.replace(ready, out)
-    return out

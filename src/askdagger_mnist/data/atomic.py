@@ -1,0 +1,192 @@
+"""Atomic writes: a file or a folder appears under its final name complete, or not at all.
+
+Every writer of the package goes through here: run directories and checkpoints, tables and
+figures, the MNIST manifest, downloads, extracted archives. Each writes a temporary sibling of
+its output (the same folder, so that the rename is one step on one file system), flushes it
+to the disk (fsync) so that a rename never publishes an empty or torn file even if the
+machine dies, renames it into place as the last step, and removes the temporary on any
+failure (Ctrl-C and SIGTERM included: the commands turn SIGTERM into an exception,
+cli/common.py). A write that fails for a full disk or quota is one sentence (``DiskFull``)
+naming the output, and so is a folder this process may not write in (``NotWritable``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import shutil
+from pathlib import Path
+from typing import Callable, Iterator
+
+from ..errors import UserError
+
+# A write that failed for want of space: the errno, or torch.save's C++ writer ("unexpected
+# pos", no errno) when it was handed a file name instead of a Python file object.
+_NO_SPACE = {errno.ENOSPC: "no space left on its disk", errno.EDQUOT: "your disk quota is used up"}
+_TORCH_WRITE_FAILED = ("unexpected pos", "PytorchStreamWriter failed writing", "iostream error")
+
+
+class DiskFull(UserError):
+    """A file or folder could not be written for want of space (nothing was kept)."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(
+            f"{path} could not be written: {reason} (nothing half-written was kept); free space "
+            "there and rerun."
+        )
+
+
+class NotWritable(UserError):
+    """The folder of an output cannot be created or written in (read-only, not yours)."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"{path} cannot be written: {reason} in {Path(path).parent}; choose "
+                         "another place for it, or make that folder writable.")
+
+
+def no_space_reason(exc: BaseException) -> str | None:
+    """Why ``exc`` says a write failed for want of space, or None when it says something else."""
+    for e in (exc, exc.__cause__, exc.__context__):
+        if isinstance(e, DiskFull):
+            return e.reason
+        if isinstance(e, OSError) and e.errno in _NO_SPACE:
+            return _NO_SPACE[e.errno]
+    if isinstance(exc, RuntimeError) and any(m in str(exc) for m in _TORCH_WRITE_FAILED):
+        return _NO_SPACE[errno.ENOSPC]
+    return None
+
+
+@contextlib.contextmanager
+def reporting_no_space(path: Path) -> Iterator[None]:
+    """Turn a write that fails for want of space into ``DiskFull`` naming ``path``."""
+    try:
+        yield
+    except (OSError, RuntimeError, DiskFull) as exc:  # a nested DiskFull: renamed to path
+        reason = no_space_reason(exc)
+        if reason is None or (isinstance(exc, DiskFull) and exc.path == Path(path)):
+            raise
+        raise DiskFull(path, reason) from exc
+
+
+def fsync_path(path: Path, *, directory: bool = False) -> None:
+    """Flush a file's data (or, where the file system allows it, a directory's entries) to the
+    disk: a rename after it never publishes an empty or torn file, even if the machine dies."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        if not directory or exc.errno in _NO_SPACE:
+            raise
+
+
+def _new_sibling(path: Path, create: Callable[[Path], None]) -> Path:
+    """``create`` a fresh ``.{name}.<random>.tmp`` beside ``path`` (its folder made first);
+    a folder that cannot be written in is ``NotWritable``."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+            try:
+                create(tmp)
+                return tmp
+            except FileExistsError:
+                continue  # another writer drew the same name: draw again
+    except OSError as exc:
+        if exc.errno in _NO_SPACE:
+            raise
+        raise NotWritable(path, exc.strerror or str(exc)) from exc
+
+
+def _create_file(tmp: Path) -> None:
+    # 0o666 less the umask, as any new file gets; O_EXCL: never an existing file.
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path, *, mode: int | None = 0o644) -> Iterator[Path]:
+    """Yield an empty temporary sibling of ``path`` to write; on success it is flushed to the
+    disk and becomes ``path`` in one rename, on error it is removed. ``mode``: the file's
+    permissions (0o644: results are for every reader; None: as any new file, 0o666 less the
+    umask). Readers never see a half-written file; a full disk is ``DiskFull`` naming ``path``."""
+    path = Path(path)
+    with reporting_no_space(path):
+        tmp = _new_sibling(path, _create_file)
+        try:
+            yield tmp
+            fsync_path(tmp)
+            if mode is not None:
+                os.chmod(tmp, mode)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        fsync_path(path.parent, directory=True)
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_dir(final: Path, fill: Callable[[Path], None], *, durable: bool = True) -> Path:
+    """Create directory ``final`` atomically: ``fill(tmpdir)`` writes the files, then rename.
+
+    An existing ``final`` directory is replaced (``replace_dir``). If ``fill`` raises, nothing
+    is left behind and an existing ``final`` stays as it was; a full disk is ``DiskFull``
+    naming ``final``. ``durable=False`` skips flushing the files to the disk: for a folder
+    that is only ever read by the process that made it (an archive extracted into a scratch
+    folder), where a crash loses nothing that is not made again.
+    """
+    final = Path(final)
+    with reporting_no_space(final):
+        tmp = _new_sibling(final, lambda p: p.mkdir(mode=0o755))
+        try:
+            os.chmod(tmp, 0o755)  # mkdir's mode is less the umask; results are for every reader
+            fill(tmp)
+            if durable:
+                _fsync_tree(tmp)
+            replace_dir(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        if durable:
+            fsync_path(final.parent, directory=True)
+    return final
+
+
+def _fsync_tree(folder: Path) -> None:
+    for sub, _, files in os.walk(folder):
+        for name in files:
+            fsync_path(Path(sub) / name)
+        fsync_path(Path(sub), directory=True)
+
+
+def replace_dir(ready: Path, final: Path, aside: Path | None = None) -> Path:
+    """Rename the finished folder ``ready`` to ``final``. An existing ``final`` directory is
+    first moved to ``aside`` (default: ``.{name}.old`` beside it), put back if the rename
+    fails, and removed after it; anything else in the way is refused and left as it is."""
+    ready, final = Path(ready), Path(final)
+    if final.is_symlink() or (final.exists() and not final.is_dir()):
+        raise UserError(f"{final} exists and is not a directory: move it away (or choose "
+                        "another place for the output) and rerun.")
+    if not final.exists():
+        os.replace(ready, final)
+        return final
+    old = Path(aside) if aside is not None else final.with_name(f".{final.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    os.replace(final, old)
+    try:
+        os.replace(ready, final)
+    except BaseException:
+        os.replace(old, final)
+        raise
+    shutil.rmtree(old)
+    return final
