@@ -219,3 +219,18 @@ def test_runs_to_decide_always_asks_for_more_runs_than_there_are():
     x = np.array([0.50, 0.51, 0.52])
     assert runs_to_decide(x, x, 0.02) > 3
     assert runs_to_decide(x, x + 0.05, 0.02) is None
+
+
+def test_equivalent_says_when_its_interval_excludes_0():
+    """equivalent rules out a difference beyond the margin, not a smaller one: the issue-22
+    case (query rate +0.007 [+0.003, +0.012] at margin 0.05) must not read like agreement."""
+    from askdagger_mnist.analysis.verdict import EXCLUDES_ZERO, _verdict_cell, verdict_of
+
+    ours = np.array([0.131, 0.133, 0.129, 0.132, 0.130, 0.134, 0.131, 0.128, 0.133, 0.130])
+    theirs = np.array([0.124, 0.125, 0.123, 0.124])
+    verdict, reason, lo, hi = verdict_of(ours, theirs, 0.05, 3)
+    assert (verdict, reason) == ("equivalent", EXCLUDES_ZERO) and lo > 0
+    assert _verdict_cell({"verdict": verdict, "reason": reason}) == "equivalent (interval excludes 0)"
+    same = verdict_of(ours, ours[::-1] + 0.0005, 0.05, 3)
+    assert same[:2] == ("equivalent", "interval inside the margin") and same[2] < 0 < same[3]
+    assert _verdict_cell({"verdict": same[0], "reason": same[1]}) == "equivalent"

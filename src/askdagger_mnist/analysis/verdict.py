@@ -85,6 +85,11 @@ def runs_to_decide(x: np.ndarray, y: np.ndarray, margin: float) -> int | None:
     return n
 
 
+# The reason of an equivalent verdict whose interval excludes 0: a difference smaller than the
+# margin, which the verdict's table marks, and which a reproduction still has to explain.
+EXCLUDES_ZERO = "interval inside the margin, but it excludes 0: a difference smaller than the margin"
+
+
 def judge(lo: float, hi: float, margin: float, n_ours: int, n_theirs: int,
           min_runs: int, needed: int | None = None) -> tuple[str, str]:
     """(verdict, reason) for a 95% interval [lo, hi] on the difference of means. ``needed``:
@@ -94,6 +99,8 @@ def judge(lo: float, hi: float, margin: float, n_ours: int, n_theirs: int,
         return "inconclusive", (f"{fewest} run{'s' * (fewest != 1)} on a side; the verdict "
                                 f"needs {min_runs} a side")
     if -margin <= lo and hi <= margin:
+        if lo > 0 or hi < 0:  # equivalent does not rule out a difference inside the margin
+            return "equivalent", EXCLUDES_ZERO
         return "equivalent", "interval inside the margin"
     if lo > 0 or hi < 0:
         return "different", "interval excludes 0 and reaches beyond the margin"
@@ -195,6 +202,8 @@ def _verdict_cell(row: Mapping[str, Any]) -> str:
     """The verdict, with its reason where it is inconclusive (what would decide it)."""
     if row["verdict"] == "inconclusive":
         return f"{row['verdict']} ({row['reason']})"
+    if row["reason"] == EXCLUDES_ZERO:
+        return "equivalent (interval excludes 0)"
     return row["verdict"]
 
 
@@ -205,7 +214,9 @@ def to_markdown(table: pd.DataFrame, ours: str, theirs: str, settings: VerdictSe
         f"Ours: {ours}. Theirs: {theirs}. Difference = mean(ours) - mean(theirs), with a 95% "
         f"Welch interval. equivalent: the interval lies inside +-margin "
         f"({settings.margin_tracked} on the mode's tracked metric, {settings.margin_others} on "
-        f"the others); different: it excludes 0 and does not lie inside the margin; "
+        f"the others): it rules out a difference beyond the margin, not a smaller one, and where "
+        f"its interval excludes 0 the cell says so (a difference to explain); different: it "
+        f"excludes 0 and does not lie inside the margin; "
         f"inconclusive: otherwise, or fewer than {settings.min_runs} runs on a side. Measured "
         f"on one pool of runs at the default margins, this verdict calls 'different' in at "
         f"most 5% of draws (docs/reproduction.md). Curve gap: the largest |difference| of the "
