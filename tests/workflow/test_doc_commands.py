@@ -331,13 +331,19 @@ import json, os, sys
 import snakemake.api
 import snakemake.cli
 
+import inspect
+
 _execute = snakemake.api.DAGApi.execute_workflow
+_PSEUDO = "pseudo_executor" in inspect.signature(_execute).parameters  # Snakemake >= 9.2x
 
 
-def execute_workflow(self, executor="local", pseudo_executor=None, *args, **kwargs):
-    if pseudo_executor is None and executor not in ("dryrun", "touch"):
-        pseudo_executor = "dryrun"
-    return _execute(self, executor, pseudo_executor, *args, **kwargs)
+def execute_workflow(self, executor="local", *args, **kwargs):
+    if executor not in ("dryrun", "touch") and kwargs.get("pseudo_executor") is None:
+        if _PSEUDO:
+            kwargs["pseudo_executor"] = "dryrun"
+        else:  # an older Snakemake: a plain dry run (as -n), without the executor's checks
+            executor = "dryrun"
+    return _execute(self, executor, *args, **kwargs)
 
 
 snakemake.api.DAGApi.execute_workflow = execute_workflow
