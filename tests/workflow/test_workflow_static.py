@@ -9,6 +9,8 @@ repository.
 from __future__ import annotations
 
 import ast
+import json
+import os
 import re
 import subprocess
 import sys
@@ -477,6 +479,62 @@ def test_device_cuda_selects_the_env_that_requires_the_cuda_build():
     # the cluster profile trains with device cuda, so a CPU-only build fails loudly
     profile = yaml.safe_load((REPO / "workflow" / "profiles" / "slurm-gpu" / "config.yaml").read_text())
     assert "device=cuda" in profile["config"]
+
+
+# Which rules the SLURM profile would submit: Snakemake's own answer (Workflow.is_local, as
+# for an executor that is not local), read through its command line with the profile loaded.
+_LOCALITY_HOOK = """
+import json, os, sys
+import snakemake.api  # noqa: F401 (imports snakemake.workflow in the order it needs)
+from snakemake.workflow import Workflow
+
+_check = Workflow.check
+
+
+def check(self):
+    _check(self)
+    saved = Workflow.local_exec
+    Workflow.local_exec = property(lambda workflow: False)  # as under the SLURM executor
+    try:
+        local = {rule.name: self.is_local(rule) for rule in self.rules}
+    finally:
+        Workflow.local_exec = saved
+    with open(os.environ["ASKDAGGER_LOCALITY_OUT"], "w") as fh:
+        json.dump(local, fh)
+
+
+Workflow.check = check
+from snakemake.cli import main
+
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("extra", [{}, {"results_source": "download",
+                                        "compare_with": ["authors_sensitivity"]}],
+                         ids=["train", "download-and-compare"])
+def test_the_slurm_profile_submits_only_training_jobs(tmp_path, extra):
+    """Everything but train runs where Snakemake runs (README: "downloads, aggregation and
+    plots stay on the head node"): compute nodes often cannot reach the internet, so the
+    archive fetches and imports (import_archive, import_comparison) must be local too."""
+    config = tmp_path / "extra.yaml"
+    config.write_text(yaml.safe_dump(extra))
+    out = tmp_path / "locality.json"
+    proc = subprocess.run(
+        [sys.executable, "-c", _LOCALITY_HOOK, "-s", str(SNAKEFILE), "--directory",
+         str(tmp_path), "--dry-run", "--profile", str(REPO / "workflow" / "profiles" / "slurm-gpu"),
+         "--configfile", str(REPO / "workflow" / "presets" / "smoke.yaml"), str(config)],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        env={**os.environ, "ASKDAGGER_LOCALITY_OUT": str(out)},
+    )  # fmt: skip
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert "localrules directive specifies rules that are not present" not in proc.stderr
+    local = json.loads(out.read_text())
+    submitted = sorted(name for name, is_local in local.items() if not is_local)
+    assert submitted == (["train"] if not extra else []), local
+    if extra:
+        for rule in ("fetch_archive", "import_archive", "import_comparison", "import_run"):
+            assert local[rule], f"{rule} would be submitted to a compute node"
 
 
 def test_static_check_sees_the_imports_of_each_cli():

@@ -13,6 +13,7 @@
 if config["compare_with"]:
 
     localrules:
+        import_comparison,
         comparable_configurations,
         reproduction_verdict,
         plot_reproduction,

@@ -26,8 +26,11 @@ localrules:
 # (reproduction.smk imports those into a tree of their own, results/compare/{name}).
 if config["results_source"] == "download" or config["compare_with"]:
 
+    # Downloads and imports stay on the machine that runs Snakemake (under the SLURM profile
+    # too): compute nodes often cannot reach the internet, and an import is seconds of work.
     localrules:
         fetch_archive,
+        import_archive,
 
     rule fetch_archive:
         output:

@@ -178,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("download", help="download and verify one archive")
-    p.add_argument("--url", required=True, help="http(s) URL or gdrive:<file id>")
+    p.add_argument("--url", required=True, help="http(s):// or file:// URL, or gdrive:<file id>")
     p.add_argument("--sha256")
     p.add_argument("--format", choices=FORMATS, required=True)
     p.add_argument("--out", type=Path, required=True)
