@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import UserError
-from .atomic import NotWritable
+from .atomic import DiskFull, NotWritable
 
 TIMEOUT_S = 60  # a mirror silent this long is given up (the next one is tried)
 
@@ -22,7 +22,15 @@ class NotFetched(Exception):
 
 
 class CannotWrite(NotFetched):
-    """The raw folder cannot be created or written (a read-only root)."""
+    """The raw folder cannot be created or written (a read-only root, a full disk): no mirror
+    can help, nor can any other file be fetched there. ``remedy``: what the user can do."""
+
+    def __init__(self, reason: str, remedy: str):
+        super().__init__(reason)
+        self.remedy = remedy
+
+
+_ELSEWHERE = "copy them there yourself, or point mnist_root (--root) at a writable folder."
 
 
 def _reason(exc: Exception) -> str:
@@ -66,7 +74,10 @@ def fetch_verified(raw: Path, name: str, md5: str, mirrors: Sequence[str]) -> st
             download(url, raw / name, md5=md5, options=one_try)
             return url
         except NotWritable as exc:  # no mirror can help
-            raise CannotWrite(exc.reason) from exc
+            raise CannotWrite(exc.reason, _ELSEWHERE) from exc
+        except DiskFull as exc:  # no mirror can help either: not a network problem
+            raise CannotWrite(exc.reason, "free space there and run again, or point mnist_root "
+                              "(--root) at a folder on another disk.") from exc
         except Exception as exc:  # any failure of this mirror: try the next one
             reason = f"{url}: {_reason(exc)}"
     raise NotFetched(reason)

@@ -144,8 +144,8 @@ def prepare_mnist(
     state.present.sort(key=ALL_FILES.index)  # those another process fetched meanwhile too
     if lost and unwritable is not None and failed[lost[-1]] == str(unwritable):
         raise UserError(
-            f"cannot write MNIST file(s) {', '.join(lost)} into {raw} ({unwritable}): copy "
-            "them there yourself, or point mnist_root (--root) at a writable folder."
+            f"cannot write MNIST file(s) {', '.join(lost)} into {raw} ({unwritable}): "
+            f"{unwritable.remedy}"
         )
     if lost:
         raise UserError(
