@@ -55,3 +55,18 @@ def test_a_failing_mirror_moves_on_to_the_next(tmp_path, tried):
     with pytest.raises(UserError, match="could not download MNIST file"):
         prepare_mnist(tmp_path, MIRRORS)
     assert tried == [m + name for name in ALL_FILES for m in MIRRORS]
+
+
+def test_without_requests_the_fetch_is_one_sentence_saying_so(tmp_path, monkeypatch):
+    import sys
+
+    for name, module in list(sys.modules.items()):  # the modules that imported requests
+        if name.startswith("askdagger_mnist.") and getattr(module, "requests", None) is not None:
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "requests", None)  # import requests: ModuleNotFoundError
+    with pytest.raises(UserError) as exc:
+        prepare_mnist(tmp_path, MIRRORS)
+    message = str(exc.value)
+    assert message.startswith("cannot download MNIST file(s) " + ", ".join(ALL_FILES)), message
+    assert "lacks the package requests" in message and "envs/train.yaml" in message, message
+    assert "\n" not in message and list(raw_folder(tmp_path).iterdir()) == []

@@ -21,13 +21,14 @@ class NotFetched(Exception):
     """No mirror delivered the file with the right MD5 (message: the last reason)."""
 
 
-class CannotWrite(NotFetched):
-    """The raw folder cannot be created or written (a read-only root, a full disk): no mirror
-    can help, nor can any other file be fetched there. ``remedy``: what the user can do."""
+class CannotFetch(NotFetched):
+    """No mirror can help, nor can any other file be fetched: the raw folder cannot be created
+    or written (a read-only root, a full disk; ``verb`` write), or this environment cannot
+    download at all (no requests; ``verb`` download). ``remedy``: what the user can do."""
 
-    def __init__(self, reason: str, remedy: str):
+    def __init__(self, reason: str, remedy: str, verb: str = "write"):
         super().__init__(reason)
-        self.remedy = remedy
+        self.remedy, self.verb = remedy, verb
 
 
 _ELSEWHERE = "copy them there yourself, or point mnist_root (--root) at a writable folder."
@@ -64,7 +65,14 @@ def fetch_verified(raw: Path, name: str, md5: str, mirrors: Sequence[str]) -> st
     """Fetch ``name`` into ``raw`` from the first mirror serving it with the right MD5, one
     attempt per mirror (the next mirror is the retry). Whatever fails, nothing but the
     verified file is left in ``raw``. Returns the URL."""
-    from ..prebuilt.download import Options, download  # requests: only when a file is fetched
+    try:
+        from ..prebuilt.download import Options, download  # requests: only when a file is fetched
+    except ImportError as exc:
+        if exc.name != "requests":
+            raise
+        raise CannotFetch("this Python environment lacks the package requests", "install it "
+                          "(envs/train.yaml lists it), or copy the .gz files there yourself.",
+                          verb="download") from None
 
     one_try = Options(attempts=1, read_timeout_s=TIMEOUT_S)
     reason = "no mirror tried"
@@ -74,9 +82,9 @@ def fetch_verified(raw: Path, name: str, md5: str, mirrors: Sequence[str]) -> st
             download(url, raw / name, md5=md5, options=one_try)
             return url
         except NotWritable as exc:  # no mirror can help
-            raise CannotWrite(exc.reason, _ELSEWHERE) from exc
+            raise CannotFetch(exc.reason, _ELSEWHERE) from exc
         except DiskFull as exc:  # no mirror can help either: not a network problem
-            raise CannotWrite(exc.reason, "free space there and run again, or point mnist_root "
+            raise CannotFetch(exc.reason, "free space there and run again, or point mnist_root "
                               "(--root) at a folder on another disk.") from exc
         except Exception as exc:  # any failure of this mirror: try the next one
             reason = f"{url}: {_reason(exc)}"
