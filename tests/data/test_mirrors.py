@@ -70,3 +70,13 @@ def test_without_requests_the_fetch_is_one_sentence_saying_so(tmp_path, monkeypa
     assert message.startswith("cannot download MNIST file(s) " + ", ".join(ALL_FILES)), message
     assert "lacks the package requests" in message and "envs/train.yaml" in message, message
     assert "\n" not in message and list(raw_folder(tmp_path).iterdir()) == []
+
+
+def test_a_mirror_gets_60_s_to_connect_and_60_s_to_answer(tmp_path, monkeypatch):
+    from askdagger_mnist.prebuilt import download as dl
+
+    seen = []
+    monkeypatch.setattr(dl, "download", lambda url, dest, *a, options=None, **k: seen.append(options))
+    prepare_mnist(tmp_path, MIRRORS[:1])
+    assert len(seen) == len(ALL_FILES)
+    assert all((o.attempts, o.connect_timeout_s, o.read_timeout_s) == (1, 60, 60) for o in seen)

@@ -14,7 +14,9 @@ from typing import Sequence
 from ..errors import UserError
 from .atomic import DiskFull, NotWritable
 
-TIMEOUT_S = 60  # a mirror silent this long is given up (the next one is tried)
+# A mirror that does not connect, or falls silent, this long is given up (the next one is
+# tried): generous, as the stdlib fetcher before it, for slow links and overloaded mirrors.
+TIMEOUT_S = 60
 
 
 class NotFetched(Exception):
@@ -74,7 +76,7 @@ def fetch_verified(raw: Path, name: str, md5: str, mirrors: Sequence[str]) -> st
                           "(envs/train.yaml lists it), or copy the .gz files there yourself.",
                           verb="download") from None
 
-    one_try = Options(attempts=1, read_timeout_s=TIMEOUT_S)
+    one_try = Options(attempts=1, connect_timeout_s=TIMEOUT_S, read_timeout_s=TIMEOUT_S)
     reason = "no mirror tried"
     for mirror in mirrors:
         url = mirror + name
