@@ -15,7 +15,6 @@ file could not be had (a read-only root, no mirror). Checking uses the standard 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import os
 import shlex
@@ -26,6 +25,7 @@ from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 from ..errors import UserError
 from ..settings import MNIST_MIRRORS
 from .atomic import write_bytes_atomic
+from .hashing import file_hash
 from .mirrors import CannotFetch, NotFetched, fetch_verified, one_fetcher
 
 if TYPE_CHECKING:  # imported where used: downloading and checking need neither
@@ -53,11 +53,7 @@ def raw_folder(root: Path) -> Path:
 
 def check_md5(path: str, md5: str) -> bool:
     """As torchvision.datasets.utils.check_md5."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest() == md5
+    return file_hash(path, "md5") == md5
 
 
 def download_command(root: Path) -> str:

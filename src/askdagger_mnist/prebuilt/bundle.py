@@ -25,9 +25,9 @@ from typing import Any
 
 from ..data import rundir
 from ..data.atomic import atomic_file, replace_dir
+from ..data.hashing import file_hash
 from ..data.invariants import run_problem
 from ..errors import UserError
-from .download import file_hash
 from .safe_extract import DEFAULT_LIMITS, Limits, check_members, open_zip, safe_extract
 from .scratch import scratch_dir
 

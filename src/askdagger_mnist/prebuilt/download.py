@@ -15,7 +15,6 @@ A source is an http(s) URL, ``gdrive:<file id>`` (``prebuilt.gdrive``) or ``file
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
 import shutil
@@ -27,6 +26,7 @@ from typing import Callable
 import requests
 
 from ..data.atomic import atomic_file
+from ..data.hashing import file_hashes
 from ..errors import UserError
 from .gdrive import local_path, resolve_source
 
@@ -64,11 +64,6 @@ class Options:
     connect_timeout_s: float = 15.0
     read_timeout_s: float = 60.0
     headers: dict = field(default_factory=dict)
-
-
-def file_hash(path: Path, algorithm: str = "sha256") -> str:
-    with open(path, "rb") as fh:  # a checksum, not a security measure (FIPS builds allow MD5)
-        return hashlib.file_digest(fh, lambda: hashlib.new(algorithm, usedforsecurity=False)).hexdigest()
 
 
 def _fmt_bytes(n: float) -> str:
@@ -253,8 +248,8 @@ def _fetch(session: requests.Session, source: str, part: Path, opts: Options, de
                          f"error: {last_error}); check the network connection and the URL, then run again.")
 
 
-def _check_hash(part: Path, source: str, name: str, algorithm: str, expected: str, owner: str) -> None:
-    got = file_hash(part, algorithm)
+def _check_hash(part: Path, got: str, source: str, name: str, algorithm: str, expected: str,
+                owner: str) -> None:
     if got.lower() != expected.lower():
         raise DownloadFailed(
             source, f"wrong {algorithm.upper()} ({part.stat().st_size} bytes that are not {name})",
@@ -286,13 +281,14 @@ def download(
     try:
         with atomic_file(dest, mode=None) as part:
             _fetch(session, source, part, opts, dest)
-            if sha256:
-                _check_hash(part, source, dest.name, "sha256", sha256, "the config")
-            if md5:
-                _check_hash(part, source, dest.name, "md5", md5, "its checksum list")
+            got = file_hashes(part, ("sha256", "md5") if md5 else ("sha256",))  # one read
+            for algorithm, expected, owner in (("sha256", sha256, "the config"),
+                                               ("md5", md5, "its checksum list")):
+                if expected:
+                    _check_hash(part, got[algorithm], source, dest.name, algorithm, expected, owner)
             if verify is not None:
                 verify(part)
-            return file_hash(part)
+            return got["sha256"]
     finally:
         if own_session:
             session.close()
