@@ -21,7 +21,7 @@ def test_digests_equal_hashlib_s_across_chunk_boundaries(tmp_path):
 
 
 def test_a_download_reads_its_file_once_for_every_hash_it_checks(tmp_path, monkeypatch):
-    from askdagger_mnist.prebuilt import download as dl
+    from askdagger_mnist.data import download as dl
 
     data = os.urandom(3 * hashing.CHUNK + 5)
     src = tmp_path / "src.bin"

@@ -15,7 +15,7 @@ MIRRORS = ["http://127.0.0.1:9/first/", "http://127.0.0.1:9/second/"]
 @pytest.fixture
 def tried(monkeypatch):
     """The URLs the downloader was asked for; each call raises ``tried.error``."""
-    from askdagger_mnist.prebuilt import download as dl
+    from askdagger_mnist.data import download as dl
 
     class Tried(list):
         error: BaseException = RuntimeError("unset")
@@ -73,7 +73,7 @@ def test_without_requests_the_fetch_is_one_sentence_saying_so(tmp_path, monkeypa
 
 
 def test_a_mirror_gets_60_s_to_connect_and_60_s_to_answer(tmp_path, monkeypatch):
-    from askdagger_mnist.prebuilt import download as dl
+    from askdagger_mnist.data import download as dl
 
     seen = []
     monkeypatch.setattr(dl, "download", lambda url, dest, *a, options=None, **k: seen.append(options))

@@ -1,4 +1,5 @@
-"""The downloader against a local fault-injecting HTTP server (127.0.0.1, no internet)."""
+"""The downloader (data/download.py, data/transfer.py; prebuilt/download.py adds gdrive:) against
+a local fault-injecting HTTP server (127.0.0.1, no internet)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from askdagger_mnist.data.transfer import CHUNK
 from askdagger_mnist.prebuilt import download as dl
 from askdagger_mnist.prebuilt.gdrive import gdrive_confirmation_url
 from askdagger_mnist.cli import fetch_results
@@ -110,7 +112,7 @@ def server():
 @pytest.fixture(scope="module")
 def payload() -> bytes:
     # Real bytes, not a pattern: a resume at the wrong offset would change the hash.
-    return os.urandom(3 * dl.CHUNK + 12345)
+    return os.urandom(3 * CHUNK + 12345)
 
 
 def _sha(b: bytes) -> str:
@@ -126,7 +128,7 @@ def test_plain_download_verifies_and_logs_progress(serve_dir, tmp_path, payload,
     src.mkdir()
     (src / "a.bin").write_bytes(payload)
     dest = tmp_path / "out" / "a.bin"
-    with caplog.at_level(logging.INFO, logger="askdagger_mnist.prebuilt.download"):
+    with caplog.at_level(logging.INFO, logger="askdagger_mnist.data"):
         got = dl.download(serve_dir(src) + "a.bin", dest, _sha(payload), options=FAST)
     assert got == _sha(payload)
     assert dest.read_bytes() == payload

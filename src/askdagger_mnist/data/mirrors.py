@@ -1,5 +1,5 @@
 """Fetching one MNIST archive from mirrors into the user's raw folder (data.mnist calls it),
-with the package's one downloader (``prebuilt.download``: streamed into a temporary name beside
+with the package's one downloader (``data.download``: streamed into a temporary name beside
 it, MD5-checked, renamed into place); one process at a time per folder (``one_fetcher``).
 """
 
@@ -68,7 +68,7 @@ def fetch_verified(raw: Path, name: str, md5: str, mirrors: Sequence[str]) -> st
     attempt per mirror (the next mirror is the retry). Whatever fails, nothing but the
     verified file is left in ``raw``. Returns the URL."""
     try:
-        from ..prebuilt.download import Options, download  # requests: only when a file is fetched
+        from .download import Options, download  # requests: only when a file is fetched
     except ImportError as exc:
         if exc.name != "requests":
             raise
