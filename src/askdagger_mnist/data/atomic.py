@@ -6,21 +6,30 @@ its output (the same folder, so that the rename is one step on one file system),
 to the disk (fsync) so that a rename never publishes an empty or torn file even if the
 machine dies, renames it into place as the last step, and removes the temporary on any
 failure (Ctrl-C and SIGTERM included: the commands turn SIGTERM into an exception,
-cli/common.py). A write that fails for a full disk or quota is one sentence (``DiskFull``)
-naming the output, and so is a folder this process may not write in (``NotWritable``).
+cli/common.py). A process killed outright (SIGKILL, the out-of-memory killer) cannot: a file's
+writer holds a lock (flock) on its temporary while it writes, so ``remove_stale_temporaries``
+tells a dead writer's leftover from a live one's (downloads call it: theirs are large). A write
+that fails for a full disk or quota is one sentence (``DiskFull``) naming the output, and so
+is a folder this process may not write in (``NotWritable``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
+import re
 import secrets
 import shutil
+import stat
+import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
 
 from ..errors import UserError
+
+T = TypeVar("T")
 
 # A write that failed for want of space: the errno, or torch.save's C++ writer ("unexpected
 # pos", no errno) when it was handed a file name instead of a Python file object.
@@ -86,16 +95,20 @@ def fsync_path(path: Path, *, directory: bool = False) -> None:
             raise
 
 
-def _new_sibling(path: Path, create: Callable[[Path], None]) -> Path:
+_TMP_HEX = 8  # the random part of a temporary's name: secrets.token_hex(4)
+_FRESH_S = 5.0  # an unlocked temporary this young may be one whose writer is about to lock it
+
+
+def _new_sibling(path: Path, create: Callable[[Path], T]) -> tuple[Path, T]:
     """``create`` a fresh ``.{name}.<random>.tmp`` beside ``path`` (its folder made first);
-    a folder that cannot be written in is ``NotWritable``."""
+    returns it and what ``create`` returned. A folder that cannot be written in is
+    ``NotWritable``."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+            tmp = path.with_name(f".{path.name}.{secrets.token_hex(_TMP_HEX // 2)}.tmp")
             try:
-                create(tmp)
-                return tmp
+                return tmp, create(tmp)
             except FileExistsError:
                 continue  # another writer drew the same name: draw again
     except OSError as exc:
@@ -104,9 +117,48 @@ def _new_sibling(path: Path, create: Callable[[Path], None]) -> Path:
         raise NotWritable(path, exc.strerror or str(exc)) from exc
 
 
-def _create_file(tmp: Path) -> None:
+def _create_locked_file(tmp: Path) -> int:
+    """The new file ``tmp``, locked: the open descriptor that holds the lock."""
     # 0o666 less the umask, as any new file gets; O_EXCL: never an existing file.
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # waits only while a cleaner looks at it (_FRESH_S)
+    except OSError:
+        pass  # a file system without locks: there no cleaner can lock it either, nor remove it
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    return fd
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporaries ``atomic_file(path)`` left when its process was killed outright;
+    returns them. Only names of its own pattern (``.{name}.<8 hex digits>.tmp``), only files
+    whose lock can be taken (no writer holds it) and that are older than a few seconds."""
+    path = Path(path)
+    pattern = re.compile(re.escape(f".{path.name}.") + f"[0-9a-f]{{{_TMP_HEX}}}" + re.escape(".tmp"))
+    try:
+        entries = [e for e in os.scandir(path.parent) if pattern.fullmatch(e.name)]
+    except OSError:  # no folder (yet), or one we cannot list: nothing of ours there
+        return []
+    removed = []
+    for entry in entries:
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue  # gone meanwhile, or not a file we may open
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a live writer's
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode) and time.time() - st.st_mtime > _FRESH_S:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return removed
 
 
 @contextlib.contextmanager
@@ -117,7 +169,7 @@ def atomic_file(path: Path, *, mode: int | None = 0o644) -> Iterator[Path]:
     umask). Readers never see a half-written file; a full disk is ``DiskFull`` naming ``path``."""
     path = Path(path)
     with reporting_no_space(path):
-        tmp = _new_sibling(path, _create_file)
+        tmp, locked = _new_sibling(path, _create_locked_file)
         try:
             yield tmp
             fsync_path(tmp)
@@ -127,6 +179,8 @@ def atomic_file(path: Path, *, mode: int | None = 0o644) -> Iterator[Path]:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        finally:
+            os.close(locked)  # after the rename or the unlink: never a stale-looking temporary
         fsync_path(path.parent, directory=True)
 
 
@@ -146,7 +200,7 @@ def atomic_dir(final: Path, fill: Callable[[Path], None], *, durable: bool = Tru
     """
     final = Path(final)
     with reporting_no_space(final):
-        tmp = _new_sibling(final, lambda p: p.mkdir(mode=0o755))
+        tmp, _ = _new_sibling(final, lambda p: p.mkdir(mode=0o755))
         try:
             os.chmod(tmp, 0o755)  # mkdir's mode is less the umask; results are for every reader
             fill(tmp)

@@ -5,9 +5,10 @@
 (``data.atomic.atomic_file``), retries connection errors and 5xx answers with exponential
 backoff (a bounded number of attempts), resumes a dropped transfer with an HTTP Range request
 (and starts afresh when the server ignores Range; data/transfer.py), checks the hash, and only
-then renames the file into place. Any failure removes the temporary file; a failed download is
-``DownloadFailed``: one sentence naming the URL and what to do, its ``reason`` the short cause
-(what a list of mirrors reports for each).
+then renames the file into place. Any failure removes the temporary file (a download killed
+outright cannot: the next download of the same file removes what it left); a failed download
+is ``DownloadFailed``: one sentence naming the URL and what to do, its ``reason`` the short
+cause (what a list of mirrors reports for each).
 
 A source is an http(s) URL or ``file:///path`` (a file fetched by hand, or a mirror folder:
 copied, then checked like a download); ``resolve`` may take other kinds of source.
@@ -16,6 +17,8 @@ copied, then checked like a download); ``resolve`` may take other kinds of sourc
 from __future__ import annotations
 
 import logging
+import os
+import re
 import shutil
 import time
 import urllib.parse
@@ -25,7 +28,7 @@ from typing import Callable
 import requests
 
 from ..errors import UserError
-from .atomic import atomic_file
+from .atomic import atomic_file, remove_stale_temporaries
 from .hashing import file_hashes
 from .transfer import DownloadFailed, Options, Restart, Retry, fetch_once, fmt_bytes
 
@@ -54,6 +57,24 @@ def local_path(url: str) -> Path | None:
     if parsed.netloc not in ("", "localhost"):
         raise UserError(f"{url!r} names another host: use file:///absolute/path/to/archive.zip.")
     return Path(urllib.parse.unquote(parsed.path))
+
+
+def _remove_leftovers(dest: Path) -> None:
+    """Remove the partial files of earlier downloads of ``dest`` that were killed outright
+    (SIGKILL, the out-of-memory killer; maybe hundreds of MB): the temporaries of
+    ``atomic_file`` that no live download holds, and those of earlier versions
+    (``{dest}.part``; ``.{name}.<pid>-<hex>.part`` of the MNIST fetcher). Nothing else."""
+    old = re.compile(re.escape(f".{dest.name}.") + r"[0-9]+-[0-9a-f]{8}\.part")
+    removed = remove_stale_temporaries(dest)
+    try:
+        removed += [Path(e.path) for e in os.scandir(dest.parent)
+                    if (e.name == f"{dest.name}.part" or old.fullmatch(e.name))
+                    and e.is_file(follow_symlinks=False)]
+    except OSError:
+        pass  # no folder yet: nothing left there
+    for path in removed:
+        path.unlink(missing_ok=True)
+        log.info(f"removed {path}, left by a download of {dest.name} that was killed")
 
 
 def _copy_local(src: Path, part: Path, url: str) -> None:
@@ -136,6 +157,7 @@ def download(
     ``dest`` gets the permissions of any new file (0o666 less the umask).
     """
     opts, dest = options or Options(), Path(dest)
+    _remove_leftovers(dest)  # MNIST: under the raw folder's lock (data/mirrors.py)
     own_session = session is None
     session = session or requests.Session()
     try:
