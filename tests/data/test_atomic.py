@@ -44,3 +44,38 @@ def test_only_old_unlocked_temporaries_of_the_output_s_own_pattern_are_stale(tmp
     assert atomic.remove_stale_temporaries(out) == [stale]
     assert sorted(os.listdir(tmp_path)) == sorted(p.name for p in [fresh, *others])
     assert atomic.remove_stale_temporaries(tmp_path / "no-such-folder" / "a.zip") == []
+
+
+class _Interrupted(BaseException):
+    pass
+
+
+@pytest.mark.parametrize("kind", ["file", "dir"])
+def test_a_signal_the_moment_the_temporary_exists_still_removes_it(tmp_path, monkeypatch, kind):
+    """SIGINT (SIGTERM under the CLIs) right after the temporary was created, before its
+    writer got the name back: it must not be left behind."""
+    import signal
+
+    name = {"file": "_create_locked_file", "dir": "_create_dir"}[kind]
+    real_create = getattr(atomic, name)
+
+    def create_then_a_signal(tmp):
+        made = real_create(tmp)
+        os.kill(os.getpid(), signal.SIGINT)  # its handler raises here, in the main thread
+        return made
+
+    def interrupt(signum, frame):
+        raise _Interrupted()
+
+    monkeypatch.setattr(atomic, name, create_then_a_signal)
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        with pytest.raises(_Interrupted):
+            if kind == "file":
+                with atomic.atomic_file(tmp_path / "out.csv") as tmp:
+                    tmp.write_text("never")
+            else:
+                atomic.atomic_dir(tmp_path / "out", lambda tmp: None)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert os.listdir(tmp_path) == []

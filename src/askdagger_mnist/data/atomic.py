@@ -99,22 +99,27 @@ _TMP_HEX = 8  # the random part of a temporary's name: secrets.token_hex(4)
 _FRESH_S = 5.0  # an unlocked temporary this young may be one whose writer is about to lock it
 
 
-def _new_sibling(path: Path, create: Callable[[Path], T]) -> tuple[Path, T]:
+def _new_sibling(path: Path, create: Callable[[Path], T], made: list[Path]) -> T:
     """``create`` a fresh ``.{name}.<random>.tmp`` beside ``path`` (its folder made first);
-    returns it and what ``create`` returned. A folder that cannot be written in is
-    ``NotWritable``."""
+    returns what ``create`` returned. Its name is put in ``made`` before it is created, so
+    that the caller removes it whatever interrupts (a signal the moment it exists included).
+    A folder that cannot be written in is ``NotWritable``."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            tmp = path.with_name(f".{path.name}.{secrets.token_hex(_TMP_HEX // 2)}.tmp")
+            made.append(path.with_name(f".{path.name}.{secrets.token_hex(_TMP_HEX // 2)}.tmp"))
             try:
-                return tmp, create(tmp)
+                return create(made[-1])
             except FileExistsError:
-                continue  # another writer drew the same name: draw again
+                made.pop()  # another writer drew the same name (never ours to remove): again
     except OSError as exc:
         if exc.errno in _NO_SPACE:
             raise
         raise NotWritable(path, exc.strerror or str(exc)) from exc
+
+
+def _create_dir(tmp: Path) -> None:
+    tmp.mkdir(mode=0o755)
 
 
 def _create_locked_file(tmp: Path) -> int:
@@ -169,18 +174,23 @@ def atomic_file(path: Path, *, mode: int | None = 0o644) -> Iterator[Path]:
     umask). Readers never see a half-written file; a full disk is ``DiskFull`` naming ``path``."""
     path = Path(path)
     with reporting_no_space(path):
-        tmp, locked = _new_sibling(path, _create_locked_file)
+        made: list[Path] = []  # the temporary's name, known before it exists
+        locked = None
         try:
+            locked = _new_sibling(path, _create_locked_file, made)
+            tmp = made[-1]
             yield tmp
             fsync_path(tmp)
             if mode is not None:
                 os.chmod(tmp, mode)
             os.replace(tmp, path)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            for tmp in made:
+                tmp.unlink(missing_ok=True)
             raise
         finally:
-            os.close(locked)  # after the rename or the unlink: never a stale-looking temporary
+            if locked is not None:  # after the rename or the unlink: never a stale-looking one
+                os.close(locked)
         fsync_path(path.parent, directory=True)
 
 
@@ -200,15 +210,18 @@ def atomic_dir(final: Path, fill: Callable[[Path], None], *, durable: bool = Tru
     """
     final = Path(final)
     with reporting_no_space(final):
-        tmp, _ = _new_sibling(final, lambda p: p.mkdir(mode=0o755))
+        made: list[Path] = []  # the temporary's name, known before it exists
         try:
+            _new_sibling(final, _create_dir, made)
+            tmp = made[-1]
             os.chmod(tmp, 0o755)  # mkdir's mode is less the umask; results are for every reader
             fill(tmp)
             if durable:
                 _fsync_tree(tmp)
             replace_dir(tmp, final)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            for tmp in made:
+                shutil.rmtree(tmp, ignore_errors=True)
             raise
         if durable:
             fsync_path(final.parent, directory=True)
