@@ -10,6 +10,7 @@ import time
 import pytest
 
 from askdagger_mnist.data import atomic
+from askdagger_mnist.errors import UserError
 
 
 def _age(path, seconds=600.0):
@@ -79,3 +80,58 @@ def test_a_signal_the_moment_the_temporary_exists_still_removes_it(tmp_path, mon
     finally:
         signal.signal(signal.SIGINT, previous)
     assert os.listdir(tmp_path) == []
+
+
+def _ready(tmp_path, text="new"):
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    (ready / "f").write_text(text)
+    return ready
+
+
+@pytest.mark.parametrize("in_the_way", ["file", "symlink", "broken symlink", "folder"])
+def test_an_import_moves_whatever_is_in_the_way_aside(tmp_path, in_the_way):
+    final, aside, target = tmp_path / "out", tmp_path / "scratch" / "replaced", tmp_path / "target"
+    aside.parent.mkdir()
+    target.mkdir()
+    (target / "keep").write_text("mine")
+    if in_the_way == "file":
+        final.write_text("a file")
+    elif in_the_way == "folder":
+        final.mkdir()
+        (final / "f").write_text("old")
+    else:
+        final.symlink_to(target if in_the_way == "symlink" else tmp_path / "nowhere")
+    atomic.replace_dir(_ready(tmp_path), final, aside=aside)
+    assert final.is_dir() and not final.is_symlink() and (final / "f").read_text() == "new"
+    assert aside.exists() or aside.is_symlink()  # the caller's scratch removal takes it
+    assert (target / "keep").read_text() == "mine"  # a link is moved, never what it points to
+
+
+def test_a_run_directory_is_never_put_where_a_file_is(tmp_path):
+    final = tmp_path / "run"
+    final.write_text("not a run")
+    with pytest.raises(UserError, match="exists and is not a directory"):
+        atomic.replace_dir(_ready(tmp_path), final)
+    assert final.read_text() == "not a run"
+
+
+def test_once_published_an_old_folder_that_resists_removal_does_not_fail_it(tmp_path, monkeypatch):
+    import errno
+    import shutil
+
+    real_rmtree = shutil.rmtree
+
+    def busy_rmtree(path, ignore_errors=False, **kwargs):  # say, a file held open on NFS
+        if not ignore_errors:
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), str(path))
+        real_rmtree(path, ignore_errors=True, **kwargs)
+
+    final = tmp_path / "out"
+    final.mkdir()
+    (final / "f").write_text("old")
+    monkeypatch.setattr(atomic.shutil, "rmtree", busy_rmtree)
+    assert atomic.replace_dir(_ready(tmp_path), final) == final
+    assert (final / "f").read_text() == "new"
+    assert atomic.atomic_dir(final, lambda tmp: (tmp / "f").write_text("newer")) == final
+    assert (final / "f").read_text() == "newer"

@@ -187,3 +187,14 @@ def test_manifest_bombs_are_refused_with_a_sentence(results, tmp_path):
         assert not staging.exists(), name
     root = tmp_path / "staging"
     assert not root.exists() or list(root.iterdir()) == []  # no scratch folders left behind
+
+
+def test_unpack_replaces_a_file_at_its_staging_folder(results, tmp_path):
+    out = tmp_path / "b.zip"
+    bundle.pack(results / "runs", out)
+    staging = tmp_path / "imported" / "mine"
+    staging.parent.mkdir()
+    staging.write_text("left here by hand")
+    runs = bundle.unpack(out, staging)
+    assert len(runs) == 4 and staging.is_dir()
+    assert [p.name for p in staging.parent.iterdir()] == ["mine"]

@@ -236,24 +236,35 @@ def _fsync_tree(folder: Path) -> None:
 
 
 def replace_dir(ready: Path, final: Path, aside: Path | None = None) -> Path:
-    """Rename the finished folder ``ready`` to ``final``. An existing ``final`` directory is
-    first moved to ``aside`` (default: ``.{name}.old`` beside it), put back if the rename
-    fails, and removed after it; anything else in the way is refused and left as it is."""
+    """Rename the finished folder ``ready`` to ``final``; what was there is first moved out of
+    the way, and put back if the rename fails.
+
+    Without ``aside``, only an existing directory is replaced: it goes to ``.{name}.old`` beside
+    it, removed after; anything else in the way is refused and left as it is. With ``aside``
+    (an import's scratch folder, which its caller removes), whatever is at ``final`` (a folder,
+    a file, a symbolic link: the link, never what it points to) is moved there, as imports
+    always did. Once ``final`` is in place nothing fails: the old folder is removed as well as
+    it can be (what is left of a ``.old``, the next replacement removes first).
+    """
     ready, final = Path(ready), Path(final)
-    if final.is_symlink() or (final.exists() and not final.is_dir()):
+    in_the_way = final.exists() or final.is_symlink()
+    if aside is None and in_the_way and (final.is_symlink() or not final.is_dir()):
         raise UserError(f"{final} exists and is not a directory: move it away (or choose "
                         "another place for the output) and rerun.")
-    if not final.exists():
+    if not in_the_way:
         os.replace(ready, final)
         return final
     old = Path(aside) if aside is not None else final.with_name(f".{final.name}.old")
-    if old.exists():
+    if old.is_dir() and not old.is_symlink():
         shutil.rmtree(old)
+    elif old.exists() or old.is_symlink():
+        old.unlink()
     os.replace(final, old)
     try:
         os.replace(ready, final)
     except BaseException:
         os.replace(old, final)
         raise
-    shutil.rmtree(old)
+    if aside is None:  # (an aside is its caller's to remove)
+        shutil.rmtree(old, ignore_errors=True)  # published: a leftover must not fail it
     return final

@@ -179,11 +179,11 @@ def unpack(archive: Path, staging: Path, provenance: dict[str, Any] | None = Non
            limits: Limits = DEFAULT_LIMITS) -> list[Path]:
     """Verify ``archive`` and place its runs as ``staging/{mode}/{variant}/s{s}/rep{r}``.
 
-    ``staging`` is created atomically (it must not exist). Run files come out byte-identical;
+    ``staging`` is created atomically (a folder there must be empty). Run files come out byte-identical;
     ``staging/bundle.json`` records the manifest and the provenance (url, sha256).
     """
     archive, staging = Path(archive), Path(staging)
-    if staging.exists() and any(staging.iterdir()):
+    if staging.is_dir() and any(staging.iterdir()):  # (a file in its place is replaced)
         raise UserError(f"{staging} already exists and is not empty: remove it before unpacking {archive}.")
     manifest = check_structure(archive, limits)
     with scratch_dir(staging) as work:
