@@ -3,6 +3,7 @@ writer leaves, replacing an output, and which errors mean a folder cannot be wri
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import time
@@ -117,7 +118,6 @@ def test_a_run_directory_is_never_put_where_a_file_is(tmp_path):
 
 
 def test_once_published_an_old_folder_that_resists_removal_does_not_fail_it(tmp_path, monkeypatch):
-    import errno
     import shutil
 
     real_rmtree = shutil.rmtree
@@ -135,3 +135,31 @@ def test_once_published_an_old_folder_that_resists_removal_does_not_fail_it(tmp_
     assert (final / "f").read_text() == "new"
     assert atomic.atomic_dir(final, lambda tmp: (tmp / "f").write_text("newer")) == final
     assert (final / "f").read_text() == "newer"
+
+
+@pytest.mark.parametrize("code", [errno.EROFS, errno.EACCES, errno.EPERM])
+def test_a_folder_that_refuses_writes_is_not_writable(tmp_path, monkeypatch, code):
+    def refuse(tmp):
+        raise OSError(code, os.strerror(code), str(tmp))
+
+    monkeypatch.setattr(atomic, "_create_locked_file", refuse)
+    with pytest.raises(atomic.NotWritable, match=os.strerror(code)):
+        atomic.write_bytes_atomic(tmp_path / "f", b"x")
+
+
+def test_a_file_where_the_folder_should_be_is_not_writable(tmp_path):
+    (tmp_path / "results").write_text("a file")
+    for where in (tmp_path / "results" / "f", tmp_path / "results" / "sub" / "f"):
+        with pytest.raises(atomic.NotWritable):
+            atomic.write_bytes_atomic(where, b"x")
+
+
+@pytest.mark.parametrize("code", [errno.EIO, errno.ENAMETOOLONG, errno.EMFILE])
+def test_other_errors_making_the_temporary_are_raised_as_they_are(tmp_path, monkeypatch, code):
+    def fail(tmp):
+        raise OSError(code, os.strerror(code), str(tmp))
+
+    monkeypatch.setattr(atomic, "_create_locked_file", fail)
+    with pytest.raises(OSError) as exc:
+        atomic.write_bytes_atomic(tmp_path / "f", b"x")
+    assert not isinstance(exc.value, atomic.NotWritable) and exc.value.errno == code

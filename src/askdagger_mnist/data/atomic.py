@@ -95,6 +95,9 @@ def fsync_path(path: Path, *, directory: bool = False) -> None:
             raise
 
 
+# Why a folder cannot be written in: not ours, read-only, or a file where a folder should be
+# (ENOTDIR; EEXIST from mkdir). Any other error is not the folder's and is raised as it is.
+_CANNOT_WRITE_THERE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST}
 _TMP_HEX = 8  # the random part of a temporary's name: secrets.token_hex(4)
 _FRESH_S = 5.0  # an unlocked temporary this young may be one whose writer is about to lock it
 
@@ -113,8 +116,8 @@ def _new_sibling(path: Path, create: Callable[[Path], T], made: list[Path]) -> T
             except FileExistsError:
                 made.pop()  # another writer drew the same name (never ours to remove): again
     except OSError as exc:
-        if exc.errno in _NO_SPACE:
-            raise
+        if exc.errno not in _CANNOT_WRITE_THERE:
+            raise  # a full disk (reporting_no_space names it), an I/O error, ...: as it is
         raise NotWritable(path, exc.strerror or str(exc)) from exc
 
 
