@@ -29,18 +29,23 @@ def _stop(signum: int, _frame: Any) -> None:
     raise Stopped(signum)
 
 
+_UNTOUCHED = object()  # no handler was set (not the main thread): none to put back
+
+
 @contextlib.contextmanager
 def sigterm_raises() -> Iterator[None]:
     """Within the block, SIGTERM raises ``Stopped``; the previous handler is put back after."""
     try:
         previous = signal.signal(signal.SIGTERM, _stop)
     except ValueError:  # not the main thread (a test calling main): keep the default
-        previous = None
+        previous = _UNTOUCHED
     try:
         yield
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        if previous is not _UNTOUCHED:
+            # None: the previous handler was not set from Python and cannot be put back; the
+            # default then, never _stop left in place to raise outside any run_command.
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _error(sentence: str, status: int) -> int:
