@@ -234,7 +234,14 @@ def remove_left_checkpoint(checkpoint: Path, settings: RunSettings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_command(lambda: run(args), report)
+    return run_command(lambda: run(args), report, stopped=resumable)
+
+
+def resumable(by: str) -> str:
+    """The line of an interrupted run: its checkpoint is kept on purpose (never the run
+    directory, which appears only once the run is whole)."""
+    return (f"stopped by {by}; run the same command again: the run resumes from its last "
+            "checkpoint (from the start if it had none yet).")
 
 
 def report(made: tuple[Path, str]) -> None:
