@@ -188,7 +188,7 @@ def unpack(archive: Path, staging: Path, provenance: dict[str, Any] | None = Non
     manifest = check_structure(archive, limits)
     with scratch_dir(staging) as work:
         extracted = work / "zip"
-        safe_extract(archive, extracted, limits)
+        safe_extract(archive, extracted, limits, durable=True)  # its files are published as they are
         for entry in manifest["files"]:
             path = extracted / entry["path"]
             if path.stat().st_size != entry["size"] or file_hash(path) != entry["sha256"]:
