@@ -191,6 +191,14 @@ def test_the_figure_commands_flags_default_to_settings():
         assert _flag_defaults(plots.build_parser(), command)["variants"] == FIGURE_VARIANTS[group]["variants"]
 
 
+def test_the_figure_functions_default_to_settings():
+    from askdagger_mnist.analysis import figures
+
+    assert inspect.signature(figures.main_figure).parameters["variant"].default == SAG_VARIANT
+    assert inspect.signature(figures.ablation_figure).parameters["mode"].default == ABLATION_MODE
+    assert SAG_VARIANT in figures.VARIANT_TITLES
+
+
 def test_the_import_and_verdict_commands_flags_default_to_settings():
     for command in ("import", "fetch"):
         assert _flag_defaults(fetch_results.build_parser(), command)["default_mode"] == ABLATION_MODE

@@ -55,3 +55,20 @@ def test_spec_citations_name_sections_that_exist():
         if path.is_file() and "__pycache__" not in path.parts:
             cited |= set(re.findall(r"§(\d+(?:\.\d+)?)", path.read_text()))
     assert cited and cited <= sections, f"cited sections that spec.md lacks: {cited - sections}"
+
+
+def test_data_never_imports_prebuilt():
+    """prebuilt/ builds on data/ (atomic writes, hashing, the downloader), never the reverse."""
+    import ast
+
+    for path in sorted((PACKAGE / "data").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                names = [("." * node.level) + (node.module or "")]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                assert not re.match(r"(\.\.|askdagger_mnist\.)prebuilt\b", name), \
+                    f"data/{path.name} imports {name}"

@@ -2,10 +2,11 @@
 the verdict's and the rest of the workflow config's (``CONFIG_DEFAULTS``); and the seed of each
 run (§6.1).
 
-Standard library only at import time (numpy is imported where a seed is made), so the
-Snakefile's config check reads these defaults too. The commands' flags, ``SagConfig`` and the
-figures read them; the schema's ``default:`` keys and config.yaml restate them for users to
-read, and tests/test_defaults.py fails when any copy differs.
+Standard library only at import time (numpy is imported where a seed is made). The commands'
+flags, ``SagConfig`` and the figures read these defaults. The workflow does not: it fills a
+missing config key from the schema's ``default:`` (experiment/config.fill_defaults), and those
+``default:`` keys, like config.yaml's values, are copies of ``CONFIG_DEFAULTS`` that
+tests/test_defaults.py pins: change a default here, then the copies, or that test fails.
 """
 
 from __future__ import annotations
@@ -147,8 +148,9 @@ def configuration_key(settings) -> tuple:
 
 
 # ---- the workflow config's defaults --------------------------------------------------------------
-# workflow/schemas/config.schema.yaml restates each as its key's ``default:`` (and config.yaml as
-# its value); tests/test_defaults.py compares every one of them, and the commands' flags, with these.
+# The source of the workflow config's defaults. Nothing at run time reads CONFIG_DEFAULTS itself:
+# the workflow fills missing keys from workflow/schemas/config.schema.yaml's ``default:`` keys,
+# which are copies of these (as config.yaml's values are), kept equal by tests/test_defaults.py.
 SAG_VARIANT = "sag"  # the paper's S-Aware Gating, as the config's variants name it
 # The paper's variants: SAG, and four that each change one of its settings (the ablations).
 PAPER_VARIANTS = {
@@ -177,7 +179,6 @@ AUTHORS_ARCHIVES = [
                           ("success", "1HYqBYuwPfHmzS_NoSLQGIE6BrF_ZJJiK"),
                           ("ablations", "1f5CnucnTgGZkiSKs7-S2f18grWMIdoIC"))
 ]
-_RUN = RunSettings()
 CONFIG_DEFAULTS = {
     "mnist_root": "resources/mnist",
     "mnist_mirrors": list(MNIST_MIRRORS),
@@ -188,11 +189,11 @@ CONFIG_DEFAULTS = {
     "modes": list(MODES),
     "s_des": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
     "repetitions": 10,
-    "seed_root": _RUN.seed_root,
     "variants": PAPER_VARIANTS,
     "figures": FIGURE_VARIANTS,
-    **{key: getattr(_RUN, key) for key in ("batch_size", "update_every", "mc_samples", "dropout",
-                                           "n_min", "n_rep")},
+    **{key: value for key, value in RunSettings().to_dict().items()
+       if key in ("seed_root", "batch_size", "update_every", "mc_samples", "dropout", "n_min",
+                  "n_rep")},
     "max_steps": None,  # the whole stream: STREAM_STEPS
     **EXECUTION_DEFAULTS,
     # The train rule's resources; gpu None: 1 when device is cuda, else 0.

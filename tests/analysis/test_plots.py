@@ -322,3 +322,22 @@ def test_sag_figure_renders_for_real_and_ablated_runs(reference, tmp_path):
     call = recompute_call(run)
     assert call.details.logit_coef is None and call.details.lin_coef == (0.0, 0.0)
     assert plots.main(["sag", "--run", str(run), "--out", str(tmp_path / "plain.png")]) == 0
+
+
+@pytest.mark.parametrize("normalization", [True, False])
+def test_sag_panels_b_to_d_name_the_score_alike(tmp_path, normalization):
+    """Panels (b), (c) and (d) share one x axis, the score u' SAG fits and thresholds."""
+    import matplotlib.pyplot as plt
+
+    from askdagger_mnist.analysis.sag_figure import sag_figure
+
+    rng = np.random.default_rng(3)
+    run = write_run(tmp_path / "runs", synthetic_arrays(rng, 0.8, 40, 64), "sensitivity", "v", 0.8, 0,
+                    batch_size=64, steps=40, normalization=normalization)
+    fig = sag_figure(recompute_call(run), "t")
+    try:
+        b, c, d = (ax.get_xlabel() for ax in fig.axes[1:4])
+    finally:
+        plt.close(fig)
+    assert b == c and d.startswith(b + " (queried when"), (b, c, d)
+    assert ("Normalized" in b) is normalization and "u'" in b

@@ -187,3 +187,34 @@ def test_manifest_bombs_are_refused_with_a_sentence(results, tmp_path):
         assert not staging.exists(), name
     root = tmp_path / "staging"
     assert not root.exists() or list(root.iterdir()) == []  # no scratch folders left behind
+
+
+def test_unpack_replaces_a_file_at_its_staging_folder(results, tmp_path):
+    out = tmp_path / "b.zip"
+    bundle.pack(results / "runs", out)
+    staging = tmp_path / "imported" / "mine"
+    staging.parent.mkdir()
+    staging.write_text("left here by hand")
+    runs = bundle.unpack(out, staging)
+    assert len(runs) == 4 and staging.is_dir()
+    assert [p.name for p in staging.parent.iterdir()] == ["mine"]
+
+
+def test_unpack_flushes_the_files_it_publishes_to_the_disk(results, tmp_path, monkeypatch):
+    """A bundle's files are moved into the staging folder as they were extracted: unflushed,
+    a machine dying soon after could leave empty or torn files under their final names."""
+    from askdagger_mnist.data import atomic
+
+    out = tmp_path / "b.zip"
+    bundle.pack(results / "runs", out)
+    flushed = []
+    real_fsync = atomic.fsync_path
+
+    def spy(path, **kwargs):
+        flushed.append(Path(path).name)
+        return real_fsync(path, **kwargs)
+
+    monkeypatch.setattr(atomic, "fsync_path", spy)
+    runs = bundle.unpack(out, tmp_path / "staging")
+    for name in ("arrays.npz", "model.pt", "run.json"):
+        assert flushed.count(name) == len(runs) == 4, name

@@ -1,4 +1,5 @@
-"""The downloader against a local fault-injecting HTTP server (127.0.0.1, no internet)."""
+"""The downloader (data/download.py, data/transfer.py; prebuilt/download.py adds gdrive:) against
+a local fault-injecting HTTP server (127.0.0.1, no internet)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from askdagger_mnist.data.transfer import CHUNK
 from askdagger_mnist.prebuilt import download as dl
 from askdagger_mnist.prebuilt.gdrive import gdrive_confirmation_url
 from askdagger_mnist.cli import fetch_results
@@ -110,7 +112,7 @@ def server():
 @pytest.fixture(scope="module")
 def payload() -> bytes:
     # Real bytes, not a pattern: a resume at the wrong offset would change the hash.
-    return os.urandom(3 * dl.CHUNK + 12345)
+    return os.urandom(3 * CHUNK + 12345)
 
 
 def _sha(b: bytes) -> str:
@@ -126,7 +128,7 @@ def test_plain_download_verifies_and_logs_progress(serve_dir, tmp_path, payload,
     src.mkdir()
     (src / "a.bin").write_bytes(payload)
     dest = tmp_path / "out" / "a.bin"
-    with caplog.at_level(logging.INFO, logger="askdagger_mnist.prebuilt.download"):
+    with caplog.at_level(logging.INFO, logger="askdagger_mnist.data"):
         got = dl.download(serve_dir(src) + "a.bin", dest, _sha(payload), options=FAST)
     assert got == _sha(payload)
     assert dest.read_bytes() == payload
@@ -325,3 +327,42 @@ def test_file_url_is_copied_and_checked_like_a_download(tmp_path, payload):
     with pytest.raises(UserError, match="does not exist"):
         dl.download("file:///nonexistent/x.zip", tmp_path / "out" / "c.zip")
     assert _leftovers(tmp_path / "out") == ["a.zip"]
+
+
+def test_a_killed_download_s_partial_file_is_removed_by_the_next_one_and_a_live_one_s_kept(
+        server, tmp_path, payload):
+    """SIGKILL leaves the temporary (maybe hundreds of MB) that no finally could remove: the
+    next download of the same file removes it, and the partial files of earlier versions,
+    but never a live download's, nor any other file."""
+    import signal
+    import subprocess
+    import sys
+
+    from askdagger_mnist.data import atomic
+
+    server.files["/f.zip"] = payload
+    server.faults["/f.zip"] = ["stall"] * 100  # half the file, then a pause: it keeps retrying
+    dest = tmp_path / "f.zip"
+    proc = subprocess.Popen([sys.executable, "-c", (
+        "from askdagger_mnist.data.download import Options, download\n"
+        f"download({server.url + '/f.zip'!r}, {str(dest)!r}, "
+        "options=Options(attempts=100, backoff_s=0.01, read_timeout_s=30))\n")])
+    try:
+        deadline = time.monotonic() + 30
+        while not [p for p in tmp_path.glob(".f.zip.*.tmp") if p.stat().st_size]:
+            assert time.monotonic() < deadline and proc.poll() is None, "no partial file appeared"
+            time.sleep(0.05)
+        (part,) = tmp_path.glob(".f.zip.*.tmp")
+        os.utime(part, (time.time() - 600, time.time() - 600))
+        assert atomic.remove_stale_temporaries(dest) == [] and part.exists()  # live: kept
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert part.exists()  # what a killed download leaves
+    os.utime(part, (time.time() - 600, time.time() - 600))
+    others = [".f.zip.notes.tmp", ".g.zip.0123abcd.tmp", "f.zip.partial"]
+    for name in [*others, "f.zip.part", ".f.zip.4242-0badcafe.part"]:  # then earlier versions'
+        (tmp_path / name).write_bytes(b"x")
+    server.faults["/f.zip"] = []
+    assert dl.download(server.url + "/f.zip", dest, _sha(payload), options=FAST) == _sha(payload)
+    assert _leftovers(tmp_path) == sorted([*others, "f.zip"])

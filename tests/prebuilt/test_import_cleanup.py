@@ -99,3 +99,24 @@ def test_scratch_of_a_killed_import_is_removed_by_the_next_one(tmp_path):
     assert done == [out / "specificity/sag/s0.9/rep0"]
     assert sorted(p.name for p in parent.iterdir()) == [".authors.live5678.scratch", ".other.deadbeef.scratch",
                                                          "authors"]
+
+
+@pytest.mark.needs_reference
+@pytest.mark.parametrize("in_the_way", ["file", "symlink"])
+def test_an_import_replaces_a_file_or_link_at_its_output(tmp_path, in_the_way):
+    """Imports always moved whatever sat at their output aside (into the scratch folder)."""
+    archive = _archive(tmp_path / "a.zip", REFERENCE_RESULTS / RUN)
+    parent = tmp_path / "imported"
+    parent.mkdir()
+    out, target = parent / "authors", tmp_path / "elsewhere"
+    target.mkdir()
+    (target / "keep").write_text("mine")
+    if in_the_way == "file":
+        out.write_text("left here by hand")
+    else:
+        out.symlink_to(target)
+    done = fetch_results.cmd_import(archive, out, "authors", None, PAPER_VARIANTS, "sensitivity",
+                                    128, 5, False)
+    assert done == [out / "specificity/sag/s0.9/rep0"] and not out.is_symlink()
+    assert [p.name for p in parent.iterdir()] == ["authors"]  # no scratch folder left
+    assert [p.name for p in target.iterdir()] == ["keep"]  # what the link pointed to: untouched

@@ -25,6 +25,7 @@ from matplotlib.patches import Patch  # noqa: E402
 from .inputs import series  # noqa: E402
 from ..data.atomic import atomic_file  # noqa: E402
 from ..experiment.naming import format_s_des  # noqa: E402
+from ..settings import ABLATION_MODE, SAG_VARIANT  # noqa: E402
 
 # fontTools warns, while subsetting matplotlib's bundled Computer Modern fonts for mathtext,
 # that their header dates are "very low": harmless noise in every log.
@@ -58,7 +59,7 @@ TRACKED = {
     "success": ("system_success", "System success rate\n(last 1000 samples)"),
 }
 VARIANT_TITLES = {
-    "sag": "SAG",
+    SAG_VARIANT: "SAG",
     "no_normalization": "SAG without normalization",
     "no_imputation": "SAG without imputation",
 }
@@ -128,7 +129,7 @@ def main_figure(
     modes: Sequence[str],
     s_des: Sequence[float],
     reps: int,
-    variant: str = "sag",
+    variant: str = SAG_VARIANT,
 ) -> plt.Figure:
     """The 3 x 3 paper figure: columns = modes; rows = tracked metric (desired value dashed),
     query rate, novice success rate; one colour per s_des."""
@@ -162,7 +163,7 @@ def main_figure(
             for ax in axes[:, col]:
                 _rate_axis(ax)
                 ax.tick_params(labelleft=True)
-        variant_note = "" if variant == "sag" else f", variant {variant}"
+        variant_note = "" if variant == SAG_VARIANT else f", variant {variant}"
         fig.suptitle(
             f"S-aware gating on MNIST{variant_note}: mean $\\pm$ std over {reps} repetitions per "
             f"{S_DES_TEX}",
@@ -183,7 +184,7 @@ def ablation_figure(
     s_des: Sequence[float],
     reps: int,
     suptitle: str,
-    mode: str = "sensitivity",
+    mode: str = ABLATION_MODE,
 ) -> plt.Figure:
     """Rows = metrics ``(column, axis label, dash s_des)``; columns = variants."""
     with style():

@@ -102,7 +102,7 @@ def sag_figure(call: SagCall, title: str):
     import matplotlib.pyplot as plt
 
     from .figures import style
-    from .sag_panels import (panel_labels, panel_logistic_fit, panel_normalization,
+    from .sag_panels import (panel_logistic_fit, panel_normalization, panel_rewards,
                              panel_threshold)
 
     rng = np.random.default_rng(12345)  # jitter only; the panels draw from it in order
@@ -112,7 +112,7 @@ def sag_figure(call: SagCall, title: str):
         fig, axes = plt.subplots(2, 2, figsize=(10.5, 8.0), layout="constrained")
         (ax_a, ax_b), (ax_c, ax_d) = axes
         panel_normalization(ax_a, call, order, rng)
-        panel_labels(ax_b, call, order, rng)
+        panel_rewards(ax_b, call, order, rng)
         panel_logistic_fit(ax_c, call, rng)
         panel_threshold(ax_d, call)
         fig.suptitle(title, fontsize=10.5)

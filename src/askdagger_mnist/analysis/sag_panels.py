@@ -93,10 +93,12 @@ def panel_normalization(ax, call: SagCall, order: np.ndarray, rng: np.random.Gen
 
 
 def _score_label(call: SagCall) -> str:
-    return "Normalized uncertainty $u'$" if call.config.normalization else "Uncertainty $u$"
+    """The x axis of panels (b) to (d): the score u' that SAG fits and thresholds (u itself
+    without normalization)."""
+    return "Normalized uncertainty $u'$" if call.config.normalization else "Uncertainty $u'=u$"
 
 
-def panel_labels(ax, call: SagCall, order: np.ndarray, rng: np.random.Generator) -> None:
+def panel_rewards(ax, call: SagCall, order: np.ndarray, rng: np.random.Generator) -> None:
     """(b) negated reward vs normalized uncertainty of the window's samples."""
     d = call.details
     r_w = call.r[d.window_start:]
@@ -156,8 +158,7 @@ def panel_threshold(ax, call: SagCall) -> None:
     # An infinite gamma queries nothing actively; the note holds all the same.
     ax.text(0.98, 0.97, _achieved_note(call.config, scores, labels, d.gamma), transform=ax.transAxes,
             ha="right", va="top", fontsize=7.5, bbox={"facecolor": "white", "alpha": 0.9, "linewidth": 0.5})
-    score_name = "Normalized uncertainty $u'$" if call.config.normalization else "Uncertainty $u'=u$"
-    ax.set_xlabel(f"{score_name} (queried when $u' \\geq \\gamma$)")
+    ax.set_xlabel(f"{_score_label(call)} (queried when $u' \\geq \\gamma$)")
     ax.set_ylabel("Window samples")
     which = f"imputation {j + 1} of {len(gammas)}" if call.config.imputation else "labelled samples only"
     ax.set_title(f"(d) Labels ({which}) and the threshold")

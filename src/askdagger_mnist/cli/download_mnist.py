@@ -71,7 +71,10 @@ def report(state: MnistState, manifest: Path | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_command(lambda: prepare(args), lambda state: report(state, args.manifest))
+    where = raw_folder(args.root)
+    return run_command(lambda: prepare(args), lambda state: report(state, args.manifest),
+                       stopped=lambda by: f"interrupted; nothing partial is left in {where}: run "
+                                          "again to finish.")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,8 @@ from typing import Any
 from ..data import rundir
 from ..data.atomic import atomic_dir, replace_dir
 from ..prebuilt import authors_format, bundle
-from ..prebuilt.download import Options, download, file_hash
+from ..data.hashing import file_hash
+from ..prebuilt.download import Options, download
 from ..errors import UserError
 from .common import run_command
 from ..prebuilt.safe_extract import check_members, open_zip, safe_extract

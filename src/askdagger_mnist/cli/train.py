@@ -154,27 +154,37 @@ def exclusive_run_lock(checkpoint: Path):
 
 def _take_run_lock(lock_path: Path):
     """The open lock file, locked, and still the file under ``lock_path``; one sentence naming
-    the holder when another process holds it."""
+    the holder when another process holds it. The file is closed on every other way out."""
     while True:
         with reporting_no_space(lock_path):
             lock_path.parent.mkdir(parents=True, exist_ok=True)
             fh = open(lock_path, "a+")
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "unknown"
-            fh.close()
-            raise UserError(
-                f"another training process ({holder}) is still writing this run ({lock_path} is "
-                "locked): wait for it to finish or kill it, then rerun."
-            ) from None
-        if _names(lock_path, fh):
-            return fh
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UserError(
+                    f"another training process ({_holder(fh)}) is still writing this run "
+                    f"({lock_path} is locked): wait for it to finish or kill it, then rerun."
+                ) from None
+            if _still_named_by(lock_path, fh):
+                return fh
+        except BaseException:
+            fh.close()  # the lock with it, if it was taken
+            raise
         fh.close()  # its holder deleted it meanwhile: lock the file now under the name
 
 
-def _names(path: Path, fh) -> bool:
+def _holder(fh) -> str:
+    """Who holds the lock, as its holder wrote it ("pid N on HOST"), or "unknown"."""
+    try:
+        fh.seek(0)
+        return fh.read(200).strip() or "unknown"
+    except (OSError, ValueError):  # unreadable, or not text (UnicodeDecodeError)
+        return "unknown"
+
+
+def _still_named_by(path: Path, fh) -> bool:
     """Whether ``path`` still names the open file ``fh``."""
     try:
         named = os.stat(path)
@@ -234,7 +244,14 @@ def remove_left_checkpoint(checkpoint: Path, settings: RunSettings) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_command(lambda: run(args), report)
+    return run_command(lambda: run(args), report, stopped=resumable)
+
+
+def resumable(by: str) -> str:
+    """The line of an interrupted run: its checkpoint is kept on purpose (never the run
+    directory, which appears only once the run is whole)."""
+    return (f"stopped by {by}; run the same command again: the run resumes from its last "
+            "checkpoint (from the start if it had none yet).")
 
 
 def report(made: tuple[Path, str]) -> None:

@@ -6,21 +6,30 @@ its output (the same folder, so that the rename is one step on one file system),
 to the disk (fsync) so that a rename never publishes an empty or torn file even if the
 machine dies, renames it into place as the last step, and removes the temporary on any
 failure (Ctrl-C and SIGTERM included: the commands turn SIGTERM into an exception,
-cli/common.py). A write that fails for a full disk or quota is one sentence (``DiskFull``)
-naming the output, and so is a folder this process may not write in (``NotWritable``).
+cli/common.py). A process killed outright (SIGKILL, the out-of-memory killer) cannot: a file's
+writer holds a lock (flock) on its temporary while it writes, so ``remove_stale_temporaries``
+tells a dead writer's leftover from a live one's (downloads call it: theirs are large). A write
+that fails for a full disk or quota is one sentence (``DiskFull``) naming the output, and so
+is a folder this process may not write in (``NotWritable``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
+import re
 import secrets
 import shutil
+import stat
+import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, TypeVar
 
 from ..errors import UserError
+
+T = TypeVar("T")
 
 # A write that failed for want of space: the errno, or torch.save's C++ writer ("unexpected
 # pos", no errno) when it was handed a file name instead of a Python file object.
@@ -86,27 +95,78 @@ def fsync_path(path: Path, *, directory: bool = False) -> None:
             raise
 
 
-def _new_sibling(path: Path, create: Callable[[Path], None]) -> Path:
+# Why a folder cannot be written in: not ours, read-only, or a file where a folder should be
+# (ENOTDIR; EEXIST from mkdir). Any other error is not the folder's and is raised as it is.
+_CANNOT_WRITE_THERE = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST}
+_TMP_HEX = 8  # the random part of a temporary's name: secrets.token_hex(4)
+_FRESH_S = 5.0  # an unlocked temporary this young may be one whose writer is about to lock it
+
+
+def _new_sibling(path: Path, create: Callable[[Path], T], made: list[Path]) -> T:
     """``create`` a fresh ``.{name}.<random>.tmp`` beside ``path`` (its folder made first);
-    a folder that cannot be written in is ``NotWritable``."""
+    returns what ``create`` returned. Its name is put in ``made`` before it is created, so
+    that the caller removes it whatever interrupts (a signal the moment it exists included).
+    A folder that cannot be written in is ``NotWritable``."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+            made.append(path.with_name(f".{path.name}.{secrets.token_hex(_TMP_HEX // 2)}.tmp"))
             try:
-                create(tmp)
-                return tmp
+                return create(made[-1])
             except FileExistsError:
-                continue  # another writer drew the same name: draw again
+                made.pop()  # another writer drew the same name (never ours to remove): again
     except OSError as exc:
-        if exc.errno in _NO_SPACE:
-            raise
+        if exc.errno not in _CANNOT_WRITE_THERE:
+            raise  # a full disk (reporting_no_space names it), an I/O error, ...: as it is
         raise NotWritable(path, exc.strerror or str(exc)) from exc
 
 
-def _create_file(tmp: Path) -> None:
+def _create_dir(tmp: Path) -> None:
+    tmp.mkdir(mode=0o755)
+
+
+def _create_locked_file(tmp: Path) -> int:
+    """The new file ``tmp``, locked: the open descriptor that holds the lock."""
     # 0o666 less the umask, as any new file gets; O_EXCL: never an existing file.
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # waits only while a cleaner looks at it (_FRESH_S)
+    except OSError:
+        pass  # a file system without locks: there no cleaner can lock it either, nor remove it
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    return fd
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove the temporaries ``atomic_file(path)`` left when its process was killed outright;
+    returns them. Only names of its own pattern (``.{name}.<8 hex digits>.tmp``), only files
+    whose lock can be taken (no writer holds it) and that are older than a few seconds."""
+    path = Path(path)
+    pattern = re.compile(re.escape(f".{path.name}.") + f"[0-9a-f]{{{_TMP_HEX}}}" + re.escape(".tmp"))
+    try:
+        entries = [e for e in os.scandir(path.parent) if pattern.fullmatch(e.name)]
+    except OSError:  # no folder (yet), or one we cannot list: nothing of ours there
+        return []
+    removed = []
+    for entry in entries:
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue  # gone meanwhile, or not a file we may open
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: a live writer's
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode) and time.time() - st.st_mtime > _FRESH_S:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+    return removed
 
 
 @contextlib.contextmanager
@@ -117,16 +177,23 @@ def atomic_file(path: Path, *, mode: int | None = 0o644) -> Iterator[Path]:
     umask). Readers never see a half-written file; a full disk is ``DiskFull`` naming ``path``."""
     path = Path(path)
     with reporting_no_space(path):
-        tmp = _new_sibling(path, _create_file)
+        made: list[Path] = []  # the temporary's name, known before it exists
+        locked = None
         try:
+            locked = _new_sibling(path, _create_locked_file, made)
+            tmp = made[-1]
             yield tmp
             fsync_path(tmp)
             if mode is not None:
                 os.chmod(tmp, mode)
             os.replace(tmp, path)
         except BaseException:
-            tmp.unlink(missing_ok=True)
+            for tmp in made:
+                tmp.unlink(missing_ok=True)
             raise
+        finally:
+            if locked is not None:  # after the rename or the unlink: never a stale-looking one
+                os.close(locked)
         fsync_path(path.parent, directory=True)
 
 
@@ -146,15 +213,18 @@ def atomic_dir(final: Path, fill: Callable[[Path], None], *, durable: bool = Tru
     """
     final = Path(final)
     with reporting_no_space(final):
-        tmp = _new_sibling(final, lambda p: p.mkdir(mode=0o755))
+        made: list[Path] = []  # the temporary's name, known before it exists
         try:
+            _new_sibling(final, _create_dir, made)
+            tmp = made[-1]
             os.chmod(tmp, 0o755)  # mkdir's mode is less the umask; results are for every reader
             fill(tmp)
             if durable:
                 _fsync_tree(tmp)
             replace_dir(tmp, final)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            for tmp in made:
+                shutil.rmtree(tmp, ignore_errors=True)
             raise
         if durable:
             fsync_path(final.parent, directory=True)
@@ -169,24 +239,35 @@ def _fsync_tree(folder: Path) -> None:
 
 
 def replace_dir(ready: Path, final: Path, aside: Path | None = None) -> Path:
-    """Rename the finished folder ``ready`` to ``final``. An existing ``final`` directory is
-    first moved to ``aside`` (default: ``.{name}.old`` beside it), put back if the rename
-    fails, and removed after it; anything else in the way is refused and left as it is."""
+    """Rename the finished folder ``ready`` to ``final``; what was there is first moved out of
+    the way, and put back if the rename fails.
+
+    Without ``aside``, only an existing directory is replaced: it goes to ``.{name}.old`` beside
+    it, removed after; anything else in the way is refused and left as it is. With ``aside``
+    (an import's scratch folder, which its caller removes), whatever is at ``final`` (a folder,
+    a file, a symbolic link: the link, never what it points to) is moved there, as imports
+    always did. Once ``final`` is in place nothing fails: the old folder is removed as well as
+    it can be (what is left of a ``.old``, the next replacement removes first).
+    """
     ready, final = Path(ready), Path(final)
-    if final.is_symlink() or (final.exists() and not final.is_dir()):
+    in_the_way = final.exists() or final.is_symlink()
+    if aside is None and in_the_way and (final.is_symlink() or not final.is_dir()):
         raise UserError(f"{final} exists and is not a directory: move it away (or choose "
                         "another place for the output) and rerun.")
-    if not final.exists():
+    if not in_the_way:
         os.replace(ready, final)
         return final
     old = Path(aside) if aside is not None else final.with_name(f".{final.name}.old")
-    if old.exists():
+    if old.is_dir() and not old.is_symlink():
         shutil.rmtree(old)
+    elif old.exists() or old.is_symlink():
+        old.unlink()
     os.replace(final, old)
     try:
         os.replace(ready, final)
     except BaseException:
         os.replace(old, final)
         raise
-    shutil.rmtree(old)
+    if aside is None:  # (an aside is its caller's to remove)
+        shutil.rmtree(old, ignore_errors=True)  # published: a leftover must not fail it
     return final

@@ -1,5 +1,5 @@
 """Fetching one MNIST archive from mirrors into the user's raw folder (data.mnist calls it),
-with the package's one downloader (``prebuilt.download``: streamed into a temporary name beside
+with the package's one downloader (``data.download``: streamed into a temporary name beside
 it, MD5-checked, renamed into place); one process at a time per folder (``one_fetcher``).
 """
 
@@ -12,17 +12,28 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import UserError
-from .atomic import NotWritable
+from .atomic import DiskFull, NotWritable
 
-TIMEOUT_S = 60  # a mirror silent this long is given up (the next one is tried)
+# A mirror that does not connect, or falls silent, this long is given up (the next one is
+# tried): generous, as the stdlib fetcher before it, for slow links and overloaded mirrors.
+TIMEOUT_S = 60
 
 
 class NotFetched(Exception):
     """No mirror delivered the file with the right MD5 (message: the last reason)."""
 
 
-class CannotWrite(NotFetched):
-    """The raw folder cannot be created or written (a read-only root)."""
+class CannotFetch(NotFetched):
+    """No mirror can help, nor can any other file be fetched: the raw folder cannot be created
+    or written (a read-only root, a full disk; ``verb`` write), or this environment cannot
+    download at all (no requests; ``verb`` download). ``remedy``: what the user can do."""
+
+    def __init__(self, reason: str, remedy: str, verb: str = "write"):
+        super().__init__(reason)
+        self.remedy, self.verb = remedy, verb
+
+
+_ELSEWHERE = "copy them there yourself, or point mnist_root (--root) at a writable folder."
 
 
 def _reason(exc: Exception) -> str:
@@ -56,9 +67,16 @@ def fetch_verified(raw: Path, name: str, md5: str, mirrors: Sequence[str]) -> st
     """Fetch ``name`` into ``raw`` from the first mirror serving it with the right MD5, one
     attempt per mirror (the next mirror is the retry). Whatever fails, nothing but the
     verified file is left in ``raw``. Returns the URL."""
-    from ..prebuilt.download import Options, download  # requests: only when a file is fetched
+    try:
+        from .download import Options, download  # requests: only when a file is fetched
+    except ImportError as exc:
+        if exc.name != "requests":
+            raise
+        raise CannotFetch("this Python environment lacks the package requests", "install it "
+                          "(envs/train.yaml lists it), or copy the .gz files there yourself.",
+                          verb="download") from None
 
-    one_try = Options(attempts=1, read_timeout_s=TIMEOUT_S)
+    one_try = Options(attempts=1, connect_timeout_s=TIMEOUT_S, read_timeout_s=TIMEOUT_S)
     reason = "no mirror tried"
     for mirror in mirrors:
         url = mirror + name
@@ -66,7 +84,10 @@ def fetch_verified(raw: Path, name: str, md5: str, mirrors: Sequence[str]) -> st
             download(url, raw / name, md5=md5, options=one_try)
             return url
         except NotWritable as exc:  # no mirror can help
-            raise CannotWrite(exc.reason) from exc
+            raise CannotFetch(exc.reason, _ELSEWHERE) from exc
+        except DiskFull as exc:  # no mirror can help either: not a network problem
+            raise CannotFetch(exc.reason, "free space there and run again, or point mnist_root "
+                              "(--root) at a folder on another disk.") from exc
         except Exception as exc:  # any failure of this mirror: try the next one
             reason = f"{url}: {_reason(exc)}"
     raise NotFetched(reason)

@@ -15,7 +15,6 @@ file could not be had (a read-only root, no mirror). Checking uses the standard 
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import os
 import shlex
@@ -26,7 +25,8 @@ from typing import TYPE_CHECKING, Iterable, Optional, Sequence
 from ..errors import UserError
 from ..settings import MNIST_MIRRORS
 from .atomic import write_bytes_atomic
-from .mirrors import CannotWrite, NotFetched, fetch_verified, one_fetcher
+from .hashing import file_hash
+from .mirrors import CannotFetch, NotFetched, fetch_verified, one_fetcher
 
 if TYPE_CHECKING:  # imported where used: downloading and checking need neither
     import numpy as np
@@ -53,11 +53,7 @@ def raw_folder(root: Path) -> Path:
 
 def check_md5(path: str, md5: str) -> bool:
     """As torchvision.datasets.utils.check_md5."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest() == md5
+    return file_hash(path, "md5") == md5
 
 
 def download_command(root: Path) -> str:
@@ -120,11 +116,11 @@ def prepare_mnist(
     if missing and not mirrors:
         raise UserError("no MNIST mirror is configured (mnist_mirrors): add at least one base URL.")
     failed: dict[str, str] = {}  # name -> why (the last mirror's error)
-    unwritable = None
+    final = None  # a CannotFetch: no other file is tried
     for name in missing:
         try:
-            if unwritable is not None:
-                raise unwritable
+            if final is not None:
+                raise final
             with one_fetcher(raw):  # another workflow sharing this root may be fetching it
                 if (raw / name).is_file() and check_md5(str(raw / name), _MD5[name]):
                     state.present.append(name)  # it did: its verified file is kept as it is
@@ -133,7 +129,7 @@ def prepare_mnist(
             state.downloaded.append(name)
         except NotFetched as exc:
             failed[name] = str(exc)
-            unwritable = exc if isinstance(exc, CannotWrite) else unwritable
+            final = exc if isinstance(exc, CannotFetch) else final
     lost = [name for name in failed if name in required]
     for name in failed:
         if name not in required:
@@ -142,10 +138,10 @@ def prepare_mnist(
                                "training does not read it")  # fmt: skip
     state.absent.sort(key=ALL_FILES.index)
     state.present.sort(key=ALL_FILES.index)  # those another process fetched meanwhile too
-    if lost and unwritable is not None and failed[lost[-1]] == str(unwritable):
+    if lost and final is not None and failed[lost[-1]] == str(final):
         raise UserError(
-            f"cannot write MNIST file(s) {', '.join(lost)} into {raw} ({unwritable}): copy "
-            "them there yourself, or point mnist_root (--root) at a writable folder."
+            f"cannot {final.verb} MNIST file(s) {', '.join(lost)} into {raw} ({final}): "
+            f"{final.remedy}"
         )
     if lost:
         raise UserError(

@@ -25,9 +25,9 @@ from typing import Any
 
 from ..data import rundir
 from ..data.atomic import atomic_file, replace_dir
+from ..data.hashing import file_hash
 from ..data.invariants import run_problem
 from ..errors import UserError
-from .download import file_hash
 from .safe_extract import DEFAULT_LIMITS, Limits, check_members, open_zip, safe_extract
 from .scratch import scratch_dir
 
@@ -179,16 +179,16 @@ def unpack(archive: Path, staging: Path, provenance: dict[str, Any] | None = Non
            limits: Limits = DEFAULT_LIMITS) -> list[Path]:
     """Verify ``archive`` and place its runs as ``staging/{mode}/{variant}/s{s}/rep{r}``.
 
-    ``staging`` is created atomically (it must not exist). Run files come out byte-identical;
+    ``staging`` is created atomically (a folder there must be empty). Run files come out byte-identical;
     ``staging/bundle.json`` records the manifest and the provenance (url, sha256).
     """
     archive, staging = Path(archive), Path(staging)
-    if staging.exists() and any(staging.iterdir()):
+    if staging.is_dir() and any(staging.iterdir()):  # (a file in its place is replaced)
         raise UserError(f"{staging} already exists and is not empty: remove it before unpacking {archive}.")
     manifest = check_structure(archive, limits)
     with scratch_dir(staging) as work:
         extracted = work / "zip"
-        safe_extract(archive, extracted, limits)
+        safe_extract(archive, extracted, limits, durable=True)  # its files are published as they are
         for entry in manifest["files"]:
             path = extracted / entry["path"]
             if path.stat().st_size != entry["size"] or file_hash(path) != entry["sha256"]:

@@ -1,5 +1,5 @@
-"""The sources ``prebuilt.download`` takes: http(s) and file:// URLs, and Google Drive's
-``gdrive:<file id>`` (its download URL and the confirmation page Drive shows for large files)."""
+"""Google Drive's ``gdrive:<file id>``, the source ``prebuilt.download`` takes besides http(s) and
+file:// URLs: its download URL and the confirmation page Drive shows for large files."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import html.parser
 import os
 import re
 import urllib.parse
-from pathlib import Path
 from typing import Callable
 
 from ..errors import UserError
@@ -83,25 +82,3 @@ def gdrive_source(source: str) -> tuple[str, Callable[[str, bytes], str]]:
         return url
 
     return gdrive_download_url(file_id), on_html
-
-
-def resolve_source(source: str) -> tuple[str, Callable | None]:
-    """(first URL, handler for HTML answers or None) for a URL or ``gdrive:<id>`` source."""
-    if source.startswith("gdrive:"):
-        return gdrive_source(source)
-    parsed = urllib.parse.urlsplit(source)
-    if parsed.scheme == "file" and parsed.path:
-        return source, None
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise UserError(f"{source!r} is not an http(s) or file:// URL or gdrive:<id>: check the url.")
-    return source, None
-
-
-def local_path(url: str) -> Path | None:
-    """The file behind a ``file://`` URL (an archive fetched by hand), else None."""
-    parsed = urllib.parse.urlsplit(url)
-    if parsed.scheme != "file":
-        return None
-    if parsed.netloc not in ("", "localhost"):
-        raise UserError(f"{url!r} names another host: use file:///absolute/path/to/archive.zip.")
-    return Path(urllib.parse.unquote(parsed.path))

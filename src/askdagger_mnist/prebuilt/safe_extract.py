@@ -194,20 +194,23 @@ def _copy_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, archi
         )
 
 
-def safe_extract(archive: Path, dest: Path, limits: Limits = DEFAULT_LIMITS) -> list[Path]:
+def safe_extract(archive: Path, dest: Path, limits: Limits = DEFAULT_LIMITS, *,
+                 durable: bool = False) -> list[Path]:
     """Extract ``archive`` into the new directory ``dest`` (which must not exist yet).
 
     Returns the extracted regular files. On any problem nothing is left: the checks run before
     anything is written, and a failure while copying removes the temporary directory.
+    ``durable``: flush the files to the disk, for files that are published as they are.
     """
     archive, dest = Path(archive), Path(dest)
     if dest.exists():
         raise UserError(f"{dest} already exists: remove it before extracting {archive} there.")
     with open_zip(archive) as zf:
         members = check_members(zf, archive, limits)
-        # Not flushed to the disk (durable=False): archives are extracted into an import's
-        # scratch folder, read by that import alone and made again after a crash.
-        atomic_dir(dest, lambda tmp: _extract_members(zf, members, tmp, archive), durable=False)
+        # Flushed only when asked: the authors' import reads what it extracts and writes its
+        # runs anew (flushed, data/atomic.py); a bundle's files are published as they are
+        # (moved out of the scratch folder), so bundle.unpack asks for durable=True.
+        atomic_dir(dest, lambda tmp: _extract_members(zf, members, tmp, archive), durable=durable)
     return [dest.joinpath(*rel.parts) for _info, rel, kind in members if kind == "file"]
 
 
