@@ -138,6 +138,7 @@ def main() -> int:
         compared = {tuple(row) for row in by_csv[list(CONFIG_COLUMNS)].itertuples(index=False)}
         table = pd.concat([table[~table[list(CONFIG_COLUMNS)].apply(tuple, axis=1).isin(compared)
                                  | (table["verdict"] != "unmatched")], by_csv], ignore_index=True)
+    table["steps"] = table["steps"].astype("Int64")  # a concat of frames with NaN rows made it float
     print(to_markdown(table, ours.label, theirs.label, settings))
     print(f"runs in {work}")
     tracked = table[table["tracked"] == True]  # noqa: E712

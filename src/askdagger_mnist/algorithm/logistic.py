@@ -53,14 +53,33 @@ def mean_log_loss(w: np.ndarray, x: np.ndarray, y: np.ndarray) -> tuple[float, n
     return float(loss.sum() / n), np.array([float(x @ grad), float(grad.sum())])
 
 
+def _cubic(f_a: float, f_b: float, t_a: float, t_b: float, d_a: float, d_b: float,
+           clip: bool = False) -> tuple[float, float]:
+    """dcstep's cubic through (t_a, f_a, slope d_a) and (t_b, f_b, slope d_b): its theta and
+    the magnitude of its gamma (the radicand clipped at 0 where dcstep clips it)."""
+    theta = 3 * (f_a - f_b) / (t_b - t_a) + d_a + d_b
+    s = max(abs(theta), abs(d_a), abs(d_b))
+    radicand = (theta / s) ** 2 - (d_a / s) * (d_b / s)
+    return theta, s * math.sqrt(max(0.0, radicand) if clip else radicand)
+
+
+def _cubic_step_toward(stp: float, fp: float, dp: float, t: float, ft: float, dt: float) -> float:
+    """dcstep's cubic step from ``stp`` toward ``t`` (cases 2 and 4): the minimiser of the
+    cubic through (stp, fp, slope dp) and (t, ft, slope dt)."""
+    theta, gamma = _cubic(ft, fp, t, stp, dt, dp)
+    if stp > t:
+        gamma = -gamma
+    p = (gamma - dp) + theta
+    q = ((gamma - dp) + gamma) + dt
+    return stp + (p / q) * (t - stp)
+
+
 def _step(stx, fx, dx, sty, fy, dy, stp, fp, dp, brackt, stpmin, stpmax):
     """MINPACK-2's dcstep: a safeguarded step for the Moré-Thuente search and the updated
     interval of uncertainty. Returns (stx, fx, dx, sty, fy, dy, stp, brackt)."""
     sgnd = dp * (dx / abs(dx))
     if fp > fx:  # higher function value: the minimum is bracketed
-        theta = 3 * (fx - fp) / (stp - stx) + dx + dp
-        s = max(abs(theta), abs(dx), abs(dp))
-        gamma = s * math.sqrt((theta / s) ** 2 - (dx / s) * (dp / s))
+        theta, gamma = _cubic(fx, fp, stx, stp, dx, dp)
         if stp < stx:
             gamma = -gamma
         p = (gamma - dx) + theta
@@ -70,21 +89,12 @@ def _step(stx, fx, dx, sty, fy, dy, stp, fp, dp, brackt, stpmin, stpmax):
         stpf = stpc if abs(stpc - stx) < abs(stpq - stx) else stpc + (stpq - stpc) / 2
         brackt = True
     elif sgnd < 0:  # derivatives of opposite sign: bracketed
-        theta = 3 * (fx - fp) / (stp - stx) + dx + dp
-        s = max(abs(theta), abs(dx), abs(dp))
-        gamma = s * math.sqrt((theta / s) ** 2 - (dx / s) * (dp / s))
-        if stp > stx:
-            gamma = -gamma
-        p = (gamma - dp) + theta
-        q = ((gamma - dp) + gamma) + dx
-        stpc = stp + (p / q) * (stx - stp)
+        stpc = _cubic_step_toward(stp, fp, dp, stx, fx, dx)
         stpq = stp + (dp / (dp - dx)) * (stx - stp)
         stpf = stpc if abs(stpc - stp) > abs(stpq - stp) else stpq
         brackt = True
     elif abs(dp) < abs(dx):  # same sign, the derivative's magnitude decreases
-        theta = 3 * (fx - fp) / (stp - stx) + dx + dp
-        s = max(abs(theta), abs(dx), abs(dp))
-        gamma = s * math.sqrt(max(0.0, (theta / s) ** 2 - (dx / s) * (dp / s)))
+        theta, gamma = _cubic(fx, fp, stx, stp, dx, dp, clip=True)
         if stp > stx:
             gamma = -gamma
         p = (gamma - dp) + theta
@@ -108,14 +118,7 @@ def _step(stx, fx, dx, sty, fy, dy, stp, fp, dp, brackt, stpmin, stpmax):
             stpf = max(stpmin, min(stpmax, stpf))
     else:  # same sign, the derivative's magnitude does not decrease
         if brackt:
-            theta = 3 * (fp - fy) / (sty - stp) + dy + dp
-            s = max(abs(theta), abs(dy), abs(dp))
-            gamma = s * math.sqrt((theta / s) ** 2 - (dy / s) * (dp / s))
-            if stp > sty:
-                gamma = -gamma
-            p = (gamma - dp) + theta
-            q = ((gamma - dp) + gamma) + dy
-            stpf = stp + (p / q) * (sty - stp)
+            stpf = _cubic_step_toward(stp, fp, dp, sty, fy, dy)
         elif stp > stx:
             stpf = stpmax
         else:
