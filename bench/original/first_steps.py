@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_original import prepare_workdir  # noqa: E402
+from run_original import enter_original, original_arguments  # noqa: E402
 
 
 class Stop(Exception):
@@ -35,9 +34,7 @@ class Stop(Exception):
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--source", type=Path, required=True)
-    p.add_argument("--mnist-raw", type=Path, required=True)
-    p.add_argument("--work", type=Path, required=True)
+    original_arguments(p)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--mode", default="success", choices=("sensitivity", "specificity", "success"))
     p.add_argument("--s-des", type=float, default=0.5)
@@ -45,11 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--starts", type=int, default=24)
     args = p.parse_args(argv)
     out = args.out.resolve()
-    work = args.work.resolve()
-    prepare_workdir(work, args.mnist_raw.resolve())
-    sys.path.insert(0, str((args.source / "src").resolve()))
-    os.chdir(work)
-    os.environ.setdefault("WANDB_MODE", "disabled")
+    enter_original(args.source, args.mnist_raw, args.work)
 
     import torch
 

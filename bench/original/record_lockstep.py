@@ -31,14 +31,13 @@ Runs with the original's packages only; never imports askdagger_mnist (ours).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_original import prepare_workdir  # noqa: E402  (the same MNIST work folder)
+from run_original import enter_original, original_arguments  # noqa: E402
 
 LAYERS = ("fc1", "fc2")  # the Dropout modules' order in their LeNet: fc_dropout, last_fc_dropout
 
@@ -61,9 +60,7 @@ def keep_mask(inp, out, channels: bool) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--source", type=Path, required=True)
-    p.add_argument("--mnist-raw", type=Path, required=True)
-    p.add_argument("--work", type=Path, required=True)
+    original_arguments(p)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--mode", default="sensitivity", choices=("sensitivity", "specificity", "success"))
     p.add_argument("--s-des", type=float, default=0.9)
@@ -77,11 +74,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    work = args.work.resolve()
-    prepare_workdir(work, args.mnist_raw.resolve())
-    sys.path.insert(0, str((args.source / "src").resolve()))
-    os.chdir(work)
-    os.environ.setdefault("WANDB_MODE", "disabled")
+    enter_original(args.source, args.mnist_raw, args.work)
 
     import torch
     import torchvision.transforms as T

@@ -28,7 +28,6 @@ imports askdagger_mnist (ours).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -36,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_original import prepare_workdir  # noqa: E402  (the same MNIST work folder)
+from run_original import enter_original, original_arguments  # noqa: E402
 
 
 class Stop(Exception):
@@ -45,9 +44,7 @@ class Stop(Exception):
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--source", type=Path, required=True)
-    p.add_argument("--mnist-raw", type=Path, required=True)
-    p.add_argument("--work", type=Path, required=True)
+    original_arguments(p)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--mode", default="sensitivity", choices=("sensitivity", "specificity", "success"))
     p.add_argument("--s-des", type=float, default=0.9)
@@ -61,11 +58,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    work = args.work.resolve()
-    prepare_workdir(work, args.mnist_raw.resolve())
-    sys.path.insert(0, str((args.source / "src").resolve()))
-    os.chdir(work)
-    os.environ.setdefault("WANDB_MODE", "disabled")
+    enter_original(args.source, args.mnist_raw, args.work)
 
     import torch
 

@@ -59,6 +59,28 @@ def prepare_workdir(work: Path, mnist_raw: Path) -> None:
             os.replace(raw / f"{name}.part", raw / name)
 
 
+def original_arguments(p: argparse.ArgumentParser) -> None:
+    """--source, --mnist-raw and --work: what every script that runs their code takes."""
+    p.add_argument("--source", type=Path, required=True, help="a clone of the authors' repository")
+    p.add_argument("--mnist-raw", type=Path, required=True, help="folder with the four MNIST .gz files")
+    p.add_argument("--work", type=Path, required=True, help="where their results_{mode}/ trees are written")
+
+
+def enter_original(source: Path, mnist_raw: Path, work: Path) -> Path:
+    """Make ready to import and run their train(): WORK prepared (prepare_workdir), their src/
+    first on sys.path, the process moved into WORK (their train() reads data/ and writes
+    results_{mode}/ relative to it), wandb off. Returns WORK, resolved."""
+    src = source / "src"
+    if not (src / "askdagger_mnist" / "train.py").is_file():
+        sys.exit(f"error: {source} is not a clone of the authors' askdagger_mnist (no src/askdagger_mnist/train.py).")
+    work = work.resolve()
+    prepare_workdir(work, mnist_raw.resolve())
+    sys.path.insert(0, str(src.resolve()))
+    os.chdir(work)
+    os.environ.setdefault("WANDB_MODE", "disabled")
+    return work
+
+
 def run_dir_name(p_rand: float, s_des: float, normalization: bool, impute: bool,
                  batch_size: int, update_every: int) -> str:
     """Their directory name for one configuration (train() builds it with the same f-string)."""
@@ -75,9 +97,7 @@ def versions() -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--source", type=Path, required=True, help="a clone of the authors' repository")
-    p.add_argument("--mnist-raw", type=Path, required=True, help="folder with the four MNIST .gz files")
-    p.add_argument("--work", type=Path, required=True, help="where their results_{mode}/ trees are written")
+    original_arguments(p)
     p.add_argument("--mode", required=True, choices=("sensitivity", "specificity", "success"))
     p.add_argument("--s-des", type=float, default=0.9)
     p.add_argument("--p-rand", type=float, default=0.1)
@@ -89,14 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = p.parse_args(argv)
 
-    src = args.source / "src"
-    if not (src / "askdagger_mnist" / "train.py").is_file():
-        sys.exit(f"error: {args.source} is not a clone of the authors' askdagger_mnist (no src/askdagger_mnist/train.py).")
-    work = args.work.resolve()
-    prepare_workdir(work, args.mnist_raw.resolve())
-    sys.path.insert(0, str(src.resolve()))
-    os.chdir(work)  # their train() reads data/ and writes results_{mode}/ relative to here
-    os.environ.setdefault("WANDB_MODE", "disabled")
+    work = enter_original(args.source, args.mnist_raw, args.work)
 
     import torch
     if args.threads:

@@ -30,16 +30,18 @@ ORIGINAL_PYTHON = Path(os.environ.get(
 ORIGINAL_SOURCE = os.environ.get("ASKDAGGER_ORIGINAL_SOURCE")
 
 
-def lockstep_module():
-    spec = importlib.util.spec_from_file_location("lockstep", REPO / "bench" / "lockstep.py")
+def bench_module(name: str):
+    """bench/<name>.py, imported (bench/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules["lockstep"] = module  # its dataclasses look their module up
+    sys.modules[name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
 
-@pytest.mark.slow
-def test_the_original_and_our_plain_engine_agree_component_by_component(tmp_path):
+def skip_without_the_original() -> None:
+    """Skip, with one line saying what to provide, unless the original's environment, a clone
+    of the authors' code and MNIST are all at hand."""
     if not ORIGINAL_PYTHON.is_file():
         pytest.skip(f"the original's environment is not installed ({ORIGINAL_PYTHON}): "
                     "bash bench/original/make_env.sh, or set ASKDAGGER_ORIGINAL_PYTHON")
@@ -48,7 +50,12 @@ def test_the_original_and_our_plain_engine_agree_component_by_component(tmp_path
                     "https://github.com/pouyan-asg/askdagger_mnist")
     if not (MNIST_ROOT / "MNIST" / "raw").is_dir():
         pytest.skip(f"MNIST is not at {MNIST_ROOT}")
-    lockstep = lockstep_module()
+
+
+@pytest.mark.slow
+def test_the_original_and_our_plain_engine_agree_component_by_component(tmp_path):
+    skip_without_the_original()
+    lockstep = bench_module("lockstep")
     record = tmp_path / "record"
     subprocess.run([str(ORIGINAL_PYTHON), str(REPO / "bench" / "original" / "record_lockstep.py"),
                     "--source", ORIGINAL_SOURCE, "--mnist-raw", str(MNIST_ROOT / "MNIST" / "raw"),

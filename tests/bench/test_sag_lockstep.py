@@ -11,45 +11,27 @@ windows, where an untrained novice's bunched scores stop their lbfgs early.
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
 from conftest import MNIST_ROOT, REPO
-from test_lockstep import ORIGINAL_PYTHON, ORIGINAL_SOURCE
+from test_lockstep import ORIGINAL_PYTHON, ORIGINAL_SOURCE, bench_module, skip_without_the_original
 
 pytestmark = pytest.mark.needs_mnist
-
-
-def sag_lockstep_module():
-    spec = importlib.util.spec_from_file_location("sag_lockstep", REPO / "bench" / "sag_lockstep.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["sag_lockstep"] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("mode,s_des,flags", [("success", 0.5, []),
                                                ("specificity", 0.5, ["--p-rand", "0.2"])])
 def test_our_sag_returns_the_originals_gamma_call_by_call(tmp_path, mode, s_des, flags):
-    if not ORIGINAL_PYTHON.is_file():
-        pytest.skip(f"the original's environment is not installed ({ORIGINAL_PYTHON}): "
-                    "bash bench/original/make_env.sh, or set ASKDAGGER_ORIGINAL_PYTHON")
-    if not ORIGINAL_SOURCE or not (Path(ORIGINAL_SOURCE) / "src" / "askdagger_mnist" / "train.py").is_file():
-        pytest.skip("no clone of the authors' code: set ASKDAGGER_ORIGINAL_SOURCE to a clone of "
-                    "https://github.com/pouyan-asg/askdagger_mnist")
-    if not (MNIST_ROOT / "MNIST" / "raw").is_dir():
-        pytest.skip(f"MNIST is not at {MNIST_ROOT}")
+    skip_without_the_original()
     record = tmp_path / "record"
     subprocess.run([str(ORIGINAL_PYTHON), str(REPO / "bench" / "original" / "record_sag.py"),
                     "--source", ORIGINAL_SOURCE, "--mnist-raw", str(MNIST_ROOT / "MNIST" / "raw"),
                     "--work", str(tmp_path / "work"), "--out", str(record), "--mode", mode,
                     "--s-des", str(s_des), "--steps", "40", *flags], check=True, capture_output=True)
-    result = sag_lockstep_module().replay_case(record)
+    result = bench_module("sag_lockstep").replay_case(record)
     assert result.calls == 40 and result.fitted_calls > 30
     for engine in ("plain", "fast"):
         assert result.gamma_max_abs[engine] < 1e-12, (engine, result.gamma_max_abs)

@@ -41,6 +41,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
+from test_workflow_static import job_counts
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 COMMAND_WORDS = ("snakemake", "python", "pip", "bash", "git", "mkdir", "sed", "pgrep", "for")
@@ -290,14 +291,7 @@ def _env(home: Path) -> dict:
 
 
 def _job_counts(output: str) -> dict[str, int]:
-    if "Job stats:" not in output:
-        return {}
-    table = output.split("Job stats:", 1)[1].split("\n\n", 1)[0]
-    counts = {}
-    for line in table.strip().splitlines()[2:]:
-        rule, count = line.split()
-        counts[rule] = int(count)
-    return counts
+    return job_counts(output) if "Job stats:" in output else {}
 
 
 def _snakemake_job(cmd: Command, workdir: Path, home: Path) -> dict:
