@@ -24,8 +24,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from askdagger_mnist.algorithm.sag import (SagConfig, linear_fit, relevant_label,  # noqa: E402
-                                           sag_details, window_start)
+from askdagger_mnist.algorithm.sag import SagConfig, sag_details  # noqa: E402
 from askdagger_mnist.fast.sag import sag_threshold_fast  # noqa: E402
 
 
@@ -92,33 +91,26 @@ def replay_case(record: Path) -> CaseResult:
         batch = u[-int(c["batch_size"]):]
         q_theirs = batch >= theirs
         active_theirs += int(q_theirs.sum())
-        start = window_start(r, k, relevant_label(config.mode), config.n_min)
-        if start is None:
-            fallback += 1
-        for engine in engines:
-            draws = RecordedUniforms(c["draws"])
-            if engine == "plain":
-                details = sag_details(u, r, k, config, draws)
-                ours = details.gamma
-            else:
-                ours = sag_threshold_fast(u, r, k, config, draws)
-            if engine == "plain" and draws.used != len(draws.values):
-                unused += 1
-            diff = abs(ours - theirs) if not (np.isinf(ours) and ours == theirs) else 0.0
+        plain_draws = RecordedUniforms(c["draws"])
+        details = sag_details(u, r, k, config, plain_draws)  # the plain SAG, with its fits
+        ours = {"plain": details.gamma,
+                "fast": sag_threshold_fast(u, r, k, config, RecordedUniforms(c["draws"]))}
+        unused += int(plain_draws.used != len(plain_draws.values))
+        for engine, gamma in ours.items():
+            diff = abs(gamma - theirs) if not (np.isinf(gamma) and gamma == theirs) else 0.0
             gamma_max[engine] = max(gamma_max[engine], diff)
             calls_differ[engine] += int(diff > 1e-9)
-            q_ours = batch >= ours
-            decisions[engine] += int(np.sum(q_ours != q_theirs))
-            if engine == "plain":
-                active_ours += int(q_ours.sum())
-        if start is not None:
-            if config.normalization:
-                normalised += 1
-                a, b = linear_fit(k[start:].astype(np.float64), u[start:])
-                lin_max = max(lin_max, float(np.max(np.abs(np.array([a, b]) - c["lin_coef"]))))
-            if config.imputation and details.logit_coef is not None:
-                fitted += 1
-                logit_max = max(logit_max, float(np.max(np.abs(np.array(details.logit_coef) - c["logit_coef"]))))
+            decisions[engine] += int(np.sum((batch >= gamma) != q_theirs))
+        active_ours += int(np.sum(batch >= details.gamma))
+        if details.fallback:
+            fallback += 1
+            continue
+        if config.normalization:
+            normalised += 1
+            lin_max = max(lin_max, float(np.max(np.abs(np.array(details.lin_coef) - c["lin_coef"]))))
+        if details.logit_coef is not None:
+            fitted += 1
+            logit_max = max(logit_max, float(np.max(np.abs(np.array(details.logit_coef) - c["logit_coef"]))))
     return CaseResult(record.name, len(calls), fallback, fitted, normalised, gamma_max, decisions, calls_differ,
                       unused, logit_max, lin_max, active_ours, active_theirs)
 

@@ -25,11 +25,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_original import enter_original, original_arguments  # noqa: E402
-
-
-class Stop(Exception):
-    """Raised once enough steps are seen."""
+from run_original import Stop, enter_original, original_arguments  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,13 +37,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_original import enter_original, original_arguments  # noqa: E402
+from run_original import Stop, enter_original, original_arguments  # noqa: E402
 
 LAYERS = ("fc1", "fc2")  # the Dropout modules' order in their LeNet: fc_dropout, last_fc_dropout
-
-
-class Stop(Exception):
-    """Raised from a wrapper once enough has been recorded."""
 
 
 def keep_mask(inp, out, channels: bool) -> np.ndarray:

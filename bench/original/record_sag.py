@@ -35,11 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from run_original import enter_original, original_arguments  # noqa: E402
-
-
-class Stop(Exception):
-    """Raised from the wrapper once enough calls are recorded."""
+from run_original import Stop, enter_original, original_arguments  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -59,6 +59,11 @@ def prepare_workdir(work: Path, mnist_raw: Path) -> None:
             os.replace(raw / f"{name}.part", raw / name)
 
 
+class Stop(Exception):
+    """Raised by a wrapper around one of their functions to end their train() early, once a
+    script has seen what it came for (record_lockstep.py, record_sag.py, first_steps.py)."""
+
+
 def original_arguments(p: argparse.ArgumentParser) -> None:
     """--source, --mnist-raw and --work: what every script that runs their code takes."""
     p.add_argument("--source", type=Path, required=True, help="a clone of the authors' repository")
