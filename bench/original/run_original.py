@@ -112,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--update-every", type=int, default=5)
     p.add_argument("--reps", type=int, nargs="+", required=True)
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--matmul-precision", default="theirs", choices=("theirs", "highest"),
+                   help="theirs: as their train.py sets it (\"medium\"); highest: full float32, "
+                        "the control that isolates what their setting changes")
     args = p.parse_args(argv)
 
     work = enter_original(args.source, args.mnist_raw, args.work)
@@ -119,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
-    from askdagger_mnist.train import train  # theirs, from --source
+    from askdagger_mnist.train import train  # theirs, from --source (sets "medium")
+    if args.matmul_precision == "highest":
+        torch.set_float32_matmul_precision("highest")
 
     kwargs = dict(p_rand=args.p_rand, s_des=args.s_des, u_normalization=not args.no_normalization,
                   impute=not args.no_impute, batch_size=args.batch_size, update_every=args.update_every)
@@ -135,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
               save=True, overwrite=False, **kwargs)
         seconds = time.perf_counter() - t0
         line = {"mode": args.mode, "s_des": args.s_des, "rep": rep, "seconds": round(seconds, 1),
-                "threads": torch.get_num_threads(), "versions": versions(), "config": name}
+                "threads": torch.get_num_threads(), "versions": versions(), "config": name,
+                "matmul_precision": torch.get_float32_matmul_precision()}
         with open(work / "runs.jsonl", "a") as f:
             f.write(json.dumps(line) + "\n")
         print(f"{args.mode} s_des={args.s_des} rep {rep}: {seconds:.0f} s", flush=True)
