@@ -221,3 +221,19 @@ def test_a_resumed_gpu_run_continues_its_own_gpus_generator_on_whichever_gpu_it_
     assert device_rng_state(torch.device("cpu")) is None
     restore_device_rng(None, torch.device("cuda", 0))  # written on the CPU: nothing to restore
     assert states[0].item() == 11
+
+
+def test_highest_precision_is_float32_in_cudnn_convolutions_too():
+    """matmul_precision highest means float32 throughout on every device: cuDNN's TF32
+    convolutions, on by default in torch, are turned off; high and medium leave them on. (In a
+    subprocess: the setting is global to torch.)"""
+    import subprocess
+    import sys
+
+    code = ("import torch\n"
+            "from askdagger_mnist.runner.devices import set_float32_precision\n"
+            "for p in ('highest', 'medium', 'high', 'highest'):\n"
+            "    set_float32_precision(p)\n"
+            "    print(torch.get_float32_matmul_precision(), torch.backends.cudnn.allow_tf32)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:4] == ["highest False", "medium True", "high True", "highest False"]

@@ -24,6 +24,16 @@ def check_device(choice: str) -> None:
                         "visible: use cpu or auto, or run where a GPU is visible.")
 
 
+def set_float32_precision(precision: str) -> None:
+    """How torch computes float32 products (config key matmul_precision, docs/spec.md §8):
+    ``torch.set_float32_matmul_precision`` for matrix products, and cuDNN's convolutions to
+    match. cuDNN computes float32 convolutions in TF32 by default on NVIDIA Ampere and later,
+    whatever the matmul precision says; "highest" turns that off, so that it means float32
+    throughout on every device; "high" and "medium" leave it on."""
+    torch.set_float32_matmul_precision(precision)
+    torch.backends.cudnn.allow_tf32 = precision != "highest"
+
+
 def uses_cuda(choice: str) -> bool:
     return choice == "cuda" or (choice == "auto" and torch.cuda.is_available())
 

@@ -23,7 +23,7 @@ from .bookkeeping import Bookkeeping
 from ..data.kept_runs import publish_run
 from ..data.mnist import load_mnist_train
 from ..data.rundir import MODEL_FILE, installed_versions, write_run_files
-from .devices import check_device, device_description, placed_device
+from .devices import check_device, device_description, placed_device, set_float32_precision
 from .engine_choice import engine_for
 from ..settings import RESULTS_VERSION, RunSettings
 
@@ -68,7 +68,7 @@ def train_and_publish(args: argparse.Namespace, settings: RunSettings, checkpoin
     execution choices of the train command's ``args``, and publish it at ``args.out``. The
     caller holds the run's lock."""
     torch.set_num_threads(args.threads)
-    torch.set_float32_matmul_precision(args.matmul_precision)
+    set_float32_precision(args.matmul_precision)
     tune_malloc()
     check_device(args.device)
     # (No torch.use_deterministic_algorithms: it imports torch._inductor, ~2 s per job, and
