@@ -170,6 +170,12 @@ FIGURE_VARIANTS = {
 }
 # torchvision.datasets.MNIST's mirrors (tests/data/test_mnist.py checks they are torchvision's).
 MNIST_MIRRORS = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
+# The most a download may bring (config key max_download_mib; fetch_results --max-mib), so that
+# a server streaming without end, or announcing an absurd size, cannot fill the disk: in MiB.
+# Far above anything the workflow fetches (MNIST's largest file is 9.9 MB; an authors' archive
+# holds runs of about 4 MB each, a few hundred MB in all; a bundle of every configured run is
+# smaller), and small enough that a runaway stream stops long before most disks are full.
+MAX_DOWNLOAD_MIB = 4096
 # The authors' published results, used when results_source is download (their sha256 is not
 # known in advance: each archive's structure is checked and its hash logged instead).
 AUTHORS_ARCHIVES = [
@@ -184,6 +190,7 @@ CONFIG_DEFAULTS = {
     "mnist_mirrors": list(MNIST_MIRRORS),
     "results_source": "train",
     "results_archives": AUTHORS_ARCHIVES,
+    "max_download_mib": MAX_DOWNLOAD_MIB,
     "compare_with": [],
     "reproduction": REPRODUCTION_DEFAULTS,
     "modes": list(MODES),

@@ -22,6 +22,7 @@ from askdagger_mnist.prebuilt.gdrive import gdrive_confirmation_url
 from askdagger_mnist.cli import fetch_results
 from askdagger_mnist.errors import UserError
 
+STREAM_CAP = 32 << 20  # an "endless" stream of the test server ends here
 FAST = dl.Options(attempts=4, backoff_s=0.01, connect_timeout_s=5, read_timeout_s=5)
 
 
@@ -35,6 +36,10 @@ class FaultServer:
         self.files: dict[str, bytes] = {}
         self.faults: dict[str, list[str]] = {}
         self.pages: dict[str, callable] = {}  # path -> fn(query dict) -> (status, ctype, body)
+        # path -> the Content-Length it announces (None: none) while it streams zeros until the
+        # client goes away, or STREAM_CAP bytes (so that a downloader without a limit ends)
+        self.streams: dict[str, int | None] = {}
+        self.streamed: dict[str, int] = {}  # path -> bytes the last stream of it sent
         self.log: list[tuple[str, str | None, int]] = []  # (path?query, Range, status)
         self.ignore_range = False
         server = self
@@ -45,9 +50,18 @@ class FaultServer:
             def log_message(self, *args):
                 pass
 
+            def handle(self):
+                try:
+                    super().handle()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client went away (a download stopped early): not the server's error
+
             def do_GET(self):
                 parts = urllib.parse.urlsplit(self.path)
                 rng = self.headers.get("Range")
+                if parts.path in server.streams:
+                    server.log.append((self.path, rng, 200))
+                    return self._stream(parts.path, server.streams[parts.path])
                 if parts.path in server.pages:
                     status, ctype, body = server.pages[parts.path](urllib.parse.parse_qs(parts.query))
                     server.log.append((self.path, rng, status))
@@ -85,6 +99,24 @@ class FaultServer:
                     self.close_connection = True
                     return
                 self.wfile.write(body)
+
+            def _stream(self, path, announced):
+                self.send_response(200)
+                self.send_header("Content-Type", "application/zip")
+                if announced is not None:
+                    self.send_header("Content-Length", str(announced))
+                self.send_header("Connection", "close")  # no length: the body ends with it
+                self.end_headers()
+                self.close_connection = True
+                sent, block = 0, bytes(64 * 1024)
+                server.streamed[path] = 0
+                try:
+                    while sent < STREAM_CAP:
+                        self.wfile.write(block)
+                        sent += len(block)
+                        server.streamed[path] = sent
+                except OSError:
+                    pass  # the client stopped reading
 
             def _send(self, status, body, ctype):
                 self.send_response(status)
@@ -366,3 +398,105 @@ def test_a_killed_download_s_partial_file_is_removed_by_the_next_one_and_a_live_
     server.faults["/f.zip"] = []
     assert dl.download(server.url + "/f.zip", dest, _sha(payload), options=FAST) == _sha(payload)
     assert _leftovers(tmp_path) == sorted([*others, "f.zip"])
+
+
+# --- every download is bounded (issue 25) ---------------------------------------------------------
+
+
+def test_an_endless_stream_is_stopped_at_the_limit_in_one_sentence_and_nothing_is_left(
+        server, tmp_path, capsys):
+    server.streams["/endless.zip"] = None  # no Content-Length: the size is known at the end only
+    out = tmp_path / "archives" / "a.zip"
+    url = server.url + "/endless.zip"
+    rc = fetch_results.main(["download", "--url", url, "--format", "authors", "--out", str(out),
+                             "--max-mib", "1"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 1
+    assert err.startswith(f"error: {url} sent more than the download limit of 1.0 MiB"), err
+    assert "max_download_mib" in err and "--max-mib" in err and err.count(". ") == 0, err
+    assert _leftovers(out.parent) == []
+    assert server.streamed["/endless.zip"] < STREAM_CAP  # the downloader stopped reading
+
+
+def test_a_content_length_over_the_limit_is_refused_before_anything_is_streamed(
+        server, tmp_path, monkeypatch):
+    from askdagger_mnist.data import transfer
+
+    written = []
+    monkeypatch.setattr(transfer, "_write_body", lambda *args: written.append(args))
+    server.streams["/big.zip"] = 5 << 30  # announces 5 GiB
+    url = server.url + "/big.zip"
+    with pytest.raises(dl.DownloadFailed) as exc:
+        dl.download(url, tmp_path / "big.zip", options=dl.Options(attempts=3, max_bytes=1 << 20))
+    assert str(exc.value).startswith(f"{url} announces 5.0 GiB, more than the download limit of "
+                                     "1.0 MiB"), exc.value
+    assert written == [] and len(server.log) == 1  # refused at the headers, never retried
+    assert _leftovers(tmp_path) == []
+
+
+def test_a_local_file_over_the_limit_is_refused_before_it_is_copied(tmp_path, payload):
+    src = tmp_path / "by hand.zip"
+    src.write_bytes(payload)
+    out = tmp_path / "out"
+    with pytest.raises(dl.DownloadFailed, match=r"is 3\.0 MiB, more than the download limit of 1\.0 MiB"):
+        dl.download(src.as_uri(), out / "a.zip", options=dl.Options(max_bytes=1 << 20))
+    assert _leftovers(out) == []
+
+
+def test_the_default_limit_is_the_settings_one_and_above_any_archive_the_workflow_fetches():
+    from askdagger_mnist.settings import CONFIG_DEFAULTS, MAX_DOWNLOAD_MIB
+
+    assert dl.Options().max_bytes == MAX_DOWNLOAD_MIB << 20 == CONFIG_DEFAULTS["max_download_mib"] << 20
+    assert fetch_results.build_parser().parse_args(
+        ["download", "--url", "x", "--format", "bundle", "--out", "x"]).max_mib == MAX_DOWNLOAD_MIB
+
+
+def test_a_full_disk_during_a_download_is_one_sentence_naming_the_file_and_nothing_is_left(
+        server, tmp_path, payload, monkeypatch, capsys):
+    """ENOSPC halfway: not retried as a network failure, not a traceback."""
+    import errno
+
+    from askdagger_mnist.data import transfer
+
+    class FillsUp(io.FileIO):
+        def write(self, data):
+            if self.tell() + len(data) > CHUNK:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return super().write(data)
+
+    monkeypatch.setattr(transfer, "open", lambda path, mode: FillsUp(path, mode.replace("b", "")),
+                        raising=False)
+    server.files["/f.zip"] = payload
+    out = tmp_path / "archives" / "f.zip"
+    rc = fetch_results.main(["download", "--url", server.url + "/f.zip", "--format", "authors",
+                             "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(server.log) == 1
+    assert err[-1] == (f"error: {out} could not be written: no space left on its disk (nothing "
+                       "half-written was kept); free space there and rerun."), err
+    assert [line for line in err if "error" in line.lower() or "Traceback" in line] == err[-1:]
+    assert _leftovers(out.parent) == []
+
+
+@pytest.mark.parametrize("archive", ["no authors' runs", "truncated"])
+def test_a_refused_archive_s_error_names_no_file_that_does_not_exist(server, tmp_path, capsys, archive):
+    """The checks run on the temporary file, removed when they fail: the sentence must name the
+    URL (and files that exist), never that temporary."""
+    data = _authors_zip()
+    if archive == "truncated":
+        data = data[: len(data) * 2 // 3]
+    else:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("README.txt", "nothing here")
+        data = buf.getvalue()
+    server.files["/x.zip"] = data
+    out = tmp_path / "archives" / "x.zip"
+    url = server.url + "/x.zip"
+    rc = fetch_results.main(["download", "--url", url, "--format", "authors", "--out", str(out),
+                             "--attempts", "1"])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 1 and err.startswith(f"error: {url} "), err  # the URL, not a file
+    named = [w.strip("'\",:;()") for w in err.split() if str(tmp_path) in w]
+    assert all(Path(p).exists() for p in named), named
+    assert ".tmp" not in err and _leftovers(out.parent) == []

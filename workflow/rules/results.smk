@@ -52,9 +52,12 @@ if config["results_source"] == "download" or config["compare_with"]:
                 else ""
             ),
             format=lambda wildcards: results_archive(config, wildcards.name)["format"],
+            # A derived param (a function of output): raising the limit re-downloads nothing.
+            max_mib=lambda wildcards, output: config["max_download_mib"],
         shell:
             "python -m askdagger_mnist.cli.fetch_results download --url {params.url:q}"
-            " {params.sha256} --format {params.format} --out {output:q} > {log:q} 2>&1 "
+            " {params.sha256} --format {params.format} --max-mib {params.max_mib}"
+            " --out {output:q} > {log:q} 2>&1 "
             + _SHOW_LOG_ON_ERROR
 
     rule import_archive:

@@ -1,7 +1,7 @@
 """CLI for prebuilt results: download an archive, import its runs, pick one run, pack a bundle.
 
     python -m askdagger_mnist.cli.fetch_results download --url URL|gdrive:ID [--sha256 HEX] \\
-        --format authors|bundle --out resources/archives/NAME.zip
+        --format authors|bundle --out resources/archives/NAME.zip [--max-mib N]
     python -m askdagger_mnist.cli.fetch_results import --archive ZIP --format authors|bundle \\
         --out results/imported/NAME [--url URL] [--variants JSON] [--default-mode MODE] \\
         [--batch-size N] [--update-every N] [--no-model]
@@ -15,8 +15,9 @@
 A staging folder holds runs as ``{staging}/{mode}/{variant}/s{s_des}/rep{rep}/`` (our run
 format) plus ``import.json`` (authors) or ``bundle.json`` (bundles) with the provenance.
 Without --sha256 (allowed for the authors' archives, whose hashes cannot be known in advance)
-the computed hash is logged and the archive's structure is checked instead. SIGTERM and Ctrl-C
-end a command with ``error: stopped by ...`` (exit 143/130) after its cleanup has run
+the computed hash is logged and the archive's structure is checked instead. A download
+larger than --max-mib (default settings.MAX_DOWNLOAD_MIB) is refused or stopped. SIGTERM and
+Ctrl-C end a command with ``error: stopped by ...`` (exit 143/130) after its cleanup has run
 (cli/common.py).
 """
 
@@ -27,6 +28,7 @@ import json
 import logging
 import shutil
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,7 @@ from ..errors import UserError
 from .common import run_command
 from ..prebuilt.safe_extract import check_members, open_zip, safe_extract
 from ..prebuilt.scratch import scratch_dir
-from ..settings import ABLATION_MODE, MODES, PAPER_VARIANTS
+from ..settings import ABLATION_MODE, MAX_DOWNLOAD_MIB, MODES, PAPER_VARIANTS
 from ..experiment.naming import run_subdir
 
 log = logging.getLogger("askdagger_mnist.fetch_results")
@@ -75,8 +77,17 @@ def check_authors_structure(path: Path) -> int:
     return n
 
 
+def _require_zip(path: Path, source: str) -> None:
+    try:
+        zipfile.ZipFile(path).close()
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise UserError(f"{source} sent no complete zip archive ({exc}): check that the url "
+                        "points at the archive itself, then run again.") from None
+
+
 def verify_archive(path: Path, fmt: str, source: str) -> None:
     _reject_html(path, source)
+    _require_zip(path, source)
     if fmt == "authors":
         n = check_authors_structure(path)
         log.info(f"{source}: structure ok, {n} authors' runs")
@@ -85,8 +96,9 @@ def verify_archive(path: Path, fmt: str, source: str) -> None:
         log.info(f"{source}: structure ok, bundle of {len(manifest['runs'])} runs")
 
 
-def cmd_download(url: str, out: Path, sha256: str | None, fmt: str, attempts: int) -> str:
-    got = download(url, out, sha256, options=Options(attempts=attempts),
+def cmd_download(url: str, out: Path, sha256: str | None, fmt: str, attempts: int,
+                 max_mib: int = MAX_DOWNLOAD_MIB) -> str:
+    got = download(url, out, sha256, options=Options(attempts=attempts, max_bytes=max_mib << 20),
                    verify=lambda part: verify_archive(part, fmt, url))
     if sha256:
         log.info(f"{out}: sha256 {got} (as expected)")
@@ -173,6 +185,12 @@ def _add_import_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-model", action="store_true", help="do not convert the .pt state dicts")
 
 
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of MiB >= 1, not {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m askdagger_mnist.cli.fetch_results", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -184,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=FORMATS, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--attempts", type=int, default=Options.attempts)
+    p.add_argument("--max-mib", type=_positive, default=MAX_DOWNLOAD_MIB, metavar="N",
+                   help="refuse a download larger than N MiB (config key max_download_mib)")
 
     p = sub.add_parser("import", help="import a downloaded archive into a staging folder")
     p.add_argument("--archive", type=Path, required=True)
@@ -199,6 +219,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--archive", type=Path, required=True, help="where to keep the downloaded zip")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--attempts", type=int, default=Options.attempts)
+    p.add_argument("--max-mib", type=_positive, default=MAX_DOWNLOAD_MIB, metavar="N",
+                   help="refuse a download larger than N MiB (config key max_download_mib)")
     _add_import_options(p)
 
     p = sub.add_parser("pick", help="copy one run out of the staging folders (first that has it)")
@@ -221,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> Any:
     if args.cmd in ("download", "fetch"):
         cmd_download(args.url, args.out if args.cmd == "download" else args.archive,
-                     args.sha256, args.format, args.attempts)
+                     args.sha256, args.format, args.attempts, args.max_mib)
     if args.cmd in ("import", "fetch"):
         return cmd_import(args.archive, args.out, args.format, args.url, _variants(args.variants),
                           args.default_mode, args.batch_size, args.update_every, not args.no_model)

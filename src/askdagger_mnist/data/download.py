@@ -5,10 +5,13 @@
 (``data.atomic.atomic_file``), retries connection errors and 5xx answers with exponential
 backoff (a bounded number of attempts), resumes a dropped transfer with an HTTP Range request
 (and starts afresh when the server ignores Range; data/transfer.py), checks the hash, and only
-then renames the file into place. Any failure removes the temporary file (a download killed
+then renames the file into place. Every download is bounded (``Options.max_bytes``, default
+settings.MAX_DOWNLOAD_MIB; data/transfer.py): a larger file is refused, before its body is read
+where its size is announced. Any failure removes the temporary file (a download killed
 outright cannot: the next download of the same file removes what it left); a failed download
 is ``DownloadFailed``: one sentence naming the URL and what to do, its ``reason`` the short
-cause (what a list of mirrors reports for each).
+cause (what a list of mirrors reports for each). A full disk is ``DiskFull`` naming ``dest``.
+Errors name the URL or ``dest``, never the temporary file, which is gone when they are read.
 
 A source is an http(s) URL or ``file:///path`` (a file fetched by hand, or a mirror folder:
 copied, then checked like a download); ``resolve`` may take other kinds of source.
@@ -30,7 +33,7 @@ import requests
 from ..errors import UserError
 from .atomic import atomic_file, remove_stale_temporaries
 from .hashing import file_hashes
-from .transfer import DownloadFailed, Options, Restart, Retry, fetch_once, fmt_bytes
+from .transfer import DownloadFailed, Options, Restart, Retry, fetch_once, fmt_bytes, too_large
 
 __all__ = ["DownloadFailed", "Options", "download", "local_path", "plain_source"]
 
@@ -77,10 +80,12 @@ def _remove_leftovers(dest: Path) -> None:
         log.info(f"removed {path}, left by a download of {dest.name} that was killed")
 
 
-def _copy_local(src: Path, part: Path, url: str) -> None:
+def _copy_local(src: Path, part: Path, url: str, max_bytes: int) -> None:
     if not src.is_file():
         raise DownloadFailed(url, "no such file",
                              f"{src} does not exist: fix the file:// url or put the archive there.")
+    if src.stat().st_size > max_bytes:
+        raise too_large(str(src), src.stat().st_size, max_bytes, verb="is")
     shutil.copyfile(src, part)
     log.info(f"{src.name}: copied {fmt_bytes(part.stat().st_size)} from {src}")
 
@@ -97,7 +102,7 @@ def _fetch(session: requests.Session, source: str, part: Path, opts: Options, de
         attempt += 1
         try:
             if local is not None:
-                return _copy_local(local, part, url)
+                return _copy_local(local, part, url, opts.max_bytes)
             next_url = fetch_once(session, url, part, opts, validators, on_html, dest.name)
         except Restart as exc:
             log.info(f"{url}: {exc}; starting again from 0")
@@ -137,6 +142,17 @@ def _check_hash(part: Path, got: str, source: str, name: str, algorithm: str, ex
         )
 
 
+def _verify(verify: Callable[[Path], None], part: Path, source: str) -> None:
+    """``verify(part)``; where its sentence names ``part`` (a temporary removed with it), it
+    names the download instead."""
+    try:
+        verify(part)
+    except UserError as exc:
+        if str(part) not in str(exc):
+            raise
+        raise UserError(str(exc).replace(str(part), f"{source} (downloaded, not kept)")) from None
+
+
 def download(
     source: str,
     dest: Path,
@@ -169,7 +185,7 @@ def download(
                 if expected:
                     _check_hash(part, got[algorithm], source, dest.name, algorithm, expected, owner)
             if verify is not None:
-                verify(part)
+                _verify(verify, part, source)
             return got["sha256"]
     finally:
         if own_session:

@@ -1,6 +1,10 @@
 """One attempt of a download (data/download.py repeats them): a GET of the whole file, or of
 its rest with an HTTP Range request, streamed into the partial file, with progress lines; what
 an answer means (a body to keep, a failure worth another attempt, one that is final).
+
+Every download is bounded (``Options.max_bytes``; settings.MAX_DOWNLOAD_MIB): a file that
+announces a larger size is refused before its body is read, and a body that grows past the
+limit without announcing its size (or past a Range answer's) is stopped there. Both are final.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Callable
 import requests
 
 from ..errors import UserError
+from ..settings import MAX_DOWNLOAD_MIB
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,7 @@ class Options:
     connect_timeout_s: float = 15.0
     read_timeout_s: float = 60.0
     headers: dict = field(default_factory=dict)
+    max_bytes: int = MAX_DOWNLOAD_MIB << 20  # the most a download may bring
 
 
 def fmt_bytes(n: float) -> str:
@@ -75,6 +81,25 @@ class _Progress:
         if now - self.last >= PROGRESS_EVERY_S:
             self.last = now
             log.info(self.line(done))
+
+
+# What to do about a file over the limit (the sentences below end with it).
+_RAISE_LIMIT = ("check the url, or, if the file really is that large, raise the limit (config key "
+                "max_download_mib, --max-mib of cli.fetch_results).")
+
+
+def too_large(url: str, size: int, limit: int, verb: str = "announces") -> DownloadFailed:
+    """A file whose announced (or known: ``verb`` "is") ``size`` exceeds the download limit."""
+    return DownloadFailed(url, f"{fmt_bytes(size)}, over the {fmt_bytes(limit)} download limit",
+                          f"{url} {verb} {fmt_bytes(size)}, more than the download limit of "
+                          f"{fmt_bytes(limit)}, so nothing was downloaded: {_RAISE_LIMIT}")
+
+
+def _stopped_at_limit(url: str, limit: int) -> DownloadFailed:
+    return DownloadFailed(url, f"more than the {fmt_bytes(limit)} download limit",
+                          f"{url} sent more than the download limit of {fmt_bytes(limit)} without "
+                          f"announcing that size, so the download was stopped there and nothing "
+                          f"was kept: {_RAISE_LIMIT}")
 
 
 def _connection_failure(exc: requests.RequestException) -> str:
@@ -149,14 +174,18 @@ def _read_page(resp: requests.Response) -> bytes:
     return page
 
 
-def _write_body(resp: requests.Response, part: Path, start: int, total: int | None, name: str) -> None:
-    """Write the body into ``part`` from byte ``start`` on; Retry when it breaks off short."""
+def _write_body(resp: requests.Response, part: Path, start: int, total: int | None, name: str,
+                url: str, max_bytes: int) -> None:
+    """Write the body into ``part`` from byte ``start`` on; Retry when it breaks off short,
+    DownloadFailed before the file would grow past ``max_bytes``."""
     progress, done = _Progress(name, start, total), start
     try:
         with open(part, "r+b") as fh:
             fh.truncate(start)
             fh.seek(start)
             for chunk in resp.iter_content(CHUNK):
+                if done + len(chunk) > max_bytes:
+                    raise _stopped_at_limit(url, max_bytes)
                 fh.write(chunk)
                 done += len(chunk)
                 progress.update(done)
@@ -178,10 +207,12 @@ def fetch_once(session: requests.Session, url: str, part: Path, opts: Options, v
     have = part.stat().st_size
     with _request(session, url, have, opts, validators) as resp:
         start, total = _body_range(resp, url, have, validators)
+        if total is not None and total > opts.max_bytes:
+            raise too_large(url, total, opts.max_bytes)  # before a byte of the body is read
         page = start == 0 and resp.headers.get("Content-Type", "").startswith("text/html")
         if on_html is not None and page:
             return on_html(resp.url, _read_page(resp))  # the URL behind the page, or it raises
-        _write_body(resp, part, start, total, name)
+        _write_body(resp, part, start, total, name, url, opts.max_bytes)
         return None
 
 
