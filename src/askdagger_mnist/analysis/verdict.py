@@ -9,7 +9,13 @@ deviation per side, the difference of means (ours - theirs) with a 95% Welch int
 * ``different``: the interval excludes 0 and does not lie inside [-m, m] (a difference is
   detected, and it is not shown to be smaller than m);
 * ``inconclusive``: otherwise (the reason says about how many runs a side would decide it),
-  and always when a side has fewer than ``min_runs`` runs.
+  and always when a side has fewer than ``min_runs`` runs;
+
+except that two sides whose runs all have one and the same value (no difference, no spread,
+measured from two runs a side) are ``equivalent`` at any number of runs: no run of either
+side differs from any other, so more runs could not widen the zero-width interval.
+
+Margins lie strictly between 0 and 1 (the metrics are rates); others are refused.
 
 ``min_runs`` defaults to settings.MIN_RUNS_CALIBRATED, chosen from what
 bench/calibrate_verdict.py measured (docs/reproduction.md, the calibration table); smaller
@@ -49,6 +55,12 @@ class VerdictSettings:
     curve_after_step: int
 
     def __post_init__(self):
+        for which, margin in (("tracked", self.margin_tracked), ("others", self.margin_others)):
+            if not 0.0 < margin < 1.0:
+                raise UserError(
+                    f"reproduction.margins.{which} (--margin-{which}) is {margin:g}: a margin must "
+                    f"lie strictly between 0 and 1 (the metrics are rates); set it to, e.g., the "
+                    f"default {REPRODUCTION_DEFAULTS['margins'][which]}.")
         if self.min_runs < MIN_RUNS_CALIBRATED:
             raise UserError(
                 f"reproduction.min_runs is {self.min_runs}, below {MIN_RUNS_CALIBRATED}, the "
@@ -85,6 +97,8 @@ def runs_to_decide(x: np.ndarray, y: np.ndarray, margin: float) -> int | None:
     return n
 
 
+# The reason of an equivalent verdict on sides without any spread or difference.
+SAME_VALUE = "every run on both sides has the same value"
 # The reason of an equivalent verdict whose interval excludes 0: a difference smaller than the
 # margin, which the verdict's table marks, and which a reproduction still has to explain.
 EXCLUDES_ZERO = "interval inside the margin, but it excludes 0: a difference smaller than the margin"
@@ -119,6 +133,8 @@ def verdict_of(x: np.ndarray, y: np.ndarray, margin: float,
     if min(len(x), len(y)) < 2:
         return (*judge(math.nan, math.nan, margin, len(x), len(y), max(min_runs, 2)),
                 math.nan, math.nan)
+    if len(set(x) | set(y)) == 1:
+        return "equivalent", SAME_VALUE, 0.0, 0.0
     lo, hi = welch_interval(x, y)
     return (*judge(lo, hi, margin, len(x), len(y), min_runs, runs_to_decide(x, y, margin)),
             lo, hi)
@@ -204,6 +220,8 @@ def _verdict_cell(row: Mapping[str, Any]) -> str:
         return f"{row['verdict']} ({row['reason']})"
     if row["reason"] == EXCLUDES_ZERO:
         return "equivalent (interval excludes 0)"
+    if row["reason"] == SAME_VALUE:
+        return "equivalent (the same value in every run)"
     return row["verdict"]
 
 

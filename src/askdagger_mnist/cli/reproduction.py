@@ -84,8 +84,8 @@ def read_sides(args: argparse.Namespace) -> tuple[Side, Side]:
 def cmd_verdict(args: argparse.Namespace) -> list[Path]:
     from ..analysis.verdict import compare_sides, summary_line, to_markdown
 
+    settings = verdict_settings(args)  # a bad flag is refused before any run is read
     ours, theirs = read_sides(args)
-    settings = verdict_settings(args)
     table = compare_sides(ours, theirs, settings)
     write_csv_atomic(table, args.out_csv)
     write_bytes_atomic(args.out_md, to_markdown(table, ours.label, theirs.label, settings).encode())
@@ -122,9 +122,8 @@ def cmd_figure(args: argparse.Namespace) -> list[Path]:
 
 
 def verdict_settings(args: argparse.Namespace) -> VerdictSettings:
-    for flag, value, least in (("--margin-tracked", args.margin_tracked, 0),
-                               ("--margin-others", args.margin_others, 0),
-                               ("--min-runs", args.min_runs, MIN_RUNS_CALIBRATED),
+    # (the margins: VerdictSettings refuses them outside (0, 1), naming the config key)
+    for flag, value, least in (("--min-runs", args.min_runs, MIN_RUNS_CALIBRATED),
                                ("--curve-after-step", args.curve_after_step, 0)):
         if not value >= least:
             raise UserError(f"{flag} must be >= {least}, not {value}.")
