@@ -367,7 +367,8 @@ def test_snakemake_download_entry_point_builds_figure_without_training(tmp_path,
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (work / "figures" / "mnist.pdf").stat().st_size > 0
     ran = set(re.findall(r"^(?:local)?rule (\w+):", proc.stderr, re.M))
-    assert ran == {"fetch_archive", "import_archive", "import_run", "aggregate_group", "plot_main"}, ran
+    assert ran == {"fetch_archive", "import_archive", "check_imports", "import_run", "aggregate_group",
+                   "plot_main"}, ran
     table = _reference_table()
     for mode in modes:
         for rep in (0, 1):

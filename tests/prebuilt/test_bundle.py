@@ -98,7 +98,7 @@ def test_pack_serve_download_unpack_identical(results, tmp_path, serve_dir):
     assert record["provenance"]["url"] == url and record["provenance"]["archive_sha256"] == digest
     # and the pick step puts a run where the workflow expects it, unchanged
     dest = fresh / "results/runs/specificity/sag/s0.5/rep0"
-    fetch_results.cmd_pick([staging], "specificity", "sag", 0.5, 0, dest)
+    fetch_results.cmd_pick([staging], "specificity", "sag", 0.5, 0, dest, '{"max_steps": 6}')
     assert filecmp.cmpfiles(results / "runs/specificity/sag/s0.5/rep0", dest, _files(dest), shallow=False)[0] == [
         "arrays.npz", "model.pt", "run.json"]
 

@@ -105,7 +105,8 @@ EXPECT = {
     "snakemake --cores 1 results/mnist.verified.json": {"download_mnist": 1, "total": 1},
     # prebuilt results: not a single training job; a bundle packs (and first trains) every run
     "snakemake --cores 1 --config results_source=download -- figures/mnist.pdf":
-        {"train": 0, "import_run": MAIN_RUNS, "fetch_archive": None, "import_archive": None},
+        {"train": 0, "import_run": MAIN_RUNS, "check_imports": 1, "fetch_archive": None,
+         "import_archive": None},
     "snakemake --cores 1 results/bundle.zip": {"bundle": 1, "train": ALL_RUNS},
     # README "Does it reproduce?": imports first; which runs of ours follow from the archive
     "snakemake --cores 8 --config 'compare_with=[authors_sensitivity]' -- "

@@ -533,7 +533,8 @@ def test_the_slurm_profile_submits_only_training_jobs(tmp_path, extra):
     submitted = sorted(name for name, is_local in local.items() if not is_local)
     assert submitted == (["train"] if not extra else []), local
     if extra:
-        for rule in ("fetch_archive", "import_archive", "import_comparison", "import_run"):
+        for rule in ("fetch_archive", "import_archive", "import_comparison", "check_imports",
+                     "import_run"):
             assert local[rule], f"{rule} would be submitted to a compute node"
 
 

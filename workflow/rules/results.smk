@@ -3,6 +3,8 @@
 # results_source: download  ->  no train rule exists; every run directory comes from archives:
 #   fetch_archive   url | gdrive:<id> | file://  ->  resources/archives/{name}.zip (verified)
 #   import_archive  the zip  ->  results/imported/{name}/{mode}/{variant}/s{s_des}/rep{rep}/
+#   check_imports   every configured run the archives hold is the run the config asks for
+#                   (settings, steps, results version, arrays), or nothing is imported
 #   import_run      the first archive (in config order) that has the run -> results/runs/...
 # compare_with archives are fetched the same way (reproduction.smk).
 # Always available: `snakemake --cores 1 results/bundle.zip` packs the configured runs (and
@@ -12,9 +14,15 @@
 
 import json
 
+from askdagger_mnist.experiment.flags import config_flag
+from askdagger_mnist.experiment.grid import SWEEP_CONFIG_KEYS
+from askdagger_mnist.experiment.run_settings import RUN_CONFIG_KEYS
+
 ARCHIVES = {a["name"]: a for a in config["results_archives"]}
 IMPORTED = "results/imported"
 ARCHIVE_DIR = "resources/archives"
+# What check_imports found: each configured run's archive and the steps of it used.
+IMPORTS_CHECKED = "results/imported.checked.json"
 _SHOW_LOG_ON_ERROR = "|| {{ tail -n 3 {log:q} >&2; exit 1; }}"
 
 
@@ -90,16 +98,43 @@ if config["results_source"] == "download" or config["compare_with"]:
 if config["results_source"] == "download":
 
     localrules:
+        check_imports,
         import_run,
+
+    # never from a compare_with archive: that is the other side of a verdict
+    OWN_STAGINGS = [
+        f"{IMPORTED}/{name}"
+        for name in ARCHIVES
+        if name not in config["compare_with"]
+    ]
+
+    # Before any run is copied, every configured run the archives hold is checked against the
+    # run the config asks for (prebuilt/served.py): one that differs stops the workflow here,
+    # with results/runs untouched. Where only a longer run's first steps are used, it says so on
+    # the terminal (its stdout) and in its log.
+    rule check_imports:
+        input:
+            staging=OWN_STAGINGS,
+        output:
+            IMPORTS_CHECKED,
+        log:
+            f"{LOGS}/check_imports.log",
+        benchmark:
+            f"{BENCHMARKS}/check_imports.tsv"
+        conda:
+            "../../envs/results.yaml"
+        params:
+            config=config_flag(config, (*RUN_CONFIG_KEYS, *SWEEP_CONFIG_KEYS)),
+        shell:
+            "python -m askdagger_mnist.cli.fetch_results check"
+            " --staging {input.staging:q} {params.config} --out {output:q} 2> {log:q} "
+            + _SHOW_LOG_ON_ERROR
 
     rule import_run:
         input:
-            # never from a compare_with archive: that is the other side of a verdict
-            staging=[
-                f"{IMPORTED}/{name}"
-                for name in ARCHIVES
-                if name not in config["compare_with"]
-            ],
+            staging=OWN_STAGINGS,
+            # its order, not its time: a check that passes again re-imports nothing
+            checked=ancient(IMPORTS_CHECKED),
         output:
             run=directory(f"{RUNS}/{{mode}}/{{variant}}/s{{s_des}}/rep{{rep}}"),
         log:
@@ -108,10 +143,13 @@ if config["results_source"] == "download":
             f"{BENCHMARKS}/import_run/{{mode}}/{{variant}}/s{{s_des}}/rep{{rep}}.tsv"
         conda:
             "../../envs/results.yaml"
+        params:
+            # the run is checked again, and cut to the config's steps (prebuilt/served.py)
+            config=config_flag(config, RUN_CONFIG_KEYS),
         shell:
             "python -m askdagger_mnist.cli.fetch_results pick --staging {input.staging:q}"
             " --mode {wildcards.mode} --variant {wildcards.variant} --s-des {wildcards.s_des}"
-            " --rep {wildcards.rep} --out {output.run:q} > {log:q} 2>&1 "
+            " --rep {wildcards.rep} {params.config} --out {output.run:q} > {log:q} 2>&1 "
             + _SHOW_LOG_ON_ERROR
 
 

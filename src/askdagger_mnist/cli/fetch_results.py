@@ -7,13 +7,19 @@
         [--batch-size N] [--update-every N] [--no-model]
     python -m askdagger_mnist.cli.fetch_results fetch --url URL [--sha256 HEX] --format F \\
         --archive ZIP --out STAGING [import options]           (download + import in one go)
+    python -m askdagger_mnist.cli.fetch_results check --staging DIR [DIR ...] [--config JSON] \\
+        --out results/imported.checked.json
     python -m askdagger_mnist.cli.fetch_results pick --staging DIR [DIR ...] --mode M \\
-        --variant V --s-des S --rep R --out results/runs/M/V/sS/repR
+        --variant V --s-des S --rep R [--config JSON] --out results/runs/M/V/sS/repR
     python -m askdagger_mnist.cli.fetch_results pack --runs results/runs [--metrics results/metrics] \\
         [--select RUN_DIR ...] --out results/bundle.zip
 
 A staging folder holds runs as ``{staging}/{mode}/{variant}/s{s_des}/rep{rep}/`` (our run
 format) plus ``import.json`` (authors) or ``bundle.json`` (bundles) with the provenance.
+``pick`` copies a run from the first staging folder that holds it into results/runs only as the
+run ``--config`` (the workflow config's keys as JSON; those left out: their defaults) asks for;
+``check`` checks so every configured run the staging folders hold, before any is picked
+(prebuilt/picking.py).
 Without --sha256 (allowed for the authors' archives, whose hashes cannot be known in advance)
 the computed hash is logged and the archive's structure is checked instead. A download
 larger than --max-mib (default settings.MAX_DOWNLOAD_MIB) is refused or stopped. SIGTERM and
@@ -26,15 +32,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import sys
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from ..data import rundir
-from ..data.atomic import atomic_dir, replace_dir
-from ..prebuilt import authors_format, bundle
+from ..data.atomic import replace_dir
+from ..prebuilt import authors_format, bundle, picking
 from ..data.hashing import file_hash
 from ..prebuilt.download import Options, download
 from ..errors import UserError
@@ -42,7 +47,6 @@ from .common import run_command
 from ..prebuilt.safe_extract import check_members, open_zip, safe_extract
 from ..prebuilt.scratch import scratch_dir
 from ..settings import ABLATION_MODE, MAX_DOWNLOAD_MIB, MODES, PAPER_VARIANTS
-from ..experiment.naming import run_subdir
 
 log = logging.getLogger("askdagger_mnist.fetch_results")
 
@@ -142,24 +146,16 @@ def cmd_import(archive: Path, out: Path, fmt: str, url: str | None, variants: di
     return [out / p for p in runs]
 
 
-def cmd_pick(stagings: list[Path], mode: str, variant: str, s_des: float, rep: int, out: Path) -> Path:
-    sub = run_subdir(mode, variant, s_des, rep)
-    for staging in stagings:
-        src = Path(staging) / sub
-        if rundir.is_complete_run(src):
-            def fill(tmp: Path) -> None:
-                for f in sorted(src.iterdir()):
-                    if f.is_file():
-                        shutil.copy2(f, tmp / f.name)
+def cmd_check(stagings: list[Path], config_json: str | None, out: Path) -> list:
+    """Check every configured run the staging folders hold (prebuilt/picking.py)."""
+    return picking.check_all(stagings, picking.config_from_json(config_json), out)
 
-            atomic_dir(Path(out), fill)
-            log.info(f"run {sub} taken from {staging}")
-            return Path(out)
-    raise UserError(
-        f"no downloaded archive provides run {sub.as_posix()} (searched "
-        f"{', '.join(str(s) for s in stagings) or 'nothing'}): add an archive with it to "
-        "results_archives, leave it out of the sweep, or set results_source: train."
-    )
+
+def cmd_pick(stagings: list[Path], mode: str, variant: str, s_des: float, rep: int, out: Path,
+             config_json: str | None = None) -> Path:
+    """Copy one run into results/runs, if it is the run the config asks for (prebuilt/picking.py)."""
+    return picking.pick_run(stagings, mode, variant, s_des, rep, out,
+                            picking.config_from_json(config_json))
 
 
 def _variants(text: str | None) -> dict:
@@ -223,12 +219,20 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refuse a download larger than N MiB (config key max_download_mib)")
     _add_import_options(p)
 
+    config_help = ("the workflow config's keys as JSON (those left out: their defaults): the runs "
+                   "it asks for and their settings")
+    p = sub.add_parser("check", help="check every configured run the staging folders hold")
+    p.add_argument("--staging", type=Path, nargs="*", default=[])
+    p.add_argument("--config", help=config_help)
+    p.add_argument("--out", type=Path, required=True, help="the record written when all serve")
+
     p = sub.add_parser("pick", help="copy one run out of the staging folders (first that has it)")
     p.add_argument("--staging", type=Path, nargs="*", default=[])
     p.add_argument("--mode", required=True, choices=MODES)
     p.add_argument("--variant", required=True)
     p.add_argument("--s-des", type=float, required=True)
     p.add_argument("--rep", type=int, required=True)
+    p.add_argument("--config", help=config_help)
     p.add_argument("--out", type=Path, required=True)
 
     p = sub.add_parser("pack", help="pack finished runs into a bundle zip")
@@ -247,8 +251,11 @@ def run(args: argparse.Namespace) -> Any:
     if args.cmd in ("import", "fetch"):
         return cmd_import(args.archive, args.out, args.format, args.url, _variants(args.variants),
                           args.default_mode, args.batch_size, args.update_every, not args.no_model)
+    if args.cmd == "check":
+        return cmd_check(args.staging, args.config, args.out)
     if args.cmd == "pick":
-        return cmd_pick(args.staging, args.mode, args.variant, args.s_des, args.rep, args.out)
+        return cmd_pick(args.staging, args.mode, args.variant, args.s_des, args.rep, args.out,
+                        args.config)
     if args.cmd == "pack":
         return bundle.pack(args.runs, args.out, args.metrics, args.select)
     return None

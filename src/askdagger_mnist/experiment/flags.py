@@ -4,9 +4,10 @@ the verdict's settings and the MNIST mirrors. Standard library only."""
 
 from __future__ import annotations
 
+import json
 import shlex
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from ..settings import STREAM_STEPS, RunSettings
 
@@ -31,6 +32,13 @@ def settings_flags(settings: RunSettings) -> str:
     if settings.steps != STREAM_STEPS:
         flags.append(f"--max-steps {settings.steps}")
     return " ".join(flags)
+
+
+def config_flag(config: Mapping, keys: Iterable[str]) -> str:
+    """``--config`` with the config's ``keys`` as JSON: fetch_results pick derives the settings
+    of the run it imports from them (run_settings.RUN_CONFIG_KEYS), check also the configured
+    runs (grid.SWEEP_CONFIG_KEYS). A rule parameter: changing one of them re-runs the rule."""
+    return f"--config {shlex.quote(json.dumps({key: config[key] for key in keys}, sort_keys=True))}"
 
 
 def reproduction_flags(config: Mapping) -> str:

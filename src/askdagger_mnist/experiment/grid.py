@@ -68,6 +68,10 @@ def sag_figure_run(config: Mapping) -> str:
     return run_dir(*sag_figure_key(config))
 
 
+# The config keys all_run_keys reads, besides variants (for the run settings: RUN_CONFIG_KEYS).
+SWEEP_CONFIG_KEYS = ("modes", "figures", "s_des", "repetitions")
+
+
 def all_run_keys(config: Mapping) -> list[tuple[str, str, float, int]]:
     """Every configured run, each once (the main and ablation figures share the sag runs)."""
     keys = [k for group in FIGURE_GROUPS for k in group_run_keys(config, group)]

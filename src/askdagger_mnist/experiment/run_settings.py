@@ -9,6 +9,10 @@ from typing import Mapping
 
 from ..settings import STREAM_STEPS, RunSettings
 
+# The config keys run_settings reads (besides a run's mode, variant, s_des and rep).
+RUN_CONFIG_KEYS = ("variants", "batch_size", "update_every", "mc_samples", "dropout", "n_min",
+                   "n_rep", "max_steps", "seed_root")
+
 
 def stream_steps(config: Mapping) -> int:
     """The steps of every run's stream. The config says max_steps, a cap that is null for the
