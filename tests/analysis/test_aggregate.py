@@ -56,7 +56,7 @@ def synthetic_arrays(rng: np.random.Generator, s_des: float, n_steps: int, batch
     k = np.repeat(np.arange(n_steps) // 5, batch)
     return {
         "u": u, "k": k, "g": np.full(n, 0.5), "c": c, "r": r, "q": q, "q_a": q_a,
-        "stream_idx": rng.permutation(n), "train_idx": np.flatnonzero(q),
+        "stream_idx": (stream := rng.permutation(n)), "train_idx": stream[q],
     }
 
 
@@ -261,6 +261,42 @@ def test_missing_incomplete_and_duplicate_runs_are_named(tmp_path):
         (copy / name).write_bytes((good / name).read_bytes())
     proc = run_cli("--runs", good, copy, *out)
     assert proc.returncode == 1 and str(good) in proc.stderr and str(copy) in proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def break_the_first_deflate_block(path: Path) -> None:
+    """A flipped bit in arrays.npz's compressed data (zlib: "invalid block type")."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        at = zf.infolist()[0].header_offset
+    data = bytearray(path.read_bytes())
+    at += 30 + int.from_bytes(data[at + 26:at + 28], "little") + int.from_bytes(data[at + 28:at + 30], "little")
+    data[at] |= 0b110
+    path.write_bytes(bytes(data))
+
+
+def negate_the_rewards(run: Path) -> None:
+    """Arrays that load but are not a run's: rewards that contradict the queries (§3.4)."""
+    arrays, info = dict(rundir.read_arrays(run)), rundir.read_info(run)
+    arrays["r"] = -arrays["r"]
+    atomic_dir(run, lambda tmp: rundir.write_run_files(tmp, arrays, info))
+
+
+@pytest.mark.parametrize("damage, says", [
+    (lambda run: break_the_first_deflate_block(run / "arrays.npz"), "is damaged (error: Error -3 "
+     "while decompressing data: invalid block type)"),
+    (negate_the_rewards, "does not hold a consistent run: its rewards r do not follow from q and c"),
+])  # fmt: skip
+def test_a_damaged_or_inconsistent_run_stops_the_aggregation_in_one_sentence(tmp_path, damage, says):
+    good, run = make_synthetic_runs(tmp_path / "runs", ["sensitivity"], ["sag"], [0.5], 2, n_steps=4, batch=16)
+    damage(run)
+    out = ["--out-runs", str(tmp_path / "o" / "runs.csv"), "--out-curves", str(tmp_path / "o" / "curves.csv.gz")]
+    proc = run_cli("--runs", good, run, *out)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr  # no traceback
+    assert proc.stderr.startswith(f"error: {run / 'arrays.npz'} {says}"), proc.stderr
+    assert proc.stderr.rstrip().endswith(f"delete the run directory {run} and rerun the workflow (or the "
+                                         "command that made the run), which makes it again.")
     assert not (tmp_path / "o").exists()
 
 

@@ -324,6 +324,19 @@ def test_sag_figure_renders_for_real_and_ablated_runs(reference, tmp_path):
     assert plots.main(["sag", "--run", str(run), "--out", str(tmp_path / "plain.png")]) == 0
 
 
+def test_a_sag_figure_of_a_damaged_run_stops_in_one_sentence(tmp_path):
+    rng = np.random.default_rng(3)
+    run = write_run(tmp_path / "runs", synthetic_arrays(rng, 0.8, 40, 64), "sensitivity", "sag", 0.8, 0,
+                    batch_size=64, steps=40)
+    arrays = run / "arrays.npz"
+    arrays.write_bytes(arrays.read_bytes()[:1000])  # cut short
+    proc = run_plots("sag", "--run", run, "--out", tmp_path / "sag.png")
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr  # no traceback
+    assert proc.stderr.startswith(f"error: {arrays} is damaged (BadZipFile: "), proc.stderr
+    assert f"delete the run directory {run} and rerun the workflow" in proc.stderr
+    assert not (tmp_path / "sag.png").exists()
+
+
 @pytest.mark.parametrize("normalization", [True, False])
 def test_sag_panels_b_to_d_name_the_score_alike(tmp_path, normalization):
     """Panels (b), (c) and (d) share one x axis, the score u' SAG fits and thresholds."""

@@ -125,7 +125,7 @@ def test_a_finished_run_of_another_results_version_is_refused_not_replaced(tmp_p
 def test_a_deleted_run_is_restored_from_its_kept_copy_without_importing_torch(tmp_path):
     """What a rerun of a finished train job does (Snakemake deletes a job's output before it
     runs it): the run comes back from its kept copy, the same files, torch never imported,
-    and a checkpoint of the run that a killed process left goes too."""
+    and a checkpoint of the run that a killed process left goes too (by its name)."""
     out, ckpt = tmp_path / "run", tmp_path / "run.checkpoint.pt"
     _halt_after_a_checkpoint(out, ckpt)
     left = ckpt.read_bytes()
@@ -143,8 +143,7 @@ def test_a_deleted_run_is_restored_from_its_kept_copy_without_importing_torch(tm
                               timeout=120)  # fmt: skip
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert "restored from its kept copy" in proc.stderr, proc.stderr
-        # torch only to recognise the leftover checkpoint as this run's
-        assert proc.stdout.strip() == str(leftover), proc.stdout
+        assert proc.stdout.strip() == "False", proc.stdout  # not even for the checkpoint
         assert _tree(out) == before  # the same files (inodes, sizes, mtimes)
         assert not ckpt.exists()
 
@@ -162,6 +161,114 @@ def test_beside_a_finished_run_a_leftover_checkpoint_goes_and_a_file_of_yours_st
     assert train.main(_argv(out)) == 0
     assert "already" in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path)) == ["mine.txt", "run"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A run of SETTINGS as the CLI trains and publishes it (with its kept copy)."""
+    out = tmp_path_factory.mktemp("trained") / "run"
+    proc = subprocess.run([sys.executable, "-m", "askdagger_mnist.cli.train", *_argv(out)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def _copy_of(trained: Path, tmp_path: Path) -> Path:
+    """A copy of the trained run and its kept copy, in a folder of the test's own."""
+    shutil.copytree(trained.parent, tmp_path / "runs")
+    return tmp_path / "runs" / trained.name
+
+
+def _contents(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def _flip_a_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _cut_in_half(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def _better_metrics(path: Path) -> None:
+    info = json.loads(path.read_text())
+    info["metrics"]["novice_success"] = 0.99
+    path.write_text(json.dumps(info))
+
+
+@pytest.mark.parametrize("damage, name", [
+    (_flip_a_byte, "arrays.npz"), (_cut_in_half, "model.pt"), (_better_metrics, "run.json")])
+def test_a_kept_copy_that_is_not_what_was_made_is_set_aside_and_the_run_trained_again(
+        trained, tmp_path, damage, name):
+    """A kept copy is a hard link of the run's files: it survives their deletion, not a change
+    of their content. A rerun finds the change, sets the copy aside (one line) and trains."""
+    from conftest import assert_same_run
+
+    out = _copy_of(trained, tmp_path)
+    kept = out.parent / ".kept" / out.name
+    shutil.rmtree(out)  # as Snakemake deletes the output of a job it runs again
+    damage(kept / name)
+    damaged = _contents(kept)
+    proc = subprocess.run([sys.executable, "-m", "askdagger_mnist.cli.train", *_argv(out)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    aside = kept.with_name(f"{out.name}.rejected")
+    said = [line for line in proc.stderr.splitlines() if "set aside" in line]
+    assert said == [f"kept copy {kept} not restored: its {name} is not the file that was made (its "
+                    "SHA-256 differs from the one recorded when the run was published); set aside "
+                    f"as {aside}, the run is trained again."], proc.stderr
+    assert f"run written to {out}" in proc.stderr
+    assert _contents(aside) == damaged  # out of the way, as it was
+    assert_same_run(out, trained)  # trained again: the same run, bit for bit
+    assert sorted(os.listdir(out.parent)) == [".kept", "run"]
+    assert sorted(os.listdir(kept.parent)) == ["run", "run.rejected"]
+
+
+def test_the_temporaries_a_killed_process_left_go_with_the_next_run_of_its_job(trained, tmp_path):
+    """data/atomic.py's temporaries of the run directory, its kept copy and its checkpoint, as
+    a process killed outright (SIGKILL) leaves them; those of another run stay."""
+    out = _copy_of(trained, tmp_path)
+    runs, kept = out.parent, out.parent / ".kept"
+    shutil.rmtree(out)
+    ours = [kept / ".run.0123abcd.tmp", runs / ".run.89abcdef.tmp", kept / ".run.old"]
+    theirs = [kept / ".run1.0123abcd.tmp", runs / ".run1.89abcdef.tmp", kept / ".run1.old",
+              runs / ".run.notes.tmp"]
+    for folder in ours + theirs:
+        folder.mkdir()
+        (folder / "arrays.npz").write_bytes(b"half")
+    ours.append(runs / ".run.checkpoint.pt.4567cdef.tmp")
+    theirs += [runs / ".run1.checkpoint.pt.4567cdef.tmp", runs / "run.checkpoint.pt.4567cdef.tmp"]
+    for path in ours[-1:] + theirs[-2:]:
+        path.write_bytes(b"half a checkpoint")
+    proc = subprocess.run([sys.executable, "-m", "askdagger_mnist.cli.train", *_argv(out)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0 and "restored from its kept copy" in proc.stderr, proc.stderr
+    assert [p for p in ours if p.exists()] == []
+    assert [p for p in theirs if not p.exists()] == []
+
+
+@pytest.mark.parametrize("left", [b"torn", "another format"])
+def test_a_stale_checkpoint_beside_a_finished_run_goes(trained, tmp_path, capsys, left):
+    """The file under the checkpoint's own name beside a finished run is a leftover, whatever
+    it holds: a torn file, or a checkpoint of another format or version (which could resume
+    nothing)."""
+    out = _copy_of(trained, tmp_path)
+    ckpt = out.with_name("run.checkpoint.pt")
+    if left == "another format":
+        import torch
+
+        from askdagger_mnist.data.checkpoint import VERSION
+
+        with open(ckpt, "wb") as fh:
+            torch.save({"version": VERSION - 1, "settings": SETTINGS.to_dict()}, fh)
+    else:
+        ckpt.write_bytes(left)
+    assert train.main(_argv(out)) == 0
+    assert "already holds this run" in capsys.readouterr().err
+    assert not ckpt.exists() and sorted(os.listdir(out.parent)) == [".kept", "run"]
 
 
 def test_a_lock_file_its_holder_deleted_meanwhile_is_not_the_lock_taken(tmp_path, monkeypatch):

@@ -19,7 +19,8 @@ import pandas as pd
 from ..errors import UserError
 from ..algorithm.metrics import CURVE_COLUMNS, whole_run_metrics, windowed_curves
 from ..data.atomic import write_bytes_atomic
-from ..data.rundir import read_arrays, read_info
+from ..data.invariants import check_run
+from ..data.rundir import DamagedArrays, read_arrays, read_info
 from ..settings import MODES
 
 # Columns identifying a run (unique in runs.csv; the key of curves.csv.gz).
@@ -73,6 +74,8 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, n
     try:
         info = read_info(run_dir)
         arrays = read_arrays(run_dir)
+    except DamagedArrays:
+        raise  # its own sentence
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # JSONDecodeError is a ValueError
         raise UserError(
             f"run directory {run_dir} is unreadable ({type(exc).__name__}: {exc}): re-run its train job."
@@ -100,10 +103,17 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, n
     return settings, info, arrays
 
 
+def read_consistent_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray]]:
+    """``read_run``, and the arrays hold what every run does (data/invariants.py)."""
+    settings, info, arrays = read_run(run_dir)
+    check_run(run_dir, arrays, int(settings["batch_size"]))
+    return settings, info, arrays
+
+
 def load_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     """One run directory -> (its runs.csv row, its curves as a DataFrame)."""
     run_dir = Path(run_dir)
-    settings, info, arrays = read_run(run_dir)
+    settings, info, arrays = read_consistent_run(run_dir)
     c, q = arrays["c"], arrays["q"]
     batch_size = int(settings["batch_size"])
 

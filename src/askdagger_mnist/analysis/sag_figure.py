@@ -21,6 +21,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import UserError
+from ..data.invariants import check_run
 from ..data.rundir import read_arrays, read_info
 from ..algorithm.sag import SagConfig, SagDetails, sag_details
 from ..settings import RunSettings
@@ -68,6 +69,7 @@ def recompute_call(run_dir: Path, step: int | None = None, seed: int = 0) -> Sag
         if name not in arrays:
             raise UserError(f"{run_dir / 'arrays.npz'} lacks the array {name!r}: re-run its train job.")
     batch = int(settings["batch_size"])
+    check_run(run_dir, arrays, batch)
     n_steps = -(-len(arrays["u"]) // batch)
     if step is None:
         step = n_steps - 1

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from ..data.kept_runs import kept_copy_of, restore_kept_run
-from ..data.atomic import reporting_no_space
+from ..data.atomic import left_temporaries, remove_paths, reporting_no_space
 from ..data.rundir import check_creatable, holds_run, read_info
 from ..errors import UserError
 from .common import run_command
@@ -115,7 +115,7 @@ def check_args(args: argparse.Namespace, settings: RunSettings) -> Path:
         raise UserError(f"--data-root {args.data_root} is a file: point it at the folder holding "
                         "MNIST/raw/*.gz.")
     out = args.out
-    checkpoint = args.checkpoint or out.with_name(out.name + ".checkpoint.pt")
+    checkpoint = args.checkpoint or default_checkpoint(out)
     check_creatable(out, "--out")
     check_creatable(checkpoint, "--checkpoint")
     if checkpoint.is_dir():
@@ -125,6 +125,10 @@ def check_args(args: argparse.Namespace, settings: RunSettings) -> Path:
         raise UserError(f"--checkpoint {checkpoint} lies inside the run directory --out {out}: "
                         "put it beside it (default: <out>.checkpoint.pt).")
     return checkpoint
+
+
+def default_checkpoint(out: Path) -> Path:
+    return out.with_name(out.name + ".checkpoint.pt")
 
 
 @contextlib.contextmanager
@@ -201,16 +205,18 @@ def run(args: argparse.Namespace) -> tuple[Path, str]:
     checkpoint = check_args(args, settings)
     recorded = {**settings.to_dict(), "variant": args.variant}  # run.json's "settings"
     if holds_current_run(args.out, recorded):
-        if Path(checkpoint).is_file():
+        if Path(checkpoint).is_file() or run_temporaries(args.out, checkpoint):
             with exclusive_run_lock(checkpoint):
-                remove_left_checkpoint(checkpoint, settings)
+                remove_paths(run_temporaries(args.out, checkpoint))
+                remove_left_checkpoint(args.out, checkpoint, settings)
         return args.out, "present"
     with exclusive_run_lock(checkpoint):
+        remove_paths(run_temporaries(args.out, checkpoint))
         if holds_current_run(args.out, recorded):  # published meanwhile by a process now gone
-            remove_left_checkpoint(checkpoint, settings)
+            remove_left_checkpoint(args.out, checkpoint, settings)
             return args.out, "present"
         if restore_kept_run(args.out, recorded):
-            remove_left_checkpoint(checkpoint, settings)
+            remove_left_checkpoint(args.out, checkpoint, settings)
             return args.out, "restored"
         from ..runner.train_job import train_and_publish  # torch: only to train
 
@@ -232,14 +238,25 @@ def holds_current_run(out: Path, recorded: dict) -> bool:
     return True
 
 
-def remove_left_checkpoint(checkpoint: Path, settings: RunSettings) -> None:
-    """The checkpoint of this run left by a process killed after publishing it (never a file
-    that is not such a checkpoint). The caller holds the run's lock."""
-    if Path(checkpoint).is_file():
-        from ..data.checkpoint import is_checkpoint_of  # torch: only when one is there
+def run_temporaries(out: Path, checkpoint: Path) -> list[Path]:
+    """What processes of this run killed outright left: data/atomic.py's temporaries of its run
+    directory, its kept copy and its checkpoint; no other run's. Removed only under the run's
+    lock, which every process writing this run holds."""
+    return [p for path in (out, kept_copy_of(out), checkpoint) for p in left_temporaries(path)]
 
-        if is_checkpoint_of(checkpoint, settings):
-            Path(checkpoint).unlink()
+
+def remove_left_checkpoint(out: Path, checkpoint: Path, settings: RunSettings) -> None:
+    """The checkpoint beside this run, finished (left by a process killed after publishing it,
+    or by code whose checkpoints cannot resume it): under its own name ``<out>.checkpoint.pt``
+    whatever it holds; named with --checkpoint (it may be a file of yours) only when it is this
+    run's. The caller holds the run's lock."""
+    if Path(checkpoint).is_file():
+        if Path(checkpoint) != default_checkpoint(out):
+            from ..data.checkpoint import is_checkpoint_of  # torch: only for a file named by hand
+
+            if not is_checkpoint_of(checkpoint, settings):
+                return
+        Path(checkpoint).unlink()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,9 +8,10 @@ machine dies, renames it into place as the last step, and removes the temporary 
 failure (Ctrl-C and SIGTERM included: the commands turn SIGTERM into an exception,
 cli/common.py). A process killed outright (SIGKILL, the out-of-memory killer) cannot: a file's
 writer holds a lock (flock) on its temporary while it writes, so ``remove_stale_temporaries``
-tells a dead writer's leftover from a live one's (downloads call it: theirs are large). A write
-that fails for a full disk or quota is one sentence (``DiskFull``) naming the output, and so
-is a folder this process may not write in (``NotWritable``).
+tells a dead writer's leftover from a live one's (downloads call it: theirs are large), and
+the train command removes all of ``left_temporaries`` under a lock every writer of its run
+holds. A write that fails for a full disk or quota is one sentence (``DiskFull``) naming the
+output, and so is a folder this process may not write in (``NotWritable``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import shutil
 import stat
 import time
 from pathlib import Path
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 from ..errors import UserError
 
@@ -140,18 +141,24 @@ def _create_locked_file(tmp: Path) -> int:
     return fd
 
 
+def _temporary_pattern(path: Path) -> re.Pattern:
+    """The names of the temporaries that writes of ``path`` make: ``.{name}.<8 hex digits>.tmp``."""
+    return re.compile(re.escape(f".{path.name}.") + f"[0-9a-f]{{{_TMP_HEX}}}" + re.escape(".tmp"))
+
+
+def _entries_named(folder: Path, matches: Callable[[str], bool]) -> list[os.DirEntry]:
+    try:
+        return [e for e in os.scandir(folder) if matches(e.name)]
+    except OSError:  # no folder (yet), or one we cannot list: nothing of ours there
+        return []
+
+
 def remove_stale_temporaries(path: Path) -> list[Path]:
     """Remove the temporaries ``atomic_file(path)`` left when its process was killed outright;
     returns them. Only names of its own pattern (``.{name}.<8 hex digits>.tmp``), only files
     whose lock can be taken (no writer holds it) and that are older than a few seconds."""
-    path = Path(path)
-    pattern = re.compile(re.escape(f".{path.name}.") + f"[0-9a-f]{{{_TMP_HEX}}}" + re.escape(".tmp"))
-    try:
-        entries = [e for e in os.scandir(path.parent) if pattern.fullmatch(e.name)]
-    except OSError:  # no folder (yet), or one we cannot list: nothing of ours there
-        return []
-    removed = []
-    for entry in entries:
+    path, removed = Path(path), []
+    for entry in _entries_named(path.parent, _temporary_pattern(path).fullmatch):
         try:
             fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
@@ -167,6 +174,25 @@ def remove_stale_temporaries(path: Path) -> list[Path]:
         finally:
             os.close(fd)
     return removed
+
+
+def left_temporaries(path: Path) -> list[Path]:
+    """What writes of ``path`` leave beside it when their process is killed outright: the
+    temporaries of ``atomic_file`` and ``atomic_dir`` (``.{name}.<8 hex digits>.tmp``, a file
+    or a folder) and ``replace_dir``'s ``.{name}.old``. A live writer's look the same: remove
+    them (``remove_paths``) only holding a lock every writer of ``path`` holds."""
+    ours, old = _temporary_pattern(Path(path)), f".{Path(path).name}.old"
+    return [Path(e.path) for e in _entries_named(Path(path).parent,
+                                                 lambda name: name == old or ours.fullmatch(name))]
+
+
+def remove_paths(paths: Iterable[Path]) -> None:
+    """Remove each file or folder (a link: the link) of ``paths``."""
+    for path in map(Path, paths):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

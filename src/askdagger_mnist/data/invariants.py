@@ -2,23 +2,47 @@
 
 An imported run (the authors' format or a bundle) enters tables and verdicts only when
 ``run_problem`` finds nothing; otherwise its sentence names the run and the invariant, and the
-import stops with nothing imported. The arrays are those of a run directory (``u k g c r q q_a``
-over the stream, ``train_idx``, ``stream_idx`` where the run has it).
+import stops with nothing imported. A run directory's arrays are checked again before anything
+downstream uses them (``check_run``: the aggregation, the SAG figure, a restore from a kept
+copy). The arrays are those of a run directory (``u k g c r q q_a`` over the stream,
+``train_idx``, ``stream_idx`` where the run has it).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
+from ..errors import UserError
 from ..settings import MNIST_TRAIN_IMAGES
+from .rundir import ARRAYS_FILE, remake_advice
 
 STREAM = ("u", "k", "g", "c", "r", "q", "q_a")
 
 
+class InconsistentRun(UserError):
+    """A run directory whose arrays break an invariant (``problem``, in words)."""
+
+    def __init__(self, run_dir: Path, problem: str):
+        self.problem = problem
+        super().__init__(f"{Path(run_dir) / ARRAYS_FILE} does not hold a consistent run: {problem}; "
+                         f"{remake_advice(run_dir)}")
+
+
+def check_run(run_dir: Path, arrays: Mapping[str, np.ndarray], batch_size: int) -> None:
+    """``InconsistentRun`` when the arrays of the run directory ``run_dir`` break an invariant."""
+    problem = run_problem(arrays, batch_size)
+    if problem is not None:
+        raise InconsistentRun(run_dir, problem)
+
+
 def run_problem(arrays: Mapping[str, np.ndarray], batch_size: int) -> str | None:
     """The first invariant of §3 the arrays break, in words, or None."""
+    missing = [name for name in (*STREAM, "train_idx") if name not in arrays]
+    if missing:
+        return f"it lacks the array(s) {', '.join(missing)}"
     n = len(arrays["u"])
     if n == 0 or n % batch_size:
         return (f"its stream holds {n} samples, not a positive multiple of its batch size "

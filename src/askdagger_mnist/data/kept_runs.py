@@ -12,6 +12,16 @@ and the same ``RESULTS_VERSION`` links it back in well under a second, byte for 
 trains nothing. A kept copy of other settings or of another results version is never used:
 that run is trained, and its publication replaces the copy.
 
+Hard links guard the files against being deleted, not against being changed (a link is the
+same file), so the kept copy also records what was made: the SHA-256 of each file, in
+``SHA256SUMS`` (as ``sha256sum`` writes it; only in the kept copy, the run directory holds
+the run's files alone). The run directory, published or restored, is checked against those
+digests before it appears, and a restored run's arrays must load and satisfy every run's
+invariants (data/invariants.py). A kept copy of this run that fails (a file changed, cut
+short or missing, or no digests: a copy kept before they were recorded, whose content nothing
+can vouch for) is set aside as ``.kept/<name>.rejected`` (``.rejected.2``, ...; never deleted)
+with one line saying so, and the run is trained again.
+
 Standard library and numpy only: the restore must not cost the ~1.5 s of importing torch.
 """
 
@@ -21,15 +31,26 @@ import contextlib
 import errno
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from ..errors import UserError
 from ..settings import RESULTS_VERSION
 from .atomic import atomic_dir, reporting_no_space
-from .rundir import is_complete_run, read_info
+from .hashing import file_hash
+from .invariants import InconsistentRun, check_run
+from .rundir import ARRAYS_FILE, RUN_FILE, DamagedArrays, read_arrays, read_info
+
+DIGESTS_FILE = "SHA256SUMS"  # in the kept copy: "<sha256>  <file name>" a line
+REJECTED = ".rejected"  # the suffix of a kept copy set aside
 
 # Hard links fail across file systems and on some network ones: the kept copy is then a copy.
 _NO_LINK = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP}
+
+
+class NotAsMade(Exception):
+    """A run's files are not those that were made, or not a run's; the message says how."""
 
 
 def kept_copy_of(run_dir: Path) -> Path:
@@ -44,52 +65,155 @@ def made_with(info: Mapping[str, Any], recorded_settings: Mapping[str, Any]) -> 
             and info.get("settings") == dict(recorded_settings))
 
 
-def link_tree(source: Path, target: Path) -> None:
-    """Hard-link every file of ``source`` into the (empty) folder ``target``; copy where the
+def record_digests(folder: Path) -> None:
+    """Write ``SHA256SUMS`` into ``folder``: the SHA-256 of each of its files."""
+    names = sorted(p.name for p in Path(folder).iterdir() if p.is_file())
+    lines = [f"{file_hash(Path(folder) / name)}  {name}\n" for name in names]
+    (Path(folder) / DIGESTS_FILE).write_text("".join(lines))
+
+
+def recorded_digests(kept: Path) -> dict[str, str]:
+    """File name -> SHA-256 as the kept copy recorded them when it was made."""
+    try:
+        text = (Path(kept) / DIGESTS_FILE).read_text()
+    except (OSError, UnicodeDecodeError):
+        text = ""
+    digests = {}
+    for line in text.splitlines():
+        digest, _, name = line.partition("  ")
+        if len(digest) == 64 and name and "/" not in name and name != DIGESTS_FILE:
+            digests[name] = digest
+    if not digests:
+        raise NotAsMade("it records no digests of its files (it was kept before askdagger-mnist "
+                        "recorded them, or they were lost), so nothing vouches for its content")
+    if not {ARRAYS_FILE, RUN_FILE} <= digests.keys():
+        raise NotAsMade(f"its {DIGESTS_FILE} lists no {ARRAYS_FILE} or no {RUN_FILE}")
+    return digests
+
+
+def digest_problem(folder: Path, digests: Mapping[str, str]) -> str | None:
+    """How the files of ``folder`` differ from those ``digests`` describe, or None."""
+    for name, digest in digests.items():
+        path = Path(folder) / name
+        if not path.is_file():
+            return f"its {name} is missing"
+        if file_hash(path) != digest:
+            return (f"its {name} is not the file that was made (its SHA-256 differs from the one "
+                    "recorded when the run was published)")
+    return None
+
+
+def arrays_problem(folder: Path, info: Any) -> str | None:
+    """Whether the arrays of the run in ``folder`` (run.json's content ``info``) load and hold
+    what every run does (data/invariants.py): the problem in words, or None."""
+    try:
+        batch_size = int(info["settings"]["batch_size"])
+    except (TypeError, KeyError, ValueError):
+        return "its run.json names no batch size"
+    try:
+        check_run(folder, read_arrays(folder), batch_size)
+    except DamagedArrays as exc:
+        return f"its {ARRAYS_FILE} cannot be read ({exc.reason})"
+    except InconsistentRun as exc:
+        return f"its arrays break an invariant: {exc.problem}"
+    return None
+
+
+def link_files(source: Path, target: Path, names) -> None:
+    """Hard-link the files ``names`` of ``source`` into the folder ``target``; copy where the
     file system cannot link."""
-    for folder, subfolders, files in os.walk(source):
-        here = Path(target) / Path(folder).relative_to(source)
-        for name in subfolders:
-            (here / name).mkdir()
-        for name in files:
-            try:
-                os.link(Path(folder) / name, here / name)
-            except OSError as exc:
-                if exc.errno not in _NO_LINK:
-                    raise
-                shutil.copy2(Path(folder) / name, here / name)
+    for name in names:
+        try:
+            os.link(Path(source) / name, Path(target) / name)
+        except OSError as exc:
+            if exc.errno not in _NO_LINK:
+                raise
+            shutil.copy2(Path(source) / name, Path(target) / name)
+
+
+def link_as_made(kept: Path, folder: Path) -> None:
+    """Link the files of the kept copy into ``folder`` (an unpublished run directory) and check
+    them there against the digests the copy recorded: ``NotAsMade`` when they differ."""
+    digests = recorded_digests(kept)
+    link_files(kept, folder, [name for name in digests if (Path(kept) / name).is_file()])
+    problem = digest_problem(folder, digests)
+    if problem is not None:
+        raise NotAsMade(problem)
 
 
 def publish_run(run_dir: Path, fill: Callable[[Path], None]) -> Path:
     """Write a finished run: ``fill(folder)`` writes its files into the kept copy, created
-    atomically; then the run directory appears, atomically, as links to them. A run directory
-    therefore never exists without its kept copy."""
+    atomically with the digests of those files; then the run directory appears, atomically,
+    as links to them, checked against the digests. A run directory therefore never exists
+    without its kept copy."""
     kept = kept_copy_of(run_dir)
     made_folder = not kept.parent.exists()
+
+    def fill_and_record(folder: Path) -> None:
+        fill(folder)
+        record_digests(folder)
+
     try:
         with reporting_no_space(run_dir):  # a full disk names the run, not its copy
-            atomic_dir(kept, fill)
+            atomic_dir(kept, fill_and_record)
     except BaseException:
         if made_folder:  # nothing half-made stays behind, not even the folder
             with contextlib.suppress(OSError):
                 kept.parent.rmdir()
         raise
-    with reporting_no_space(run_dir):
-        return atomic_dir(run_dir, lambda folder: link_tree(kept, folder))
+    try:
+        with reporting_no_space(run_dir):
+            return atomic_dir(run_dir, lambda folder: link_as_made(kept, folder))
+    except NotAsMade as exc:  # the files changed between writing and linking: a failing disk
+        raise UserError(f"{run_dir} was not published: {exc}; check the disk, then run the "
+                        "same command again (it trains the run again).") from exc
 
 
-def restore_kept_run(run_dir: Path, recorded_settings: Mapping[str, Any]) -> dict | None:
+def restore_kept_run(run_dir: Path, recorded_settings: Mapping[str, Any],
+                     say: Callable[[str], None] | None = None) -> dict | None:
     """Put the kept copy of ``run_dir`` back in its place when it holds a finished run made
-    with ``recorded_settings`` and today's results version; returns its run.json, or None
-    (nothing done) when there is no such copy."""
+    with ``recorded_settings`` and today's results version, its files those that were made
+    and its arrays a run's; returns its run.json, or None (no run directory made) otherwise.
+    A copy of this run (or one whose run.json cannot say whose it is) that fails the checks is
+    set aside, and ``say`` (default: stderr) gets one line saying so."""
     kept = kept_copy_of(run_dir)
-    if not is_complete_run(kept):
+    if not kept.is_dir() or kept.is_symlink():
         return None
     try:
         info = read_info(kept)
-    except (OSError, ValueError):
+    except (OSError, ValueError, UserError):
+        info = None  # missing or torn: the digests tell which
+    if isinstance(info, dict) and not made_with(info, recorded_settings):
+        return None  # another run's copy: trained, and its publication replaces it
+
+    def restore(folder: Path) -> None:
+        link_as_made(kept, folder)
+        problem = arrays_problem(folder, info)
+        if problem is not None:
+            raise NotAsMade(problem)
+
+    try:
+        atomic_dir(run_dir, restore)
+    except NotAsMade as exc:
+        aside = set_aside(kept)
+        (say or _stderr)(f"kept copy {kept} not restored: {exc}; set aside as {aside}, the run "
+                         "is trained again.")
         return None
-    if not isinstance(info, dict) or not made_with(info, recorded_settings):
-        return None
-    atomic_dir(run_dir, lambda folder: link_tree(kept, folder))
     return info
+
+
+def set_aside(kept: Path) -> Path:
+    """Move the kept copy out of the way, beside it as ``<name>.rejected`` (``.rejected.2``,
+    ... when that is taken); returns where it went."""
+    kept = Path(kept)
+    n = 1
+    while True:
+        aside = kept.with_name(kept.name + REJECTED + (f".{n}" if n > 1 else ""))
+        if not (aside.exists() or aside.is_symlink()):
+            os.rename(kept, aside)
+            return aside
+        n += 1
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)

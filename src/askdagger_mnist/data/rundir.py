@@ -103,12 +103,35 @@ def write_run_files(directory: Path, arrays: Mapping[str, Any], info: Mapping[st
     (directory / RUN_FILE).write_text(json_text(info))
 
 
+class DamagedArrays(UserError, ValueError):
+    """A run's arrays.npz that cannot be read (``reason``). A ValueError too, as numpy's own
+    errors for such a file are, for the readers that catch those."""
+
+    def __init__(self, run_dir: Path, reason: str):
+        self.path, self.reason = Path(run_dir) / ARRAYS_FILE, reason
+        super().__init__(f"{self.path} is damaged ({reason}): {remake_advice(run_dir)}")
+
+
+def remake_advice(run_dir: Path) -> str:
+    """What to do about a run directory whose content cannot be used."""
+    return (f"delete the run directory {run_dir} and rerun the workflow (or the command that made "
+            "the run), which makes it again.")
+
+
 def read_arrays(run_dir: Path) -> dict[str, np.ndarray]:
     path = Path(run_dir) / ARRAYS_FILE
     if not path.is_file():
         raise UserError(f"{path} is missing: the run is incomplete; re-run its train job.")
-    with np.load(path, allow_pickle=False) as npz:
-        return {name: npz[name] for name in npz.files}
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except OSError:
+        raise  # the disk's or the permissions' fault, not the file's
+    except Exception as exc:
+        # A cut or bit-flipped zip fails in many ways: BadZipFile, zlib.error, ValueError,
+        # EOFError, tokenize.TokenError (a garbled .npy header), NotImplementedError, ...
+        first_line = (str(exc).splitlines() or [""])[0][:200]
+        raise DamagedArrays(run_dir, f"{type(exc).__name__}: {first_line}".rstrip(": ")) from exc
 
 
 def read_info(run_dir: Path) -> dict[str, Any]:
