@@ -38,8 +38,10 @@ RESULTS_VERSION = 2
 
 # Execution defaults (how a run is carried out; they never change its results). jobs_per_gpu:
 # training jobs that may share one GPU of a workstation (docs/cluster.md, gpu_slots.py).
+# cpu_slots: each training job holds `threads` CPU cores of its own, pinned, and waits while
+# none is free, so that more jobs than cores never time-share one (cpu_slots.py).
 EXECUTION_DEFAULTS = {"engine": "auto", "device": "auto", "jobs_per_gpu": 1, "threads": 1,
-                      "checkpoint_every": 50, "matmul_precision": "highest"}
+                      "cpu_slots": True, "checkpoint_every": 50, "matmul_precision": "highest"}
 # torch.set_float32_matmul_precision's choices. highest: float32 throughout (ours, on every
 # device). medium: what the authors' train.py sets; on hardware with a faster format (TF32 on
 # NVIDIA Ampere and later, bfloat16 on CPUs with AMX/AVX-512 BF16) it computes float32 matrix

@@ -164,6 +164,7 @@ def test_paper_config_dry_run_has_630_train_jobs_and_every_target(tmp_path):
         "--jobs-per-gpu 1",
         "--engine auto",
         "--threads 1",
+        "--cpu-slots",
     ):
         assert f"{flag} " in shell, (flag, shell)
     assert "--max-steps" not in shell and "--no-" not in shell
@@ -267,11 +268,12 @@ def test_config_from_the_command_line_is_typed(tmp_path):
         "s_des=[0.25]",
         "variants={sag: {p_rand: 0.3, normalization: false, imputation: true}}",
         "max_steps=7",
+        "cpu_slots=false",
     )
     assert proc.returncode == 0, proc.stderr
     shell = re.search(r"python -m askdagger_mnist\.cli\.train .*", proc.stdout).group(0)
     assert "--p-rand 0.3 " in shell and "--no-normalization" in shell and "--max-steps 7 " in shell
-    assert "--no-imputation" not in shell
+    assert "--no-imputation" not in shell and "--no-cpu-slots " in shell
 
 
 # ---- conda environments -------------------------------------------------------------------------

@@ -33,6 +33,7 @@ if config["results_source"] == "train":
             device=config["device"],
             jobs_per_gpu=config["jobs_per_gpu"],
             engine=config["engine"],
+            cpu_slots="--cpu-slots" if config["cpu_slots"] else "--no-cpu-slots",
             matmul_precision=config["matmul_precision"],
             checkpoint_every=config["checkpoint_every"],
         params:
@@ -51,6 +52,6 @@ if config["results_source"] == "train":
             " --s-des {wildcards.s_des} --rep {wildcards.rep} {params.settings}"
             " --data-root {params.data_root:q} --out {output.run:q}"
             " --device {resources.device} --jobs-per-gpu {resources.jobs_per_gpu}"
-            " --engine {resources.engine} --threads {threads}"
+            " --engine {resources.engine} --threads {threads} {resources.cpu_slots}"
             " --matmul-precision {resources.matmul_precision}"
             " --checkpoint-every {resources.checkpoint_every} > {log:q} 2>&1"

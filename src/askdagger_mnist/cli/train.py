@@ -25,6 +25,7 @@ from ..data.kept_runs import kept_copy_of, restore_kept_run
 from ..data.atomic import left_temporaries, remove_paths, reporting_no_space
 from ..data.rundir import check_creatable, holds_run, read_info
 from ..errors import UserError
+from ..runner.cpu_slots import cpu_slots
 from .common import run_command
 from ..settings import (
     ENGINE_CHOICES, EXECUTION_DEFAULTS, MATMUL_PRECISIONS, MNIST_TRAIN_IMAGES, MODES,
@@ -74,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "<temp dir>/askdagger-mnist-gpu-slots-<uid>, shared by this user's jobs)")
     g.add_argument("--threads", type=int, default=EXECUTION_DEFAULTS["threads"],
                    help="torch intra-op threads")
+    g.add_argument("--cpu-slots", action=argparse.BooleanOptionalAction,  # docs/cluster.md
+                   default=EXECUTION_DEFAULTS["cpu_slots"], help="hold --threads CPU cores, pinned")
     g.add_argument("--matmul-precision", choices=MATMUL_PRECISIONS,
                    default=EXECUTION_DEFAULTS["matmul_precision"],
                    help="torch's float32 matmul precision: highest (float32 throughout) or, as "
@@ -218,9 +221,10 @@ def run(args: argparse.Namespace) -> tuple[Path, str]:
         if restore_kept_run(args.out, recorded):
             remove_left_checkpoint(args.out, checkpoint, settings)
             return args.out, "restored"
-        from ..runner.train_job import train_and_publish  # torch: only to train
+        with cpu_slots(args.threads, args.cpu_slots) as cores:  # before torch's import
+            from ..runner.train_job import train_and_publish  # torch: only to train
 
-        return train_and_publish(args, settings, checkpoint), "trained"
+            return train_and_publish(args, settings, checkpoint, cores), "trained"
 
 
 def holds_current_run(out: Path, recorded: dict) -> bool:

@@ -1,18 +1,13 @@
 """GPU slots: which GPU of a workstation a training job runs on, when several jobs share the
 machine's GPUs (docs/cluster.md, "GPU workstation").
 
-Each visible GPU has ``jobs_per_gpu`` slots. A slot is a lock file, held with an exclusive
-``flock`` for the job's whole life, in a folder that every job of the machine uses: by default
-``<temp dir>/askdagger-mnist-gpu-slots-<uid>``, outside any working directory, so that two
-workflows on one machine see each other's jobs (a folder under ``results/`` would be one per
-workflow, and on a shared filesystem it would mix up the GPUs of different machines). The kernel
-releases a flock when its process ends, however it ends, so a killed job's slot frees itself.
-Slot files are never deleted (deleting a lock file while another process opens it breaks flock).
+Each visible GPU has ``jobs_per_gpu`` slots: lock files in
+``<temp dir>/askdagger-mnist-gpu-slots-<uid>``, held and waited for as slots.py says (a killed
+job's slot frees itself; a waiting job costs next to no CPU).
 
 A job takes a free slot of the least-loaded GPU (the fewest slots held; ties: the lowest
-index); while every slot is taken it waits, polling. The choice is made under one more lock,
-``choose.lock``, so that jobs starting at the same moment see each other's slots and spread
-over the GPUs.
+index). The choice is made under slots.py's ``choose.lock``, so that jobs starting at the same
+moment see each other's slots and spread over the GPUs.
 
 GPUs are named by their ``CUDA_VISIBLE_DEVICES`` entry (an index or a UUID; the position among
 the visible GPUs when it is unset), so workflows with different visible GPUs share the slots of
@@ -27,19 +22,18 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import os
 import re
-import sys
-import tempfile
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from . import slots
 
-POLL_S = 1.0  # seconds between looks for a free slot while all are taken
+POLL_S = slots.POLL_S
+WHAT = "GPU slot"  # how errors name them, and how to name another folder:
+ELSEWHERE = "name another folder with --gpu-slot-dir (under Snakemake: set TMPDIR)"
 # Set (one of them) by SLURM when the job was allocated GPUs (--gpus, --gres=gpu).
 SLURM_GPU_VARIABLES = ("SLURM_STEP_GPUS", "SLURM_JOB_GPUS", "SLURM_GPUS_ON_NODE")
 
@@ -62,7 +56,7 @@ class Placement:
 
 def default_lock_dir() -> Path:
     """One folder per user and machine: ``<temp dir>/askdagger-mnist-gpu-slots-<uid>``."""
-    return Path(tempfile.gettempdir()) / f"askdagger-mnist-gpu-slots-{os.getuid()}"
+    return slots.default_lock_dir("gpu")
 
 
 def visible_devices(n_gpus: int, env: Mapping[str, str] = os.environ) -> list[str]:
@@ -90,67 +84,26 @@ def slot_path(lock_dir: Path, device: str, slot: int) -> Path:
     return Path(lock_dir) / f"gpu-{re.sub(r'[^A-Za-z0-9_.-]', '_', device)}.slot{slot}.lock"
 
 
-def _open(path: Path) -> int:
-    # Read-only is enough for flock (and lets a folder shared by several users work);
-    # O_NOFOLLOW: a planted symbolic link is refused, never followed.
-    try:
-        return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    except OSError as exc:
-        raise UserError(f"the GPU slot lock {path} cannot be opened ({exc.strerror}): name "
-                        "another folder with --gpu-slot-dir (under Snakemake: set TMPDIR).") from None
-
-
-def _try_lock(path: Path) -> int | None:
-    """An open descriptor holding the lock of ``path``, or None when another process holds it."""
-    fd = _open(path)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        return None
-    return fd
-
-
-def _prepare(lock_dir: Path, is_default: bool) -> None:
-    try:
-        lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        st = os.lstat(lock_dir)
-    except OSError as exc:
-        raise UserError(f"the GPU slot folder {lock_dir} cannot be used ({exc.strerror}): "
-                        "name another one with --gpu-slot-dir (under Snakemake: set TMPDIR).") from None
-    if is_default and st.st_uid != os.getuid():
-        raise UserError(f"the GPU slot folder {lock_dir} belongs to another user: remove it, "
-                        "or name another one with --gpu-slot-dir (under Snakemake: set TMPDIR).")
-
-
 def _take_slot(lock_dir: Path, devices: list[str], jobs_per_gpu: int):
-    """(descriptor, GPU index, slot) of a free slot on the least-loaded GPU, or None."""
-    choose = _open(lock_dir / "choose.lock")
-    try:
-        fcntl.flock(choose, fcntl.LOCK_EX)  # held by whoever chooses, for milliseconds
-        # Per GPU, its free slots as (slot, descriptor), each locked by us for the moment.
-        free = [[(k, fd) for k in range(jobs_per_gpu)
-                 if (fd := _try_lock(slot_path(lock_dir, device, k))) is not None]
-                for device in devices]
-        best = least_loaded([jobs_per_gpu - len(slots) for slots in free], jobs_per_gpu)
-        kept = None if best is None else free[best][0]
-        for slots in free:  # release every slot but the one kept
-            for entry in slots:
-                if entry is not kept:
-                    os.close(entry[1])
-        return None if kept is None else (kept[1], best, kept[0])
-    finally:
-        os.close(choose)
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    """(descriptor, GPU index, slot) of a free slot on the least-loaded GPU, or None. The
+    caller holds choose.lock."""
+    # Per GPU, its free slots as (slot, descriptor), each locked by us for the moment.
+    free = [[(k, fd) for k in range(jobs_per_gpu)
+             if (fd := slots.try_lock(slot_path(lock_dir, device, k), WHAT, ELSEWHERE)) is not None]
+            for device in devices]
+    best = least_loaded([jobs_per_gpu - len(held) for held in free], jobs_per_gpu)
+    kept = None if best is None else free[best][0]
+    for held in free:  # release every slot but the one kept
+        for entry in held:
+            if entry is not kept:
+                os.close(entry[1])
+    return None if kept is None else (kept[1], best, kept[0])
 
 
 @contextlib.contextmanager
 def gpu_slot(n_gpus: int, jobs_per_gpu: int, lock_dir: Path | None = None,
              env: Mapping[str, str] = os.environ, poll_s: float = POLL_S,
-             log: Callable[[str], None] = _stderr) -> Iterator[Placement]:
+             log: Callable[[str], None] = slots.stderr_line) -> Iterator[Placement]:
     """Hold a slot on one of ``n_gpus`` visible GPUs for the ``with`` block (waiting while
     all ``n_gpus x jobs_per_gpu`` are taken); yields its ``Placement``."""
     if jobs_per_gpu < 1:
@@ -162,18 +115,13 @@ def gpu_slot(n_gpus: int, jobs_per_gpu: int, lock_dir: Path | None = None,
         yield Placement(0, devices[0], None, jobs_per_gpu, None)
         return
     folder = Path(lock_dir) if lock_dir is not None else default_lock_dir()
-    _prepare(folder, is_default=lock_dir is None)
-    started, told = time.monotonic(), False
-    while (taken := _take_slot(folder, devices, jobs_per_gpu)) is None:
-        if not told:
-            log(f"all {n_gpus * jobs_per_gpu} GPU slots ({n_gpus} GPUs x {jobs_per_gpu} jobs per "
-                f"GPU) are taken: waiting for one to be freed ({folder})")
-            told = True
-        time.sleep(poll_s)
-    fd, index, slot = taken
+    slots.prepare(folder, lock_dir is None, WHAT, ELSEWHERE)
+    (fd, index, slot), waited_s = slots.wait_for_slots(
+        folder, lambda: _take_slot(folder, devices, jobs_per_gpu),
+        f"all {n_gpus * jobs_per_gpu} GPU slots ({n_gpus} GPUs x {jobs_per_gpu} jobs per GPU) "
+        f"are taken: waiting for one to be freed ({folder})", WHAT, ELSEWHERE, poll_s, log)
     try:
         yield Placement(index, devices[index], slot, jobs_per_gpu,
-                        str(slot_path(folder, devices[index], slot)),
-                        round(time.monotonic() - started, 3))
+                        str(slot_path(folder, devices[index], slot)), waited_s)
     finally:
         os.close(fd)

@@ -23,6 +23,7 @@ from .bookkeeping import Bookkeeping
 from ..data.kept_runs import publish_run
 from ..data.mnist import load_mnist_train
 from ..data.rundir import MODEL_FILE, installed_versions, write_run_files
+from .cpu_slots import CorePlacement
 from .devices import check_device, device_description, placed_device, set_float32_precision
 from .engine_choice import engine_for
 from ..settings import RESULTS_VERSION, RunSettings
@@ -63,10 +64,11 @@ def tune_malloc() -> None:
             pass
 
 
-def train_and_publish(args: argparse.Namespace, settings: RunSettings, checkpoint: Path) -> Path:
+def train_and_publish(args: argparse.Namespace, settings: RunSettings, checkpoint: Path,
+                      cores: CorePlacement | None = None) -> Path:
     """Train the run of ``settings`` (resuming from ``checkpoint`` when it exists) with the
     execution choices of the train command's ``args``, and publish it at ``args.out``. The
-    caller holds the run's lock."""
+    caller holds the run's lock, and the CPU cores ``cores`` (cpu_slots.py; None: none)."""
     torch.set_num_threads(args.threads)
     set_float32_precision(args.matmul_precision)
     tune_malloc()
@@ -92,6 +94,7 @@ def train_and_publish(args: argparse.Namespace, settings: RunSettings, checkpoin
         "versions": versions(),
         "device": device_description(device),
         "gpu_placement": placement,  # the GPU slot held (index, name, slot, visible device)
+        "cpu_placement": cores.record() if cores else None,  # the CPU cores held, pinned to
         "engine": engine.name,  # the engine auto resolved to, if auto
         "threads": torch.get_num_threads(),
         "matmul_precision": torch.get_float32_matmul_precision(),

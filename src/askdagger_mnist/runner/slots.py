@@ -1,0 +1,116 @@
+"""Slots: lock files that the jobs of one machine hold while each uses its share of it (a GPU's
+slot: gpu_slots.py; a CPU core: cpu_slots.py), and the way a job waits for one.
+
+A slot is a lock file, held with an exclusive ``flock`` for the job's whole life, in a folder
+that every job of the machine uses: by default ``<temp dir>/askdagger-mnist-<kind>-slots-<uid>``,
+outside any working directory, so that two workflows on one machine see each other's jobs (a
+folder under ``results/`` would be one per workflow, and on a shared filesystem it would mix up
+the jobs of different machines). The kernel releases a flock when its process ends, however it
+ends, so a killed job's slot frees itself. Slot files are never deleted (deleting a lock file
+while another process opens it breaks flock).
+
+A job chooses its slots under one more lock, ``choose.lock`` (held for milliseconds), so that
+jobs starting at the same moment see each other's. While every slot is taken, the first job to
+find so holds ``queue.lock`` and looks again every ``POLL_S`` seconds (a look costs microseconds:
+a flock waits for one file, not for the first of several to be freed); every later one waits
+for ``queue.lock``, asleep in the kernel. So waiting costs next to no CPU, however many wait.
+
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from ..errors import UserError
+
+POLL_S = 0.2  # seconds between the first waiting job's looks for a free slot
+Taken = TypeVar("Taken")
+
+
+def default_lock_dir(kind: str) -> Path:
+    """One folder per user, machine and ``kind`` of slot:
+    ``<temp dir>/askdagger-mnist-<kind>-slots-<uid>``."""
+    return Path(tempfile.gettempdir()) / f"askdagger-mnist-{kind}-slots-{os.getuid()}"
+
+
+def prepare(folder: Path, is_default: bool, what: str, elsewhere: str) -> None:
+    """Create ``folder`` (private to this user) or refuse it in one sentence. ``what`` names
+    the slots in errors ("GPU slot"), ``elsewhere`` says how to name another folder."""
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = os.lstat(folder)
+    except OSError as exc:
+        raise UserError(f"the {what} folder {folder} cannot be used ({exc.strerror}): "
+                        f"{elsewhere}.") from None
+    if is_default and st.st_uid != os.getuid():
+        raise UserError(f"the {what} folder {folder} belongs to another user: remove it, or "
+                        f"{elsewhere}.")
+
+
+def open_lock(path: Path, what: str, elsewhere: str) -> int:
+    # Read-only is enough for flock (and lets a folder shared by several users work);
+    # O_NOFOLLOW: a planted symbolic link is refused, never followed.
+    try:
+        return os.open(path, os.O_RDONLY | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+    except OSError as exc:
+        raise UserError(f"the {what} lock {path} cannot be opened ({exc.strerror}): "
+                        f"{elsewhere}.") from None
+
+
+def try_lock(path: Path, what: str, elsewhere: str) -> int | None:
+    """An open descriptor holding the lock of ``path``, or None when another process holds it."""
+    fd = open_lock(path, what, elsewhere)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _locked(path: Path, what: str, elsewhere: str) -> int:
+    """An open descriptor holding the lock of ``path``, once no other process holds it
+    (asleep meanwhile)."""
+    fd = open_lock(path, what, elsewhere)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _choosing(folder: Path, take: Callable[[], Taken | None], what: str, elsewhere: str):
+    """``take()`` under ``choose.lock``: what it took, or None."""
+    choose = _locked(folder / "choose.lock", what, elsewhere)
+    try:
+        return take()
+    finally:
+        os.close(choose)
+
+
+def stderr_line(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def wait_for_slots(folder: Path, take: Callable[[], Taken | None], waiting_line: str,
+                   what: str, elsewhere: str, poll_s: float = POLL_S,
+                   log: Callable[[str], None] = stderr_line) -> tuple[Taken, float]:
+    """(what ``take()`` took, seconds waited): ``take`` locks free slots and returns them, or
+    None when too few are free (holding none then). Says ``waiting_line`` once when it must
+    wait; waits as the module's docstring says."""
+    started = time.monotonic()
+    taken = _choosing(folder, take, what, elsewhere)
+    if taken is None:
+        log(waiting_line)
+        queue = _locked(folder / "queue.lock", what, elsewhere)  # asleep behind the first waiter
+        try:
+            while (taken := _choosing(folder, take, what, elsewhere)) is None:
+                time.sleep(poll_s)
+        finally:
+            os.close(queue)
+    return taken, round(time.monotonic() - started, 3)
