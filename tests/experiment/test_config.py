@@ -385,7 +385,7 @@ def test_check_or_exit_is_silent_on_a_good_config(capsys):
 
 @pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="needs Linux's /proc")
 def test_unlock_names_a_snakemake_still_running_in_this_directory(tmp_path, monkeypatch, capsys):
-    from askdagger_mnist.experiment import config_checks
+    from askdagger_mnist.experiment import command_line
 
     fake = tmp_path / "bin" / "snakemake"  # a "head": its command line names snakemake
     fake.parent.mkdir()
@@ -395,8 +395,8 @@ def test_unlock_names_a_snakemake_still_running_in_this_directory(tmp_path, monk
     heads = [subprocess.Popen([sys.executable, str(fake), "--cores", "8"], cwd=d)
              for d in (here, elsewhere)]
     try:
-        assert [pid for pid, _ in config_checks.running_here(here)] == [heads[0].pid]
-        assert config_checks.running_here(tmp_path) == []
+        assert [pid for pid, _ in command_line.running_here(here)] == [heads[0].pid]
+        assert command_line.running_here(tmp_path) == []
         monkeypatch.chdir(here)
         monkeypatch.setattr(sys, "argv", ["snakemake", "--cores", "1"])
         cfg.check_or_exit({}, SCHEMA_PATH)  # not unlocking: nothing to say
@@ -499,3 +499,112 @@ def test_a_stream_too_short_for_the_sag_figure_is_refused_at_start_up():
     assert problem({"max_steps": 1}).startswith(
         "config key max_steps is 1, but figures/sag.pdf recomputes the last step's SAG call")
     cfg.check({"max_steps": 2}, SCHEMA_PATH)
+
+
+# ---- names and paths that become file names and shell words -------------------------------------
+
+VARIANT = {"p_rand": 0.3, "normalization": True, "imputation": True}
+
+
+@pytest.mark.parametrize("config, where", [
+    ({"variants": {"sag": VARIANT, "odd\n": {**VARIANT, "p_rand": 0.4}}}, "variants"),
+    ({"results_archives": [{"name": "mine\n", "url": "file:///a.zip", "format": "bundle"}]},
+     "results_archives[0].name"),
+    ({"results_archives": [{"name": "mine", "url": "file:///a.zip", "sha256": "0" * 64 + "\n",
+                            "format": "bundle"}]}, "results_archives[0].sha256"),
+])
+def test_a_name_or_hash_ending_in_a_line_break_is_refused(config, where):
+    # A pattern ending in $ lets one trailing line break through; the name would then split
+    # the shell command that carries it.
+    assert problem(config).startswith(f"invalid config value {where} = ")
+
+
+@pytest.mark.parametrize("config, key", [
+    ({"variants": {"sag": VARIANT, "v" * 300: {**VARIANT, "p_rand": 0.4}}}, "variants"),
+    ({"results_archives": [{"name": "a" * 201, "url": "file:///a.zip", "format": "bundle"}]},
+     "results_archives"),
+])
+def test_a_name_too_long_for_a_file_name_is_refused(config, key):
+    from askdagger_mnist.experiment.naming import MAX_NAME_LENGTH
+
+    sentence = problem(config)
+    assert sentence.startswith(f"config key {key} names '") and len(sentence) < 400, sentence
+    assert f"longer than the {MAX_NAME_LENGTH} characters a name may have" in sentence
+    longest = {"results_archives": [{"name": "a" * MAX_NAME_LENGTH, "url": "file:///a.zip",
+                                     "format": "bundle"}]}
+    cfg.check(longest, SCHEMA_PATH)
+    schema = cfg.load_schema(SCHEMA_PATH)["properties"]  # the limit, as the schema states it
+    for key in ("variants", "results_archives"):
+        assert f"name (up to {MAX_NAME_LENGTH} letters, " in schema[key]["description"]
+
+
+@pytest.mark.parametrize("part", ["", "/MNIST", "/MNIST/raw"])
+def test_an_mnist_root_through_a_dangling_link_is_refused(tmp_path, part):
+    root = tmp_path / "mnist"
+    link = Path(f"{root}{part}")
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.symlink_to(tmp_path / "unmounted")
+    assert problem({"mnist_root": str(root)}) == (
+        f"config key mnist_root = '{root}': {link} is a link to {tmp_path / 'unmounted'}, which "
+        "does not exist: create that folder (or mount its disk), or point mnist_root elsewhere."
+    )
+
+
+@pytest.mark.parametrize("root, phrase", [
+    ("data/mnist\n", "holds a line break or another control character"),
+    ("data/" + "m" * 256, "has a folder name of 256 bytes, more than the 255 a file system allows"),
+])
+def test_an_mnist_root_no_file_system_would_take_as_written_is_refused(root, phrase):
+    sentence = problem({"mnist_root": root})
+    assert sentence.startswith("config key mnist_root = ") and phrase in sentence, sentence
+
+
+def test_a_dangling_link_where_the_workflow_writes_is_refused(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results").symlink_to(tmp_path / "scratch-disk")
+    assert problem({}) == (
+        f"results is a link to {tmp_path / 'scratch-disk'}, which does not exist, and the "
+        "workflow writes there: create that folder (or mount its disk), or remove the link."
+    )
+
+
+def test_an_empty_value_from_the_command_line_is_reported_as_empty(capsys):
+    # Snakemake turns `--config mnist_root=` into null; the sentence shows what was typed.
+    with pytest.raises(SystemExit):
+        cfg.check_or_exit({"mnist_root": None}, SCHEMA_PATH,
+                          argv=["snakemake", "-n", "--config", "max_steps=3", "mnist_root="])
+    assert capsys.readouterr().err.startswith('error: invalid config value mnist_root = "": ')
+    config = {"max_steps": None}  # where null is allowed, empty stays null
+    cfg.check_or_exit(config, SCHEMA_PATH, argv=["snakemake", "--config", "max_steps="])
+    assert config["max_steps"] is None
+
+
+@pytest.mark.parametrize("argv, dropped", [
+    (["--configfile", "a.yaml", "--configfile", "b.yaml"], "a.yaml"),
+    (["--configfiles", "a.yaml", "c.yaml", "-n", "--configfile=b.yaml"], "a.yaml, c.yaml"),
+    (["-C", "x=1", "--configfile", "a.yaml", "--cores", "1", "--configfile", "a.yaml", "b.yaml"], None),
+    (["--configfile", "a.yaml", "b.yaml"], None),
+])
+def test_config_files_of_an_earlier_configfile_flag_are_refused(capsys, argv, dropped):
+    # Snakemake keeps only the last --configfile flag's files, silently.
+    config = {}
+    if dropped is None:
+        cfg.check_or_exit(config, SCHEMA_PATH, argv=["snakemake", *argv])
+        assert capsys.readouterr().err == ""
+        return
+    with pytest.raises(SystemExit):
+        cfg.check_or_exit(config, SCHEMA_PATH, argv=["snakemake", *argv])
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --configfile was given more than once, and Snakemake reads "
+                          f"only the files of the last one, so it would ignore {dropped}: ")
+    assert err.count("\n") == 1 and "--configfile" in err.split(": ", 2)[2]
+
+
+def test_values_of_an_earlier_config_flag_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        cfg.check_or_exit({"repetitions": 2}, SCHEMA_PATH,
+                          argv=["snakemake", "--config", "max_steps=5", "--config", "repetitions=2"])
+    assert capsys.readouterr().err == (
+        "error: --config was given more than once, and Snakemake reads only the values of the "
+        "last one, so it would ignore max_steps=5: give every key=value after one --config "
+        "(--config max_steps=5 repetitions=2).\n")

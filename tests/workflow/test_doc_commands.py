@@ -95,6 +95,9 @@ EXPECT = {
          "_not_shell": ["--mode success", "--mode specificity"]},
     "snakemake --cores 8 figures/mnist.pdf --config 's_des=[0.5,0.9]'": {"train": 3 * 2 * 10},
     "snakemake --cores 8 --configfile my.yaml": {"train": None},
+    # README and workflow.md: the preset, then my.yaml's repetitions: 3 (both files apply)
+    "snakemake --cores 2 --configfile workflow/presets/smoke.yaml my.yaml":
+        {"train": 2 * 3 * 7, "_shell": ["--max-steps 40 "]},
     "snakemake --cores 8 results/runs/success/sag/s0.9/rep0": {"train": 1, "total": 2},
     "snakemake --cores 8 figures/mnist.pdf --config engine=plain":
         {"train": MAIN_RUNS, "_shell": ["--engine plain "]},
@@ -306,7 +309,7 @@ def _snakemake_job(cmd: Command, workdir: Path, home: Path) -> dict:
     if cmd.yaml_above is not None and (cmd.doc, cmd.text) in YAML_ABOVE:
         (workdir / "doc-config.yaml").write_text(cmd.yaml_above)
         args = ["--configfile", "doc-config.yaml", *args]
-    if "--configfile" in args and args[args.index("--configfile") + 1] == "my.yaml":
+    if "--configfile" in args and "my.yaml" in args:
         (workdir / "my.yaml").write_text("repetitions: 3\n")  # "only the keys that change"
     if "--report" in args:
         (workdir / "figures").mkdir()

@@ -276,6 +276,67 @@ def test_config_from_the_command_line_is_typed(tmp_path):
     assert "--no-imputation" not in shell and "--no-cpu-slots " in shell
 
 
+# ---- names, paths and flags that would fail only after the first jobs ---------------------------
+
+SMOKE = REPO / "workflow" / "presets" / "smoke.yaml"
+_ODD = {"p_rand": 0.3, "normalization": True, "imputation": True}
+# Each planned (before the check): a name that splits the train command, one too long for a
+# folder name (File name too long, after the download), an empty mnist_root shown as null.
+# (A dry run each: before the check they planned and ran nothing.)
+START_UP_REFUSALS = [
+    ({"variants": {"odd\n": _ODD}, "figures": {"main": {"variant": "odd\n"}}},
+     'variants = "odd\\n"', "does not match"),
+    ({"variants": {"v" * 300: _ODD}, "figures": {"main": {"variant": "v" * 300}}},
+     "variants names 'vvv", "(300 characters), longer than the 200 characters a name may have"),
+    (["--config", "mnist_root="], 'mnist_root = ""', "should be non-empty"),
+]
+
+
+@pytest.mark.parametrize("given, key, phrase", START_UP_REFUSALS,
+                         ids=["trailing-newline", "300-characters", "empty-mnist-root"])
+def test_a_name_or_path_that_fails_later_is_refused_at_start_up(tmp_path, given, key, phrase):
+    if isinstance(given, dict):
+        (tmp_path / "bad.yaml").write_text(yaml.safe_dump(given))
+        given = ["--configfile", str(SMOKE), str(tmp_path / "bad.yaml")]
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    proc = snakemake(workdir, "--dry-run", *given)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert proc.returncode == 1 and len(errors) == 1, (proc.stdout + proc.stderr)[-3000:]
+    assert key in errors[0] and phrase in errors[0], errors[0]
+    assert "Building DAG" not in proc.stdout + proc.stderr
+
+
+def test_an_mnist_root_behind_a_link_to_nothing_is_refused_at_start_up(tmp_path):
+    link = tmp_path / "mnist"
+    link.symlink_to(tmp_path / "unmounted")  # an external disk not mounted
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    proc = snakemake(workdir, "--dry-run", "--configfile", str(SMOKE), "--config", f"mnist_root={link}")
+    assert proc.returncode == 1, (proc.stdout + proc.stderr)[-3000:]
+    assert proc.stderr.splitlines()[-1] == (
+        f"error: config key mnist_root = '{link}': {link} is a link to {tmp_path / 'unmounted'}, "
+        "which does not exist: create that folder (or mount its disk), or point mnist_root "
+        "elsewhere.")
+
+
+def test_two_configfile_flags_are_refused_and_one_flag_applies_both(tmp_path):
+    """Snakemake keeps only the last --configfile flag: the smoke preset and a file of one's own
+    given as two flags would plan the paper's whole grid with the file's keys, silently."""
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("repetitions: 2\n")
+    two_flags = snakemake(tmp_path, "--dry-run", "--configfile", str(SMOKE), "--configfile", str(mine))
+    assert two_flags.returncode == 1, job_counts(two_flags.stdout + two_flags.stderr)
+    assert two_flags.stderr.splitlines()[-1] == (
+        "error: --configfile was given more than once, and Snakemake reads only the files of the "
+        f"last one, so it would ignore {SMOKE}: name every file after one --configfile, in the "
+        f"order they apply (--configfile {SMOKE} {mine})."
+    )
+    one_flag = snakemake(tmp_path, "--dry-run", "--configfile", str(SMOKE), str(mine))
+    assert one_flag.returncode == 0, one_flag.stderr[-3000:]
+    assert job_counts(one_flag.stdout + one_flag.stderr)["train"] == 28  # the smoke grid, 2 reps
+
+
 # ---- conda environments -------------------------------------------------------------------------
 
 # import name -> conda-forge package name (what a rule's script may import)

@@ -29,8 +29,10 @@ The steps, in order:
    the same settings, names sharing a folder, a stream longer than MNIST, an ``mnist_root``
    that is a file, ...).
 
-``check_or_exit`` adds two checks of how Snakemake was started: a key written twice in a
-config file it loaded, and ``--unlock`` while a run is still active here (a warning).
+``check_or_exit`` adds the checks of how Snakemake was started: a repeated ``--configfile``
+or ``--config`` flag (Snakemake would silently keep only the last), a key written twice in a
+config file it loaded, and ``--unlock`` while a run is still active here (a warning); and it
+shows a ``--config key=`` as the empty text typed, not as the null Snakemake makes of it.
 """
 
 from __future__ import annotations
@@ -48,11 +50,15 @@ import jsonschema
 import yaml
 from jsonschema import validators
 
+from askdagger_mnist.experiment.command_line import (
+    empty_config_keys,
+    repeated_flag_problem,
+    unlock_warning,
+)
 from askdagger_mnist.experiment.config_shape import ConfigProblem, duplicate_keys, key_path, shape_problem
 from askdagger_mnist.experiment.config_checks import (  # noqa: F401 (the rules import ABLATIONS from here)
     ABLATIONS,
     cross_check,
-    unlock_warning,
 )
 
 
@@ -258,22 +264,30 @@ def check(config: MutableMapping, schema_path: str | Path) -> None:
         raise ConfigProblem(problem)
 
 
-def check_or_exit(config: MutableMapping, schema_path: str | Path, configfiles=()) -> None:
+def check_or_exit(config: MutableMapping, schema_path: str | Path, configfiles=(),
+                  argv: list[str] | None = None) -> None:
     """``check``, but a problem prints ``error: <sentence>`` to stderr and exits 1.
 
     What the Snakefile calls: the workflow stops before any job, without a traceback. First
-    each config file Snakemake loaded (``configfiles``: the Snakefile passes
-    ``workflow.configfiles``) is read for a key written twice; last, ``--unlock`` while a run
-    is still active here prints a warning.
+    Snakemake's command line (``argv``, by default ``sys.argv``) is read for a repeated
+    ``--configfile`` or ``--config`` flag, whose earlier files or values Snakemake would
+    ignore, and for ``--config key=`` values, which Snakemake turns into null and which are
+    put back as the empty text typed (``command_line``); then each config file Snakemake
+    loaded (``configfiles``: the Snakefile passes ``workflow.configfiles``) is read for a key
+    written twice; last, ``--unlock`` while a run is still active here prints a warning.
     """
+    argv = sys.argv if argv is None else argv
     try:
-        problem = duplicate_keys(configfiles)
+        problem = repeated_flag_problem(argv) or duplicate_keys(configfiles)
         if problem:
             raise ConfigProblem(problem)
+        for key in empty_config_keys(argv):
+            if config.get(key) is None:
+                config[key] = ""  # coerce makes it null again where null is allowed
         check(config, schema_path)
     except ConfigProblem as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
-    warning = unlock_warning()
+    warning = unlock_warning(argv)
     if warning:
         print(f"warning: {warning}", file=sys.stderr)

@@ -5,20 +5,18 @@ so in one sentence naming the key and what to do (or return None):
 
 - ``cross_check``: values that clash with each other or with the disk: a figure naming an
   undefined variant, an s_des its run directory's name would round, two variants with the
-  same settings, names sharing a folder, a stream longer than MNIST, a
-  download without archives, an ``mnist_root`` that is a file or would not mean what it says;
-- ``unlock_warning``: ``--unlock`` while a head or job of a Snakemake run is alive in this
-  directory on this host, whose lock is then not stale (docs/workflow.md).
+  same settings, names sharing a folder or too long for a file name, a stream longer than
+  MNIST, a download without archives, an ``mnist_root`` that is a file, lies behind a link to
+  nothing or would not mean what it says, a link to nothing where the workflow writes.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from askdagger_mnist.experiment.naming import format_s_des
+from askdagger_mnist.experiment.naming import MAX_NAME_LENGTH, NAME_MAX_BYTES, format_s_des
 from askdagger_mnist.experiment.run_settings import stream_steps
 from askdagger_mnist.settings import MNIST_TRAIN_IMAGES
 
@@ -31,7 +29,7 @@ SINGLE_VARIANT_FIGURES = ("main", "sag")
 def cross_check(config: Mapping) -> str | None:
     """The first clash in a config that passed the schema and has its defaults, or None."""
     for check in (_names, _same_variants, _figure_variants, _s_des_exact, _stream, _sag_figure_step,
-                  _download, _prand_titles, _mnist_root, _compare_with):
+                  _download, _prand_titles, _mnist_root, _compare_with, _output_folders):
         sentence = check(config)
         if sentence:
             return sentence
@@ -139,11 +137,26 @@ def _clash(key: str, names: Iterable[str], what: str) -> str | None:
     )
 
 
+def _too_long(key: str, names: Iterable[str]) -> str | None:
+    """A name longer than folder and file names named after it may be (naming.py)."""
+    for name in names:
+        if len(name.encode()) > MAX_NAME_LENGTH:
+            shown = name if len(name) <= 40 else name[:37] + "..."
+            return (
+                f"config key {key} names {shown!r} ({len(name.encode())} characters), longer "
+                f"than the {MAX_NAME_LENGTH} characters a name may have (folders and files are "
+                f"named after it, and file systems allow {NAME_MAX_BYTES} bytes in a file name): "
+                "shorten it."
+            )
+    return None
+
+
 def _names(config: Mapping) -> str | None:
     archives = [a["name"] for a in config["results_archives"]]
-    return _clash("results_archives", archives, "archive") or _clash(
-        "variants", list(config["variants"]), "variant"
-    )
+    variants = list(config["variants"])
+    return (_too_long("results_archives", archives) or _too_long("variants", variants)
+            or _clash("results_archives", archives, "archive")
+            or _clash("variants", variants, "variant"))
 
 
 def _download(config: Mapping) -> str | None:
@@ -200,8 +213,25 @@ def _mnist_root(config: Mapping) -> str | None:
         )
     if "{" in root or "}" in root:
         return head + "{ and } are Snakemake wildcards in file names: choose a folder without them."
+    if any(ord(c) < 32 or ord(c) == 127 for c in root):
+        return head + (
+            "it holds a line break or another control character, which no folder name should: "
+            "write the path on one line, without them."
+        )
+    for part in Path(root).parts:
+        if len(os.fsencode(part)) > NAME_MAX_BYTES:
+            return head + (
+                f"it has a folder name of {len(os.fsencode(part))} bytes, more than the "
+                f"{NAME_MAX_BYTES} a file system allows: choose a folder with shorter names."
+            )
     raw = Path(root) / "MNIST" / "raw"
     for path in (raw, *raw.parents):
+        target = _dangling_link(path)
+        if target is not None:
+            return head + (
+                f"{path} is a link to {target}, which does not exist: create that folder (or "
+                "mount its disk), or point mnist_root elsewhere."
+            )
         if path.exists():  # the nearest part that exists must be a folder
             if not path.is_dir():
                 return head + (
@@ -212,64 +242,26 @@ def _mnist_root(config: Mapping) -> str | None:
     return None
 
 
-# ---- the config files' text ------------------------------------------------------------------
+def _dangling_link(path: Path) -> str | None:
+    """Where ``path`` links to when it is a symbolic link to nothing (a folder not created or a
+    disk not mounted), else None: writing through it fails, and Snakemake's message for that
+    names neither the link nor its target."""
+    if path.is_symlink() and not path.exists():
+        return os.readlink(path)
+    return None
 
 
-# ---- --unlock while a run is alive here ------------------------------------------------------
+def _output_folders(config: Mapping) -> str | None:
+    """A link to nothing where the workflow writes (grid.OUTPUT_FOLDERS, or a folder above one),
+    relative to the working directory."""
+    from askdagger_mnist.experiment.grid import OUTPUT_FOLDERS  # (grid imports this module)
 
-
-def unlock_warning(argv: list[str] | None = None, directory=None) -> str | None:
-    """When ``argv`` asks for ``--unlock`` and a process of a Snakemake run works in
-    ``directory`` on this host, the sentence that says its lock is not stale."""
-    if "--unlock" not in (sys.argv if argv is None else argv):
-        return None
-    running = running_here(os.getcwd() if directory is None else directory)
-    if not running:
-        return None
-    pid, command = running[0]
-    command = command if len(command) <= 100 else command[:97] + "..."
-    more = f", and {len(running) - 1} more" if len(running) > 1 else ""
-    ended = "those processes have" if more else "that process has"
-    return (
-        f"a Snakemake run is still active in this directory (process {pid}: {command}{more}), "
-        f"so its lock was not stale: start no other Snakemake here until {ended} ended, or it "
-        "may delete the results of the jobs still running."
-    )
-
-
-def running_here(directory: str | Path) -> list[tuple[int, str]]:
-    """(pid, command line) of each Snakemake head or job of this workflow working in
-    ``directory`` on this host, from Linux's /proc (elsewhere: none), this process and its
-    parents left out. Another user's processes cannot be seen."""
-    here, mine = os.path.realpath(directory), _self_and_parents()
-    found = []
-    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
-        if not entry.isdigit() or int(entry) in mine:
-            continue
-        try:
-            cwd = os.readlink(f"/proc/{entry}/cwd")
-            argv = [a for a in Path(f"/proc/{entry}/cmdline").read_bytes().decode(
-                errors="replace").split("\0") if a]
-        except OSError:
-            continue
-        if cwd == here and _of_a_run(argv):
-            found.append((int(entry), " ".join(argv)))
-    return sorted(found)
-
-
-def _of_a_run(argv: list[str]) -> bool:
-    """A Snakemake head (``snakemake ...``, ``python -m snakemake ...``) or a job's command."""
-    module = argv[argv.index("-m") + 1] if "-m" in argv[:-1] else ""
-    return ("snakemake" in (os.path.basename(a) for a in argv[:2]) or module == "snakemake"
-            or module.startswith("askdagger_mnist."))
-
-
-def _self_and_parents() -> set[int]:
-    pids, pid = set(), os.getpid()
-    while pid > 1 and pid not in pids:
-        pids.add(pid)
-        try:  # /proc/<pid>/stat: "pid (name) state ppid ..."
-            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            break
-    return pids
+    for folder in OUTPUT_FOLDERS:
+        for path in reversed((Path(folder), *Path(folder).parents[:-1])):
+            target = _dangling_link(path)
+            if target is not None:
+                return (
+                    f"{path} is a link to {target}, which does not exist, and the workflow "
+                    "writes there: create that folder (or mount its disk), or remove the link."
+                )
+    return None

@@ -26,6 +26,13 @@ MNIST_MANIFEST = "results/mnist.verified.json"
 # The archives of compare_with, imported: the other side of a reproduction verdict.
 COMPARE = "results/compare"
 REPRODUCTION = "results/reproduction"
+# Prebuilt results: the archives fetched, and each one's runs imported (rules/results.smk).
+ARCHIVE_DIR = "resources/archives"
+IMPORTED = "results/imported"
+# Every folder the rules write in (with the folders above them), relative to the working
+# directory: the config check refuses a link to nothing there before any job starts.
+OUTPUT_FOLDERS = (RUNS, METRICS, LOGS, BENCHMARKS, COMPARE, REPRODUCTION, IMPORTED, ARCHIVE_DIR,
+                  "results/tables", "figures")
 
 
 def run_dir(mode: str, variant: str, s_des, rep) -> str:

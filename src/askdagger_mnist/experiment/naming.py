@@ -13,6 +13,13 @@ from typing import Iterable
 
 RUNS_DIR = "results/runs"
 
+# A folder or file name may hold at most 255 bytes (Linux, macOS, Windows). The workflow names
+# folders and files after variants and archives, adding at most 18 bytes around a name (an
+# archive's temporary, ``.{name}.zip.<8 hex digits>.tmp``): names are held to 200 characters
+# (letters, digits, ``_ . -``: one byte each), which leaves room to spare.
+NAME_MAX_BYTES = 255
+MAX_NAME_LENGTH = 200
+
 
 def format_s_des(s_des: float) -> str:
     """s_des as it appears in run directory names and figure labels: 0.9 -> '0.9'."""
