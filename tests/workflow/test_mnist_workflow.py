@@ -26,6 +26,7 @@ import yaml
 
 from askdagger_mnist.data.mnist import raw_folder
 from conftest import MNIST_RAW, REPO
+from test_workflow_static import job_counts
 
 pytestmark = pytest.mark.needs_mnist
 
@@ -41,13 +42,17 @@ NAMES = [
 MANIFEST = "results/mnist.verified.json"
 
 
-def snakemake(tmp_path: Path, root: Path, mirror: str, *targets: str, extra=()) -> subprocess.CompletedProcess:
+NEWEST = [sys.executable, "-m", "snakemake"]
+
+
+def snakemake(tmp_path: Path, root: Path, mirror: str, *targets: str, extra=(), head=NEWEST,
+              workflow_profile: tuple[str, ...] = ("--workflow-profile", "none")) -> subprocess.CompletedProcess:
     (tmp_path / "mirror.yaml").write_text(yaml.safe_dump({"mnist_mirrors": [mirror], "mnist_root": str(root)}))
     workdir = tmp_path / "work"
     workdir.mkdir(exist_ok=True)
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", *targets, "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
-         "--cores", "1", "--workflow-profile", "none", "--show-failed-logs",
+        [*head, *targets, "--snakefile", str(SNAKEFILE), "--directory", str(workdir),
+         "--cores", "1", *workflow_profile, "--show-failed-logs",
          "--configfile", str(SMOKE), str(tmp_path / "mirror.yaml"), *extra],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
@@ -204,6 +209,47 @@ def test_a_moved_root_retrains_nothing_and_a_root_without_the_files_is_named(tmp
     assert f"{empty}/MNIST/raw/train-images-idx3-ubyte.gz" in dry.output
     assert "python -m askdagger_mnist.cli.download_mnist" in dry.output
     assert run.stat().st_mtime_ns == stamp
+
+
+@pytest.fixture(params=["newest", pytest.param("floor", marks=[pytest.mark.system, pytest.mark.slow])])
+def head(request) -> list[str]:
+    """The Snakemake that runs the workflow: the installed one, or the declared floor."""
+    if request.param == "newest":
+        return NEWEST
+    return [str(request.getfixturevalue("floor_venv") / "bin" / "snakemake")]
+
+
+def test_a_moved_root_and_other_execution_choices_rerun_nothing_and_miss_no_run(tmp_path, head):
+    """What docs/workflow.md promises, on the declared floor as on the newest Snakemake, under
+    the workflow profile users run with: after mnist_root points at another copy, and engine,
+    threads, checkpoints and matmul precision change, a finished run is not run again, and the
+    first invocation makes the run still missing. (On 9.0.1 a changed mnist_root was a changed
+    param of the download and of every train job: the download re-ran, and that invocation
+    ended, exit 0, without the missing run.)"""
+    def smk(root: Path, *targets: str, extra=()) -> subprocess.CompletedProcess:
+        return snakemake(tmp_path, root, OFFLINE, *targets, extra=extra, head=head,
+                         workflow_profile=())  # profiles/default, loaded by itself
+
+    done, missing = "results/runs/success/sag/s0.9/rep0", "results/runs/sensitivity/sag/s0.9/rep0"
+    proc = smk(user_root(tmp_path / "a", NAMES), done, extra=("--config", "max_steps=2"))
+    assert proc.returncode == 0, proc.output[-3000:]
+    finished = proc.workdir / done / "run.json"
+    stamp = finished.stat().st_mtime_ns
+
+    moved = user_root(tmp_path / "b", NAMES[:2])
+    changed = ("--config", "max_steps=2", "engine=plain", "threads=2", "checkpoint_every=1",
+               "matmul_precision=high")
+    dry = smk(moved, done, missing, extra=(*changed, "--dry-run"))
+    assert dry.returncode == 0, dry.output[-3000:]
+    assert job_counts(dry.output) == {"train": 1, "total": 1}, dry.output[-3000:]
+    assert f"output: {missing}" in dry.output and "Params have changed" not in dry.output
+
+    proc = smk(moved, done, missing, extra=changed)
+    assert proc.returncode == 0, proc.output[-3000:]
+    assert json.loads((proc.workdir / missing / "run.json").read_text())["n_steps"] == 2
+    assert finished.stat().st_mtime_ns == stamp
+    again = smk(moved, done, missing, extra=(*changed, "--dry-run"))
+    assert "Nothing to be done" in again.output, again.output[-3000:]
 
 
 class _SlowCountingMirror(http.server.SimpleHTTPRequestHandler):

@@ -245,8 +245,8 @@ def test_a_new_wording_of_the_train_command_retrains_nothing_and_a_new_results_v
     assert proc.returncode == 0, proc.output[-3000:]
     before = {r: stamp(workdir, r) for r in (A, B, C)}
     reworded = workflow_copy(tmp_path / "reworded", lambda text: text.replace(
-        '" --checkpoint-every {resources.checkpoint_every}',
-        '" --progress-every 10 --checkpoint-every {resources.checkpoint_every}'))
+        '" --checkpoint-every {resources.checkpoint_every:q}',
+        '" --progress-every 10 --checkpoint-every {resources.checkpoint_every:q}'))
     assert "--progress-every 10" in (reworded.parent / "workflow/rules/train.smk").read_text()
 
     dry = snakemake(NEWEST, workdir, "--dry-run", config=config, snakefile=reworded)

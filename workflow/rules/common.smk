@@ -15,7 +15,8 @@ from askdagger_mnist.experiment.flags import (
     settings_flags,
 )
 from askdagger_mnist.experiment.grid import (
-    BENCHMARKS, COMPARE, FIGURE_GROUPS, LOGS, METRICS, MNIST_MANIFEST, REPRODUCTION, RUNS,
+    ARCHIVE_DIR, BENCHMARKS, COMPARE, FIGURE_GROUPS, IMPORTED, LOGS, METRICS, MNIST_MANIFEST,
+    REPRODUCTION, RUNS,
     all_runs, comparable_runs, final_targets, group_runs, planned_configurations,
     results_archive, sag_figure_run,
 )  # fmt: skip
@@ -37,15 +38,6 @@ _SRC = (
 shell.prefix(
     f"set -euo pipefail; export PYTHONPATH={_SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
 )
-
-
-def mnist_root(wildcards=None, output=None, input=None):
-    """config's mnist_root, for params. As a function of output/input it is a derived param,
-    which Snakemake leaves out of its params rerun trigger: moving the (MD5-verified) files to
-    another root retrains nothing, and download_mnist does not re-run while its manifest
-    exists (a re-run would hide the train jobs behind the ancient() manifest for that
-    invocation)."""
-    return config["mnist_root"]
 
 
 if warning := mnist_root_warning(config, MNIST_MANIFEST):

@@ -20,10 +20,12 @@ rule download_mnist:
         f"{BENCHMARKS}/download_mnist.tsv"
     conda:
         "../../envs/train.yaml"
-    params:
-        # Derived params (functions of output): not rerun triggers, see common.smk, mnist_root.
-        root=mnist_root,
-        mirrors=lambda wildcards, output: mirror_flags(config),
+    resources:
+        # Resources, not params: where MNIST lies and where it comes from re-run nothing (a
+        # re-run, while the manifest exists, would hide the train jobs behind the ancient()
+        # manifest for that invocation, so that a missing run stayed missing).
+        mnist_root=config["mnist_root"],
+        mirrors=mirror_flags(config),  # each URL quoted
     shell:
-        "python -m askdagger_mnist.cli.download_mnist --root {params.root:q} {params.mirrors}"
-        " --require train --manifest {output:q} > {log:q} 2>&1"
+        "python -m askdagger_mnist.cli.download_mnist --root {resources.mnist_root:q}"
+        " {resources.mirrors} --require train --manifest {output:q} > {log:q} 2>&1"

@@ -32,8 +32,8 @@ rule plot_main:
         reps=config["repetitions"],
     shell:
         "python -m askdagger_mnist.cli.plots main --runs-csv {input.runs:q} --curves {input.curves:q}"
-        " --modes {params.modes} --variant {params.variant} --s-des {params.s_des}"
-        " --reps {params.reps} --out {output.figure:q} > {log:q} 2>&1"
+        " --modes {params.modes:q} --variant {params.variant:q} --s-des {params.s_des:q}"
+        " --reps {params.reps:q} --out {output.figure:q} > {log:q} 2>&1"
 
 
 rule plot_ablation:
@@ -68,9 +68,9 @@ rule plot_ablation:
         reps=config["repetitions"],
         prefix=lambda wildcards, output: output.csv[: -len(".csv")],
     shell:
-        "python -m askdagger_mnist.cli.plots {params.command} --runs-csv {input.runs:q}"
-        " --curves {input.curves:q} --variants {params.variants} --s-des {params.s_des}"
-        " --reps {params.reps} --out-figure {output.figure:q} --out-tables {params.prefix:q}"
+        "python -m askdagger_mnist.cli.plots {params.command:q} --runs-csv {input.runs:q}"
+        " --curves {input.curves:q} --variants {params.variants:q} --s-des {params.s_des:q}"
+        " --reps {params.reps:q} --out-figure {output.figure:q} --out-tables {params.prefix:q}"
         " > {log:q} 2>&1"
 
 

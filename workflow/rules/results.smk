@@ -19,8 +19,6 @@ from askdagger_mnist.experiment.grid import SWEEP_CONFIG_KEYS
 from askdagger_mnist.experiment.run_settings import RUN_CONFIG_KEYS
 
 ARCHIVES = {a["name"]: a for a in config["results_archives"]}
-IMPORTED = "results/imported"
-ARCHIVE_DIR = "resources/archives"
 # What check_imports found: each configured run's archive and the steps of it used.
 IMPORTS_CHECKED = "results/imported.checked.json"
 _SHOW_LOG_ON_ERROR = "|| {{ tail -n 3 {log:q} >&2; exit 1; }}"
@@ -55,7 +53,7 @@ if config["results_source"] == "download" or config["compare_with"]:
             url=lambda wildcards: results_archive(config, wildcards.name)["url"],
             # Without a configured sha256 the computed one is logged and the structure checked.
             sha256=lambda wildcards: (
-                f"--sha256 {results_archive(config, wildcards.name)['sha256']}"
+                f"--sha256 {shlex.quote(results_archive(config, wildcards.name)['sha256'])}"
                 if results_archive(config, wildcards.name).get("sha256")
                 else ""
             ),
@@ -64,8 +62,8 @@ if config["results_source"] == "download" or config["compare_with"]:
             max_mib=lambda wildcards, output: config["max_download_mib"],
         shell:
             "python -m askdagger_mnist.cli.fetch_results download --url {params.url:q}"
-            " {params.sha256} --format {params.format} --max-mib {params.max_mib}"
-            " --out {output:q} > {log:q} 2>&1 "
+            " {params.sha256} --format {params.format:q}"
+            " --max-mib {params.max_mib:q} --out {output:q} > {log:q} 2>&1 "
             + _SHOW_LOG_ON_ERROR
 
     rule import_archive:
@@ -90,7 +88,7 @@ if config["results_source"] == "download" or config["compare_with"]:
             filters=f"--batch-size {config['batch_size']} --update-every {config['update_every']}",
         shell:
             "python -m askdagger_mnist.cli.fetch_results import --archive {input.archive:q}"
-            " --format {params.format} --url {params.url:q} --variants {params.variants:q}"
+            " --format {params.format:q} --url {params.url:q} --variants {params.variants:q}"
             " {params.filters} --out {output.staging:q} > {log:q} 2>&1 "
             + _SHOW_LOG_ON_ERROR
 
@@ -148,8 +146,9 @@ if config["results_source"] == "download":
             config=config_flag(config, RUN_CONFIG_KEYS),
         shell:
             "python -m askdagger_mnist.cli.fetch_results pick --staging {input.staging:q}"
-            " --mode {wildcards.mode} --variant {wildcards.variant} --s-des {wildcards.s_des}"
-            " --rep {wildcards.rep} {params.config} --out {output.run:q} > {log:q} 2>&1 "
+            " --mode {wildcards.mode:q} --variant {wildcards.variant:q}"
+            " --s-des {wildcards.s_des:q} --rep {wildcards.rep:q}"
+            " {params.config} --out {output.run:q} > {log:q} 2>&1 "
             + _SHOW_LOG_ON_ERROR
 
 

@@ -29,13 +29,15 @@ if config["results_source"] == "train":
             gpu=train_gpu_tag(config["train_resources"], config["device"]),
             mem_mb=config["train_resources"]["mem_mb"],
             runtime=config["train_resources"]["runtime"],
-            # Execution choices, not settings: changing them re-runs nothing.
+            # Execution choices, not settings: changing them re-runs nothing (resources are no
+            # rerun trigger). So is where MNIST lies: moving it retrains nothing.
             device=config["device"],
             jobs_per_gpu=config["jobs_per_gpu"],
             engine=config["engine"],
             cpu_slots="--cpu-slots" if config["cpu_slots"] else "--no-cpu-slots",
             matmul_precision=config["matmul_precision"],
             checkpoint_every=config["checkpoint_every"],
+            mnist_root=config["mnist_root"],
         params:
             # Every setting but mode, s_des and rep (the wildcards pass those).
             settings=lambda w: settings_flags(
@@ -45,13 +47,11 @@ if config["results_source"] == "train":
             # that alters results, settings.py) re-runs every train job; a rerun of a finished
             # run of today's version restores it from its kept copy (data/kept_runs.py).
             results_version=RESULTS_VERSION,
-            # config's mnist_root; not a rerun trigger: moving MNIST retrains nothing.
-            data_root=mnist_root,
         shell:
-            "python -m askdagger_mnist.cli.train --mode {wildcards.mode} --variant {wildcards.variant}"
-            " --s-des {wildcards.s_des} --rep {wildcards.rep} {params.settings}"
-            " --data-root {params.data_root:q} --out {output.run:q}"
-            " --device {resources.device} --jobs-per-gpu {resources.jobs_per_gpu}"
-            " --engine {resources.engine} --threads {threads} {resources.cpu_slots}"
-            " --matmul-precision {resources.matmul_precision}"
-            " --checkpoint-every {resources.checkpoint_every} > {log:q} 2>&1"
+            "python -m askdagger_mnist.cli.train --mode {wildcards.mode:q}"
+            " --variant {wildcards.variant:q} --s-des {wildcards.s_des:q} --rep {wildcards.rep:q}"
+            " {params.settings} --data-root {resources.mnist_root:q} --out {output.run:q}"
+            " --device {resources.device:q} --jobs-per-gpu {resources.jobs_per_gpu:q}"
+            " --engine {resources.engine:q} --threads {threads:q} {resources.cpu_slots:q}"
+            " --matmul-precision {resources.matmul_precision:q}"
+            " --checkpoint-every {resources.checkpoint_every:q} > {log:q} 2>&1"
