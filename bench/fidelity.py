@@ -2,6 +2,7 @@
 
     python bench/fidelity.py [--configs MODE:S_DES[:VARIANT] ...] [--reps 10] [--engine fast|plain]
         [--jobs 2] [--keep DIR] [--reference FOLDER ...] [--theirs-csv bench/original/original_runs.csv]
+        [--theirs-precision medium|highest]
 
 Trains --reps runs of ours for each configuration (default: the three modes at s_des 0.9, the
 paper's SAG; VARIANT is a name of the config's default variants: sag, no_normalization,
@@ -60,11 +61,13 @@ def parse_config(text: str) -> tuple[str, float, str]:
 
 
 def csv_verdicts(ours: Side, csv_path: Path, settings: VerdictSettings,
-                 configs: list[tuple]) -> pd.DataFrame:
+                 configs: list[tuple], precision: str = "medium") -> pd.DataFrame:
     """Verdict rows for ``configs`` (configurations of ours) against the whole-run metrics of
-    the original's spaced runs listed in ``csv_path`` (no arrays: no curve gap)."""
+    the original's spaced runs listed in ``csv_path`` made at the float32 matmul ``precision``
+    (medium: as their train.py sets it) (no arrays: no curve gap)."""
     table = pd.read_csv(csv_path)
-    table = table[table["spaced"] & (table["source"] == "original")]
+    table = table[table["spaced"] & (table["source"] == "original")
+                  & (table["matmul_precision"] == precision)]
     rows = []
     for config in configs:
         runs = ours.runs[config]
@@ -118,6 +121,9 @@ def main() -> int:
                             SHARED / "reference" / "extra_original_results"])
     p.add_argument("--theirs-csv", type=Path, help="whole-run metrics of the original's runs "
                    "(bench/original/original_runs.csv) for configurations the references lack")
+    p.add_argument("--theirs-precision", default="medium", choices=("medium", "highest"),
+                   help="the rows of --theirs-csv made at this float32 matmul precision (medium: "
+                        "their train.py's; highest: run_original.py --matmul-precision highest)")
     args = p.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="fidelity-"))
     theirs = read_side("the original code", import_reference(args.reference, work))
@@ -134,7 +140,7 @@ def main() -> int:
     table = compare_sides(ours, theirs, settings)
     if args.theirs_csv:
         lacking = [config for config in ours.runs if config not in theirs.runs]
-        by_csv = csv_verdicts(ours, args.theirs_csv, settings, lacking)
+        by_csv = csv_verdicts(ours, args.theirs_csv, settings, lacking, args.theirs_precision)
         compared = {tuple(row) for row in by_csv[list(CONFIG_COLUMNS)].itertuples(index=False)}
         table = pd.concat([table[~table[list(CONFIG_COLUMNS)].apply(tuple, axis=1).isin(compared)
                                  | (table["verdict"] != "unmatched")], by_csv], ignore_index=True)
