@@ -6,7 +6,6 @@ and the terminal says so. The bundles are made up here (tests/synthetic_runs.py)
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +16,7 @@ from askdagger_mnist.prebuilt import bundle
 
 from conftest import REPO
 from synthetic_runs import write_run
+from test_mnist_workflow import NEWEST, head  # noqa: F401 (head: a fixture, newest and floor)
 
 pytestmark = pytest.mark.slow
 
@@ -43,10 +43,11 @@ def workdir_with_bundle(tmp_path: Path, run_changes: dict[int, dict], max_steps:
     return workdir
 
 
-def snakemake(workdir: Path) -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, target: str = "figures/mnist.pdf", extra=(),
+              head=NEWEST) -> subprocess.CompletedProcess:
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "figures/mnist.pdf", "-s", str(REPO / "Snakefile"),
-         "--directory", str(workdir), "--cores", "1", "--configfile", str(workdir / "config.yaml")],
+        [*head, target, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--cores", "1",
+         "--configfile", str(workdir / "config.yaml"), *extra],
         capture_output=True, text=True, timeout=600)
     proc.output = proc.stdout + proc.stderr
     return proc
@@ -75,3 +76,15 @@ def test_longer_bundled_runs_serve_with_their_first_steps_and_the_terminal_says_
         assert info["settings"]["steps"] == 6 and info["first_steps_of"]["steps"] == 8
         assert len(rundir.read_arrays(run)["u"]) == 6 * 128
     assert (workdir / "figures" / "mnist.pdf").read_bytes().startswith(b"%PDF-1.")
+
+
+def test_a_new_download_limit_fetches_nothing_again(tmp_path, head):
+    """max_download_mib only bounds a download: on the declared floor as on the newest
+    Snakemake, a fetched archive is not fetched again when it changes. (On 9.0.1 it was a
+    param of fetch_archive, a function of output, which that version counts as changed.)"""
+    workdir = workdir_with_bundle(tmp_path, {}, max_steps=6)
+    archive = "resources/archives/mine.zip"
+    proc = snakemake(workdir, archive, head=head)
+    assert proc.returncode == 0, proc.output[-3000:]
+    dry = snakemake(workdir, archive, ("--dry-run", "--config", "max_download_mib=8"), head=head)
+    assert dry.returncode == 0 and "Nothing to be done" in dry.output, dry.output[-3000:]

@@ -107,6 +107,52 @@ def test_snakefmt_check_passes():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def params_sections(rule_text: str) -> list[str]:
+    """The ``params:`` sections of a rule's block (snakefmt-formatted: a section is the lines
+    indented deeper than its keyword)."""
+    lines, sections = rule_text.splitlines(), []
+    for i, line in enumerate(lines):
+        if line.strip() != "params:":
+            continue
+        indent, body = len(line) - len(line.lstrip()), []
+        for nxt in lines[i + 1 :]:
+            if nxt.strip() and len(nxt) - len(nxt.lstrip()) <= indent:
+                break
+            body.append(nxt)
+        sections.append("\n".join(body))
+    return sections
+
+
+def config_params_of_output(rule_text: str) -> list[str]:
+    """The params of a rule that are functions of its output or input (derived params) and
+    read the config: ``name=lambda wildcards, output: ...config...``."""
+    found = []
+    for section in params_sections(rule_text):
+        for name, args, body in re.findall(r"^\s*(\w+)=lambda ([^:]*):(.*?)(?=^\s*\w+=|\Z)",
+                                           section, re.M | re.S):
+            if re.search(r"\b(output|input)\b", args) and re.search(r"\bconfig\b", body):
+                found.append(name)
+    return found
+
+
+def test_no_config_value_reaches_a_rule_as_a_derived_param(tmp_path):
+    """A param that is a function of output or input (a derived param) is no rerun trigger on
+    the newest Snakemake, but on 9.0.1, the declared floor, it counts as changed and re-runs
+    the rule (commit b47b3b2: a moved mnist_root re-ran every train job). A config value that
+    must re-run nothing is a resource (a string, so that no scheduler counts it)."""
+    assert config_params_of_output(
+        "    params:\n        n=lambda wildcards, output: config['x'],\n"
+        "        m=lambda wildcards: config['y'],\n    shell:\n        'echo'"
+    ) == ["n"]  # the scan itself finds one
+    found = {name: params for name, _smk, text, _runs, _env in rules_with_envs()
+             if (params := config_params_of_output(text))}
+    assert found == {}, found
+    # max_download_mib, a resource, still reaches the download's command.
+    proc = snakemake(tmp_path, "--dry-run", "--printshellcmds", "resources/archives/authors_success.zip",
+                     "--config", "results_source=download", "max_download_mib=7")
+    assert proc.returncode == 0 and " --max-mib 7 " in proc.stdout, (proc.stdout + proc.stderr)[-3000:]
+
+
 def test_paper_config_dry_run_has_630_train_jobs_and_every_target(tmp_path):
     proc = snakemake(tmp_path, "--dry-run", "--printshellcmds")
     assert proc.returncode == 0, proc.stderr

@@ -49,6 +49,11 @@ if config["results_source"] == "download" or config["compare_with"]:
             name=wildcard_alternatives(ARCHIVES),
         conda:
             "../../envs/results.yaml"
+        resources:
+            # A resource, not a param (resources are no rerun trigger; a derived param is one
+            # on Snakemake 9.0.1): raising the limit re-downloads nothing. A string, so that no
+            # scheduler counts it as a numeric resource.
+            max_mib=str(config["max_download_mib"]),
         params:
             url=lambda wildcards: results_archive(config, wildcards.name)["url"],
             # Without a configured sha256 the computed one is logged and the structure checked.
@@ -58,12 +63,10 @@ if config["results_source"] == "download" or config["compare_with"]:
                 else ""
             ),
             format=lambda wildcards: results_archive(config, wildcards.name)["format"],
-            # A derived param (a function of output): raising the limit re-downloads nothing.
-            max_mib=lambda wildcards, output: config["max_download_mib"],
         shell:
             "python -m askdagger_mnist.cli.fetch_results download --url {params.url:q}"
             " {params.sha256} --format {params.format:q}"
-            " --max-mib {params.max_mib:q} --out {output:q} > {log:q} 2>&1 "
+            " --max-mib {resources.max_mib:q} --out {output:q} > {log:q} 2>&1 "
             + _SHOW_LOG_ON_ERROR
 
     rule import_archive:
