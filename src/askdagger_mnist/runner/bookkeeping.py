@@ -5,7 +5,6 @@ progress lines, mid-run checkpoints and the test-only crash hook (an ``Observer`
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -13,6 +12,7 @@ from typing import Callable, Optional
 from ..algorithm.loop import Observer, Run
 from ..algorithm.metrics import whole_run_metrics
 from ..data.checkpoint import load_checkpoint, save_checkpoint
+from ..errors import stderr_line
 from ..settings import TRACKED
 
 
@@ -28,10 +28,6 @@ def progress_line(run: Run) -> str:
     )
 
 
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 class Bookkeeping(Observer):
     """Wall time (carried across resumes), time by phase, a progress line every
     ``progress_every`` steps, a checkpoint every ``checkpoint_every`` steps (loaded at the
@@ -40,7 +36,7 @@ class Bookkeeping(Observer):
 
     def __init__(self, checkpoint: Optional[Path] = None, checkpoint_every: int = 50,
                  progress_every: int = 50, halt_after: Optional[int] = None,
-                 log: Callable[[str], None] = _stderr):
+                 log: Callable[[str], None] = stderr_line):
         self.checkpoint = None if checkpoint is None else Path(checkpoint)
         self.checkpoint_every, self.progress_every = checkpoint_every, progress_every
         self.halt_after, self.log = halt_after, log

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, stderr_line
 from . import slots
 
 WHAT = "CPU core slot"  # how errors name them, and how to name another folder:
@@ -100,7 +100,7 @@ def pin(cores: Sequence[int]) -> None:
 
 @contextlib.contextmanager
 def cpu_slots(threads: int, enabled: bool = True, lock_dir: Path | None = None,
-              poll_s: float = slots.POLL_S, log: Callable[[str], None] = slots.stderr_line,
+              poll_s: float = slots.POLL_S, log: Callable[[str], None] = stderr_line,
               ) -> Iterator[CorePlacement | None]:
     """Hold ``threads`` of this process's allowed cores for the ``with`` block, every thread
     pinned to them (waiting while too few are free); yields their ``CorePlacement``, or None

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import UserError, stderr_line
 from . import slots
 
 POLL_S = slots.POLL_S
@@ -103,7 +103,7 @@ def _take_slot(lock_dir: Path, devices: list[str], jobs_per_gpu: int):
 @contextlib.contextmanager
 def gpu_slot(n_gpus: int, jobs_per_gpu: int, lock_dir: Path | None = None,
              env: Mapping[str, str] = os.environ, poll_s: float = POLL_S,
-             log: Callable[[str], None] = slots.stderr_line) -> Iterator[Placement]:
+             log: Callable[[str], None] = stderr_line) -> Iterator[Placement]:
     """Hold a slot on one of ``n_gpus`` visible GPUs for the ``with`` block (waiting while
     all ``n_gpus x jobs_per_gpu`` are taken); yields its ``Placement``."""
     if jobs_per_gpu < 1:

@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import fcntl
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from ..errors import UserError
+from ..errors import UserError, stderr_line
 
 POLL_S = 0.2  # seconds between the first waiting job's looks for a free slot
 Taken = TypeVar("Taken")
@@ -91,10 +90,6 @@ def _choosing(folder: Path, take: Callable[[], Taken | None], what: str, elsewhe
         return take()
     finally:
         os.close(choose)
-
-
-def stderr_line(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 def wait_for_slots(folder: Path, take: Callable[[], Taken | None], waiting_line: str,
