@@ -125,8 +125,8 @@ def read_arrays(run_dir: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
-    except OSError:
-        raise  # the disk's or the permissions' fault, not the file's
+    except (OSError, MemoryError):
+        raise  # the disk's, the permissions' or the machine's fault, not the file's
     except Exception as exc:
         # A cut or bit-flipped zip fails in many ways: BadZipFile, zlib.error, ValueError,
         # EOFError, tokenize.TokenError (a garbled .npy header), NotImplementedError, ...
