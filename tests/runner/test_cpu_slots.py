@@ -2,9 +2,10 @@
 training jobs run at once, each holds cores of its own. Separate processes, as Snakemake
 starts them, each given a two-core allocation (its CPU affinity, as SLURM or a cgroup sets
 it): each takes a core and runs pinned to it, every thread; a third and a fourth wait, asleep,
-until a core is freed (a killed job's too); a job of two threads takes both cores. In one
-process: the opt-out and platforms without CPU affinity change nothing. And a run trained
-pinned is bit for bit the run trained without slots."""
+until a core is freed (a killed job's too); a job of two threads takes both cores; a job
+waiting for one core never holds up one waiting for another. In one process: the opt-out and
+platforms without CPU affinity change nothing. And a run trained pinned is bit for bit the run
+trained without slots."""
 
 from __future__ import annotations
 
@@ -55,9 +56,9 @@ print(json.dumps(sorted(os.sched_getaffinity(0))), flush=True)  # after: the all
 """
 
 
-def _holder(folder, threads=1):
+def _holder(folder, threads=1, allowed=TWO_CORES):
     return subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(folder), json.dumps(TWO_CORES), str(threads)],
+        [sys.executable, "-c", HOLDER, str(folder), json.dumps(allowed), str(threads)],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
 
 
@@ -141,6 +142,31 @@ def test_a_job_of_two_threads_takes_two_cores_and_one_of_three_all_it_may_use(tm
         three = _holder(tmp_path, threads=3)  # more threads than allowed cores: all of them
         procs.append(three)
         assert _placed(three)["cores"] == TWO_CORES
+    finally:
+        _end(procs)
+
+
+@needs_two_cores
+def test_a_waiter_for_other_cores_never_holds_up_a_job_whose_core_is_freed(tmp_path):
+    """Two allocations of one core each (two SLURM jobs on a node): a job waiting for core A
+    does not keep a job waiting for core B from taking B once B is freed."""
+    core_a, core_b = ([c] for c in TWO_CORES)
+    on_a, on_b = _holder(tmp_path, allowed=core_a), _holder(tmp_path, allowed=core_b)
+    procs = [on_a, on_b]
+    try:
+        assert _placed(on_a)["cores"] == core_a and _placed(on_b)["cores"] == core_b
+        waits_for_a = _holder(tmp_path, allowed=core_a)  # the first to wait
+        procs.append(waits_for_a)
+        assert "are taken: waiting" in waits_for_a.stderr.readline()
+        waits_for_b = _holder(tmp_path, allowed=core_b)  # waits after it, for another core
+        procs.append(waits_for_b)
+        assert "are taken: waiting" in waits_for_b.stderr.readline()
+        time.sleep(0.5)
+        on_b.stdin.close()  # B is freed; A is not
+        ready, _, _ = select.select([waits_for_b.stdout], [], [], 10)
+        assert ready, "the job waiting for core B still waits behind the one waiting for A"
+        assert _placed(waits_for_b)["cores"] == core_b
+        assert _still_waiting(waits_for_a)
     finally:
         _end(procs)
 

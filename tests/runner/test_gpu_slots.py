@@ -1,7 +1,7 @@
 """GPU slots on a workstation (askdagger_mnist.runner.gpu_slots, docs/cluster.md), with a simulated
 GPU count: jobs started together spread over the GPUs, one more waits until a slot is freed,
-a killed job's slot frees itself, CUDA_VISIBLE_DEVICES names the GPUs, SLURM's GPU is used as
-it is, and a bad jobs_per_gpu is one sentence."""
+a killed job's slot frees itself, CUDA_VISIBLE_DEVICES names the GPUs, a job waiting for other
+GPUs holds up no one, SLURM's GPU is used as it is, and a bad jobs_per_gpu is one sentence."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from askdagger_mnist.runner.gpu_slots import (
     slurm_allocated,
     visible_devices,
 )
+from askdagger_mnist.runner.slots import queue_path
 from conftest import REPO
 
 NO_CUDA_ENV: dict = {}  # no CUDA_VISIBLE_DEVICES, no SLURM
@@ -61,6 +62,15 @@ def test_gpus_are_named_by_their_cuda_visible_devices_entry():
     assert visible_devices(2, {"CUDA_VISIBLE_DEVICES": "7"}) == ["0", "1"]  # too few: positions
     assert slot_path("/x", "MIG-1/2", 0).name == "gpu-MIG-1_2.slot0.lock"
     assert default_lock_dir().name == f"askdagger-mnist-gpu-slots-{os.getuid()}"
+
+
+def test_each_set_of_gpus_waited_for_has_a_queue_lock_of_its_own(tmp_path):
+    assert queue_path(tmp_path, "gpus-2,5-jobs-1").name == "queue-gpus-2,5-jobs-1.lock"
+    assert queue_path(tmp_path, "gpus-MIG-1/2-jobs-1").name == "queue-gpus-MIG-1_2-jobs-1.lock"
+    uuids = [f"GPU-{i:08x}-1111-2222-3333-444455556666" for i in range(8)]
+    eight, seven = (queue_path(tmp_path, f"gpus-{','.join(u)}-jobs-1") for u in (uuids, uuids[:7]))
+    assert eight != seven and len(eight.name) < 255  # too long for a file name: hashed
+    eight.touch()
 
 
 def test_slots_fill_the_least_loaded_gpu_first_and_then_wait(tmp_path):
@@ -130,15 +140,18 @@ def test_a_slot_folder_that_is_a_file_is_one_sentence(tmp_path):
 HOLDER = """
 import json, sys
 from askdagger_mnist.runner.gpu_slots import gpu_slot
-with gpu_slot(2, 2, sys.argv[1], {}, poll_s=0.05) as p:
+n_gpus, jobs_per_gpu, env = int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
+with gpu_slot(n_gpus, jobs_per_gpu, sys.argv[1], env, poll_s=0.05) as p:
     print(json.dumps(p.record()), flush=True)
     sys.stdin.read()  # hold the slot until the test closes stdin (or kills the process)
 """
 
 
-def _holder(folder):
-    return subprocess.Popen([sys.executable, "-c", HOLDER, str(folder)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+def _holder(folder, n_gpus=2, jobs_per_gpu=2, env=NO_CUDA_ENV):
+    return subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(folder), str(n_gpus), str(jobs_per_gpu),
+         json.dumps(env)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
 
 
 def test_four_processes_spread_over_two_gpus_a_fifth_waits_and_a_killed_ones_slot_frees(tmp_path):
@@ -161,6 +174,33 @@ def test_four_processes_spread_over_two_gpus_a_fifth_waits_and_a_killed_ones_slo
         assert freed["waited_s"] >= 1.0
     finally:
         for p in first:
+            if p.poll() is None:
+                p.stdin.close()
+            p.wait(timeout=30)
+
+
+def test_a_waiter_for_other_gpus_never_holds_up_a_job_whose_gpu_is_freed(tmp_path):
+    """Two workflows that see different GPUs (CUDA_VISIBLE_DEVICES 0 and 1): a job waiting for
+    GPU 0 does not keep a job waiting for GPU 1 from taking it once it is freed."""
+    sees_0, sees_1 = {"CUDA_VISIBLE_DEVICES": "0"}, {"CUDA_VISIBLE_DEVICES": "1"}
+    on_0, on_1 = _holder(tmp_path, 1, 1, sees_0), _holder(tmp_path, 1, 1, sees_1)
+    procs = [on_0, on_1]
+    try:
+        assert [json.loads(p.stdout.readline())["visible_device"] for p in procs] == ["0", "1"]
+        waits_for_0 = _holder(tmp_path, 1, 1, sees_0)  # the first to wait
+        procs.append(waits_for_0)
+        assert "are taken: waiting" in waits_for_0.stderr.readline()
+        waits_for_1 = _holder(tmp_path, 1, 1, sees_1)  # waits after it, for another GPU
+        procs.append(waits_for_1)
+        assert "are taken: waiting" in waits_for_1.stderr.readline()
+        time.sleep(0.3)
+        on_1.stdin.close()  # GPU 1 is freed; GPU 0 is not
+        ready, _, _ = select.select([waits_for_1.stdout], [], [], 10)
+        assert ready, "the job waiting for GPU 1 still waits behind the one waiting for GPU 0"
+        assert json.loads(waits_for_1.stdout.readline())["visible_device"] == "1"
+        assert waits_for_0.poll() is None and not select.select([waits_for_0.stdout], [], [], 0)[0]
+    finally:
+        for p in procs:
             if p.poll() is None:
                 p.stdin.close()
             p.wait(timeout=30)

@@ -7,8 +7,10 @@ it) is a slot: ``core-<id>.lock`` in ``<temp dir>/askdagger-mnist-cpu-slots-<uid
 waited for as slots.py says (a killed job's cores free themselves). A job takes as many cores
 as it has threads (all it may use when it has more threads than that), the lowest free ones,
 holds them for its whole run and pins every thread it has to them. Slots are named by core id,
-so jobs whose allocations do not overlap never wait for each other. Where the platform has no
-CPU affinity (macOS), or with ``cpu_slots: false``, jobs take no slot and run as they are.
+so jobs whose allocations do not overlap never wait for each other; a waiting job queues with
+those of its allocation and need (slots.py), never behind one that waits for other cores. Where
+the platform has no CPU affinity (macOS), or with ``cpu_slots: false``, jobs take no slot and
+run as they are.
 
 Pinning changes where a job's threads run, never what they compute: the number of torch
 threads is set explicitly (``--threads``), and numpy's BLAS threads started before the pin
@@ -115,8 +117,8 @@ def cpu_slots(threads: int, enabled: bool = True, lock_dir: Path | None = None,
     folder = Path(lock_dir) if lock_dir is not None else default_lock_dir()
     slots.prepare(folder, lock_dir is None, WHAT, ELSEWHERE)
     (fds, cores), waited_s = slots.wait_for_slots(
-        folder, lambda: _take_cores(folder, allowed, need), waiting_line(allowed, need, folder),
-        WHAT, ELSEWHERE, poll_s, log)
+        folder, lambda: _take_cores(folder, allowed, need), waited_for(allowed, need),
+        waiting_line(allowed, need, folder), WHAT, ELSEWHERE, poll_s, log)
     try:
         pin(cores)
         try:
@@ -126,6 +128,12 @@ def cpu_slots(threads: int, enabled: bool = True, lock_dir: Path | None = None,
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def waited_for(allowed: list[int], need: int) -> str:
+    """The name of a job's queue (slots.queue_path): the cores it may use and how many it
+    needs, e.g. ``cores-0-3,8-take-1``."""
+    return f"cores-{_ranges(allowed)}-take-{need}"
 
 
 def waiting_line(allowed: list[int], need: int, folder: Path) -> str:

@@ -11,8 +11,10 @@ moment see each other's slots and spread over the GPUs.
 
 GPUs are named by their ``CUDA_VISIBLE_DEVICES`` entry (an index or a UUID; the position among
 the visible GPUs when it is unset), so workflows with different visible GPUs share the slots of
-the GPUs they both see, as long as they name them the same way. Under SLURM, with GPUs allocated
-to the job, SLURM has placed it already: its first visible GPU is used as is, without a lock.
+the GPUs they both see, as long as they name them the same way; a waiting job queues with those
+that see the same GPUs (slots.py), never behind one that waits for other GPUs. Under SLURM, with
+GPUs allocated to the job, SLURM has placed it already: its first visible GPU is used as is,
+without a lock.
 
 Standard library only: tests simulate the GPU count (``n_gpus``); the train CLI passes
 ``torch.cuda.device_count()`` (``devices.placed_device``).
@@ -118,6 +120,7 @@ def gpu_slot(n_gpus: int, jobs_per_gpu: int, lock_dir: Path | None = None,
     slots.prepare(folder, lock_dir is None, WHAT, ELSEWHERE)
     (fd, index, slot), waited_s = slots.wait_for_slots(
         folder, lambda: _take_slot(folder, devices, jobs_per_gpu),
+        f"gpus-{','.join(devices)}-jobs-{jobs_per_gpu}",
         f"all {n_gpus * jobs_per_gpu} GPU slots ({n_gpus} GPUs x {jobs_per_gpu} jobs per GPU) "
         f"are taken: waiting for one to be freed ({folder})", WHAT, ELSEWHERE, poll_s, log)
     try:

@@ -10,10 +10,13 @@ ends, so a killed job's slot frees itself. Slot files are never deleted (deletin
 while another process opens it breaks flock).
 
 A job chooses its slots under one more lock, ``choose.lock`` (held for milliseconds), so that
-jobs starting at the same moment see each other's. While every slot is taken, the first job to
-find so holds ``queue.lock`` and looks again every ``POLL_S`` seconds (a look costs microseconds:
-a flock waits for one file, not for the first of several to be freed); every later one waits
-for ``queue.lock``, asleep in the kernel. So waiting costs next to no CPU, however many wait.
+jobs starting at the same moment see each other's. While too few of the slots it may take are
+free, the first job to find so holds the queue lock of those slots, ``queue-<slots>.lock`` (one
+per thing waited for: the cores a job may use and how many it needs, the GPUs it sees), and
+looks again every ``POLL_S`` seconds (a look costs microseconds: a flock waits for one file, not
+for the first of several to be freed); every later job waiting for the same slots waits for
+that lock, asleep in the kernel. So waiting costs next to no CPU, however many wait, and a job
+never waits behind one that waits for other slots.
 
 Standard library only.
 """
@@ -21,7 +24,9 @@ Standard library only.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,6 +36,7 @@ from typing import TypeVar
 from ..errors import UserError, stderr_line
 
 POLL_S = 0.2  # seconds between the first waiting job's looks for a free slot
+MAX_QUEUE_NAME = 100  # characters of a queue lock's name; longer ones are hashed
 Taken = TypeVar("Taken")
 
 
@@ -92,17 +98,29 @@ def _choosing(folder: Path, take: Callable[[], Taken | None], what: str, elsewhe
         os.close(choose)
 
 
-def wait_for_slots(folder: Path, take: Callable[[], Taken | None], waiting_line: str,
-                   what: str, elsewhere: str, poll_s: float = POLL_S,
+def queue_path(folder: Path, waited_for: str) -> Path:
+    """The queue lock of the jobs waiting for the slots that ``waited_for`` names:
+    ``queue-<waited_for>.lock``, other characters than ``A-Za-z0-9_.,-`` made ``_`` (a name
+    too long for a file: its hash)."""
+    name = re.sub(r"[^A-Za-z0-9_.,-]", "_", waited_for)
+    if len(name) > MAX_QUEUE_NAME:
+        name = hashlib.sha256(waited_for.encode()).hexdigest()[:16]
+    return Path(folder) / f"queue-{name}.lock"
+
+
+def wait_for_slots(folder: Path, take: Callable[[], Taken | None], waited_for: str,
+                   waiting_line: str, what: str, elsewhere: str, poll_s: float = POLL_S,
                    log: Callable[[str], None] = stderr_line) -> tuple[Taken, float]:
     """(what ``take()`` took, seconds waited): ``take`` locks free slots and returns them, or
     None when too few are free (holding none then). Says ``waiting_line`` once when it must
-    wait; waits as the module's docstring says."""
+    wait; waits as the module's docstring says, in the queue of ``waited_for`` (a name of the
+    slots ``take`` may take and how many it needs)."""
     started = time.monotonic()
     taken = _choosing(folder, take, what, elsewhere)
     if taken is None:
         log(waiting_line)
-        queue = _locked(folder / "queue.lock", what, elsewhere)  # asleep behind the first waiter
+        # Asleep behind the first job waiting for the same slots.
+        queue = _locked(queue_path(folder, waited_for), what, elsewhere)
         try:
             while (taken := _choosing(folder, take, what, elsewhere)) is None:
                 time.sleep(poll_s)
