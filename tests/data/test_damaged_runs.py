@@ -10,15 +10,50 @@ import numpy as np
 import pytest
 
 from askdagger_mnist.data import rundir
-from askdagger_mnist.data.rundir import read_arrays, write_run_files
+from askdagger_mnist.data.invariants import InconsistentRun, check_run
+from askdagger_mnist.data.rundir import DamagedArrays, read_arrays, write_run_files
 
-from test_kept_runs import INFO, run_arrays
+from test_kept_runs import BATCH, INFO, run_arrays
 
 
 def a_run(run: Path, arrays: dict | None = None) -> Path:
     run.mkdir(parents=True)
     write_run_files(run, run_arrays() if arrays is None else arrays, INFO)
     return run
+
+
+def cut_arrays(run: Path) -> Path:
+    path = run / "arrays.npz"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    return run
+
+
+def test_a_damaged_run_of_ours_is_made_again_by_deleting_its_folder(tmp_path):
+    run = cut_arrays(a_run(tmp_path / "results/runs/sensitivity/sag/s0.9/rep0"))
+    with pytest.raises(DamagedArrays) as caught:
+        read_arrays(run)
+    assert str(caught.value).endswith(
+        f"delete the run directory {run} and rerun the workflow (or the command that made the "
+        "run), which makes it again.")
+
+
+@pytest.mark.parametrize("tree", ["results/compare", "results/imported"])
+def test_a_damaged_imported_run_is_imported_again_by_deleting_its_whole_archive(tmp_path, tree):
+    """Snakemake imports each archive as one output (a directory): a deleted run folder in it
+    is imported by nothing, so the advice names the archive's folder."""
+    archive = tmp_path / tree / "authors_sensitivity"
+    run = cut_arrays(a_run(archive / "sensitivity/sag/s0.9/rep0"))
+    with pytest.raises(DamagedArrays) as caught:
+        read_arrays(run)
+    advice = (f"delete {archive} (the whole imported archive: a run folder deleted in it is "
+              "imported by nothing) and rerun the same command, which imports the archive again.")
+    assert str(caught.value) == f"{run / 'arrays.npz'} is damaged ({caught.value.reason}): {advice}"
+    arrays = run_arrays()
+    arrays["r"] = -arrays["r"]
+    other = a_run(archive / "sensitivity/sag/s0.9/rep1", arrays)
+    with pytest.raises(InconsistentRun) as caught:
+        check_run(other, read_arrays(other), BATCH)
+    assert str(caught.value).endswith(f"; {advice}")
 
 
 def test_no_memory_for_the_arrays_is_no_damaged_file(tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import UserError
+from ..experiment.grid import COMPARE, IMPORTED
 from .atomic import write_bytes_atomic
 
 ARRAYS_FILE = "arrays.npz"
@@ -33,6 +34,8 @@ STREAM_ARRAYS = {
     "q": np.int8,  # queried (random or active)
     "q_a": np.int8,  # queried actively (u >= gamma)
 }
+# The folders that hold imported archives, one folder each (``<tree>/<name>``, grid.py).
+_IMPORT_TREES = {Path(COMPARE).parts, Path(IMPORTED).parts}
 # Optional arrays: stream_idx is absent in runs imported from the authors' format.
 INDEX_ARRAYS = {"stream_idx": np.int64, "train_idx": np.int64}
 
@@ -113,9 +116,25 @@ class DamagedArrays(UserError, ValueError):
 
 
 def remake_advice(run_dir: Path) -> str:
-    """What to do about a run directory whose content cannot be used."""
+    """What to do about a run directory whose content cannot be used. A run of an imported
+    archive (``results/compare/<name>/...``, ``results/imported/<name>/...``) is made again
+    only with its whole archive: the workflow imports each archive as one output."""
+    archive = imported_archive_of(run_dir)
+    if archive is not None:
+        return (f"delete {archive} (the whole imported archive: a run folder deleted in it is "
+                "imported by nothing) and rerun the same command, which imports the archive again.")
     return (f"delete the run directory {run_dir} and rerun the workflow (or the command that made "
             "the run), which makes it again.")
+
+
+def imported_archive_of(run_dir: Path) -> Path | None:
+    """The imported archive's folder (``results/compare/<name>`` or ``results/imported/<name>``)
+    that ``run_dir`` lies in, or None."""
+    parts = Path(run_dir).parts
+    for at in range(len(parts) - 2, 1, -1):  # the innermost
+        if parts[at - 2 : at] in _IMPORT_TREES:
+            return Path(*parts[: at + 1])
+    return None
 
 
 def read_arrays(run_dir: Path) -> dict[str, np.ndarray]:
