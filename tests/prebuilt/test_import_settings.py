@@ -141,13 +141,22 @@ def test_a_bundled_run_of_another_results_version_is_refused(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_a_bundled_run_without_a_results_version_is_accepted(tmp_path):
-    """Runs made before run.json recorded it: only a recorded version is checked."""
+def test_a_bundled_run_of_ours_without_a_results_version_is_refused_as_an_older_one(
+        tmp_path, capsys):  # fmt: skip
+    """Our runs record the version of the code that made them; one that records none was made
+    before run.json recorded it (or its record was removed): not this version's. Only the
+    authors' runs, whose code has no results version, record none and serve (below)."""
     src = write_run(tmp_path / "runs")
     info = rundir.read_info(src)
     del info["results_version"]
     (src / rundir.RUN_FILE).write_text(rundir.json_text(info))
-    assert pick(staged_bundle(tmp_path), out_dir(tmp_path)) == 0
+    out = out_dir(tmp_path)
+    assert pick(staged_bundle(tmp_path), out) == 1
+    err = one_error(capsys)
+    assert err.startswith(f"error: archive mine: run sensitivity/sag/s0.9/rep0 was made with an "
+                          f"older results version (its run.json records none), but this code's is "
+                          f"{RESULTS_VERSION}"), err
+    assert not out.exists()
 
 
 def test_check_refuses_every_pick_when_one_configured_run_mismatches(tmp_path, capsys):

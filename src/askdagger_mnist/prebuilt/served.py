@@ -7,8 +7,8 @@ it is decides whether it serves (``check_served``), against the settings the con
 
 * its arrays keep every invariant of a run (``data.invariants``) and hold the steps its
   run.json records;
-* its results version, where its run.json records one, is this code's
-  (``settings.RESULTS_VERSION``); the authors' runs record none;
+* its results version is this code's (``settings.RESULTS_VERSION``); a run of ours that records
+  none was made by an older version. Only the authors' runs record none and serve;
 * every setting of ``RunSettings`` but the stream length is the config's; a setting a run.json
   lacks is its default, as ``settings.configuration_key`` reads a bundle of an older version.
   The authors' runs record the settings their archive layout names and the defaults for those
@@ -142,10 +142,13 @@ def check_served(run_dir: Path, archive: str, label: str, wanted: RunSettings) -
     names it); a run that does not serve it is one sentence (UserError)."""
     where = f"archive {archive}: run {label}"
     info, arrays, batch_size, steps = _read(run_dir, where)
+    authors = info.get("source") == "authors"
     made_by = info.get("results_version")
-    if made_by is not None and made_by != RESULTS_VERSION:
+    if made_by != RESULTS_VERSION and not (authors and made_by is None):
+        made_with = (f"results version {made_by}" if made_by is not None
+                     else "an older results version (its run.json records none)")
         raise UserError(
-            f"{where} was made with results version {made_by}, but this code's is "
+            f"{where} was made with {made_with}, but this code's is "
             f"{RESULTS_VERSION} (settings.RESULTS_VERSION: results of unchanged settings have "
             f"changed since); {NOTHING_IMPORTED}: use a bundle made by this version, or set "
             "results_source: train.")
@@ -158,7 +161,7 @@ def check_served(run_dir: Path, archive: str, label: str, wanted: RunSettings) -
         raise UserError(f"{where} holds {held} steps in its arrays where its run.json says {steps}: "
                         f"the archive is corrupt or was altered; {NOTHING_IMPORTED}.")
     variant = str(info["settings"].get("variant", label.split("/")[1]))
-    mismatch = setting_problem(info["settings"], wanted, variant, info.get("source") == "authors")
+    mismatch = setting_problem(info["settings"], wanted, variant, authors)
     if mismatch:
         raise UserError(f"{where} {mismatch}; {NOTHING_IMPORTED}: {_SETTINGS_ADVICE}.")
     if steps < wanted.steps:
