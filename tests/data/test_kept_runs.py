@@ -148,7 +148,7 @@ def _edit_the_metrics(path: Path) -> None:
     (_truncate, "model.pt", "its model.pt is not the file that was made"),
     (Path.unlink, "model.pt", "its model.pt is missing"),
     (_edit_the_metrics, "run.json", "its run.json is not the file that was made"),
-    (Path.unlink, "SHA256SUMS", "it records no digests of its files"),  # kept before digests were
+    (lambda path: path.write_text(""), "SHA256SUMS", "its SHA256SUMS records no digests"),
 ])  # fmt: skip
 def test_a_kept_copy_whose_files_are_not_those_made_is_set_aside_not_restored(
         tmp_path, capsys, damage, name, said):
@@ -208,3 +208,83 @@ def test_where_the_file_system_cannot_link_the_kept_copy_is_a_copy(tmp_path, mon
         p.unlink()
     run.rmdir()
     assert restore_kept_run(run, SETTINGS) == INFO  # restored as a copy, checked
+
+
+# --- copies kept before digests were recorded (no SHA256SUMS) ---------------------------------
+
+
+def torch_model(folder: Path) -> None:
+    """model.pt as the train job writes it: torch.save of a dict of tensors."""
+    import torch
+
+    torch.save({"conv1.weight": torch.ones(6, 1, 5, 5), "fc3.bias": torch.zeros(10)},
+               folder / "model.pt")
+
+
+def kept_before_digests(run: Path, arrays: dict | None = None, model=torch_model) -> Path:
+    """A kept copy as the train job left it before it recorded digests: the run's files, no
+    SHA256SUMS; its run directory deleted."""
+    kept = kept_copy_of(run)
+    kept.mkdir(parents=True)
+    write_run_files(kept, run_arrays() if arrays is None else arrays, INFO)
+    model(kept)
+    return kept
+
+
+def test_a_sound_copy_kept_before_digests_is_restored_and_gains_them(tmp_path, capsys):
+    """An upgrade does not retrain every finished run: a copy whose run.json is this run's, whose
+    arrays are a run's and whose model.pt is a state dict is restored, and its digests recorded,
+    so that the next restore checks them."""
+    run = tmp_path / "rep0"
+    kept = kept_before_digests(run)
+    made = contents(kept)
+    assert restore_kept_run(run, SETTINGS) == INFO
+    assert contents(run) == made and capsys.readouterr().err == ""
+    assert sorted(os.listdir(kept)) == ["SHA256SUMS", "arrays.npz", "model.pt", "run.json"]
+    assert (kept / "SHA256SUMS").read_text().splitlines() == [
+        f"{file_hash(kept / name)}  {name}" for name in ("arrays.npz", "model.pt", "run.json")]
+    # The next restore checks those digests: a file changed since is caught.
+    for p in run.iterdir():
+        p.unlink()
+    run.rmdir()
+    _edit_the_metrics(kept / "run.json")
+    assert restore_kept_run(run, SETTINGS) is None and not run.exists()
+    assert "its run.json is not the file that was made" in capsys.readouterr().err
+
+
+def _cut(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-40])
+
+
+def _code_instead_of_weights(folder: Path) -> None:
+    """A model.pt whose pickle would run code when loaded (not what torch.save of tensors writes)."""
+    with zipfile.ZipFile(folder / "model.pt", "w") as zf:
+        zf.writestr("archive/data.pkl", b"\x80\x02}q\x00(X\x01\x00\x00\x00wcos\nsystem\nq\x01X"
+                                        b"\x04\x00\x00\x00trueq\x02\x85q\x03Rq\x04u.")
+
+
+def _negated_rewards() -> dict:
+    arrays = run_arrays()
+    arrays["r"] = -arrays["r"]
+    return arrays
+
+
+@pytest.mark.parametrize("arrays, damage, said", [
+    (None, lambda kept: _cut(kept / "arrays.npz"), "its arrays.npz cannot be read"),
+    (_negated_rewards(), None, "its arrays break an invariant: its rewards r do not follow"),
+    (None, lambda kept: _cut(kept / "model.pt"), "its model.pt is not a readable zip"),
+    (None, lambda kept: (kept / "model.pt").write_bytes(b"model weights"), "its model.pt is not a readable zip"),
+    (None, _code_instead_of_weights, "its model.pt's pickle would call 'os system'"),
+    (None, lambda kept: (kept / "model.pt").unlink(), "its model.pt is missing"),
+])  # fmt: skip
+def test_an_unsound_copy_kept_before_digests_is_set_aside(tmp_path, capsys, arrays, damage, said):
+    run = tmp_path / "rep0"
+    kept = kept_before_digests(run, arrays)
+    if damage is not None:
+        damage(kept)
+    left = contents(kept)
+    assert restore_kept_run(run, SETTINGS) is None and not run.exists()
+    aside = kept.with_name("rep0.rejected")
+    assert contents(aside) == left  # as it was: no digests recorded for what failed
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and said in err and str(aside) in err, err

@@ -17,10 +17,13 @@ same file), so the kept copy also records what was made: the SHA-256 of each fil
 ``SHA256SUMS`` (as ``sha256sum`` writes it; only in the kept copy, the run directory holds
 the run's files alone). The run directory, published or restored, is checked against those
 digests before it appears, and a restored run's arrays must load and satisfy every run's
-invariants (data/invariants.py). A kept copy of this run that fails (a file changed, cut
-short or missing, or no digests: a copy kept before they were recorded, whose content nothing
-can vouch for) is set aside as ``.kept/<name>.rejected`` (``.rejected.2``, ...; never deleted)
-with one line saying so, and the run is trained again.
+invariants (data/invariants.py). A copy kept before digests were recorded (it has no
+``SHA256SUMS``) is restored when what it holds passes every check that needs no digest: its
+run.json of these settings and today's results version, its arrays as above, and its model.pt a
+state dict that loads without running code (data/model_file.py); its digests are recorded then,
+so that later restores check them. A kept copy of this run that fails (a file changed, cut
+short or missing) is set aside as ``.kept/<name>.rejected`` (``.rejected.2``, ...; never
+deleted) with one line saying so, and the run is trained again.
 
 Standard library and numpy only: the restore must not cost the ~1.5 s of importing torch.
 """
@@ -37,10 +40,11 @@ from typing import Any, Callable, Mapping
 
 from ..errors import UserError
 from ..settings import RESULTS_VERSION
-from .atomic import atomic_dir, reporting_no_space
+from .atomic import atomic_dir, reporting_no_space, write_bytes_atomic
 from .hashing import file_hash
 from .invariants import InconsistentRun, check_run
-from .rundir import ARRAYS_FILE, RUN_FILE, DamagedArrays, read_arrays, read_info
+from .model_file import model_problem
+from .rundir import ARRAYS_FILE, MODEL_FILE, RUN_FILE, DamagedArrays, read_arrays, read_info
 
 DIGESTS_FILE = "SHA256SUMS"  # in the kept copy: "<sha256>  <file name>" a line
 REJECTED = ".rejected"  # the suffix of a kept copy set aside
@@ -65,17 +69,30 @@ def made_with(info: Mapping[str, Any], recorded_settings: Mapping[str, Any]) -> 
             and info.get("settings") == dict(recorded_settings))
 
 
+def digests_of(folder: Path) -> dict[str, str]:
+    """File name -> SHA-256 of each file of ``folder`` (hidden ones, such as a temporary, left
+    out)."""
+    names = sorted(p.name for p in Path(folder).iterdir() if p.is_file() and p.name[0] != ".")
+    return {name: file_hash(Path(folder) / name) for name in names}
+
+
+def digests_text(digests: Mapping[str, str]) -> str:
+    return "".join(f"{digest}  {name}\n" for name, digest in digests.items())
+
+
 def record_digests(folder: Path) -> None:
     """Write ``SHA256SUMS`` into ``folder``: the SHA-256 of each of its files."""
-    names = sorted(p.name for p in Path(folder).iterdir() if p.is_file())
-    lines = [f"{file_hash(Path(folder) / name)}  {name}\n" for name in names]
-    (Path(folder) / DIGESTS_FILE).write_text("".join(lines))
+    (Path(folder) / DIGESTS_FILE).write_text(digests_text(digests_of(folder)))
 
 
-def recorded_digests(kept: Path) -> dict[str, str]:
-    """File name -> SHA-256 as the kept copy recorded them when it was made."""
+def recorded_digests(kept: Path) -> dict[str, str] | None:
+    """File name -> SHA-256 as the kept copy recorded them when it was made; None for a copy
+    kept before digests were recorded (it has no ``SHA256SUMS``)."""
+    path = Path(kept) / DIGESTS_FILE
+    if not (path.exists() or path.is_symlink()):
+        return None
     try:
-        text = (Path(kept) / DIGESTS_FILE).read_text()
+        text = path.read_text()
     except (OSError, UnicodeDecodeError):
         text = ""
     digests = {}
@@ -84,8 +101,8 @@ def recorded_digests(kept: Path) -> dict[str, str]:
         if len(digest) == 64 and name and "/" not in name and name != DIGESTS_FILE:
             digests[name] = digest
     if not digests:
-        raise NotAsMade("it records no digests of its files (it was kept before askdagger-mnist "
-                        "recorded them, or they were lost), so nothing vouches for its content")
+        raise NotAsMade(f"its {DIGESTS_FILE} records no digests of its files (they were lost), so "
+                        "nothing vouches for its content")
     if not {ARRAYS_FILE, RUN_FILE} <= digests.keys():
         raise NotAsMade(f"its {DIGESTS_FILE} lists no {ARRAYS_FILE} or no {RUN_FILE}")
     return digests
@@ -131,14 +148,31 @@ def link_files(source: Path, target: Path, names) -> None:
             shutil.copy2(Path(source) / name, Path(target) / name)
 
 
-def link_as_made(kept: Path, folder: Path) -> None:
+def link_as_made(kept: Path, folder: Path, digests: Mapping[str, str] | None = None) -> None:
     """Link the files of the kept copy into ``folder`` (an unpublished run directory) and check
-    them there against the digests the copy recorded: ``NotAsMade`` when they differ."""
-    digests = recorded_digests(kept)
+    them there against ``digests`` (default: those the copy recorded): ``NotAsMade`` when they
+    differ."""
+    digests = recorded_digests(kept) if digests is None else digests
+    if digests is None:
+        raise NotAsMade(f"it has no {DIGESTS_FILE}")
     link_files(kept, folder, [name for name in digests if (Path(kept) / name).is_file()])
     problem = digest_problem(folder, digests)
     if problem is not None:
         raise NotAsMade(problem)
+
+
+def link_legacy(kept: Path, folder: Path) -> dict[str, str]:
+    """Link the files of a copy kept before digests were recorded into ``folder``, checked by
+    what needs no digest: its model.pt (the arrays are the caller's). Returns their digests."""
+    digests = digests_of(kept)
+    missing = [name for name in (ARRAYS_FILE, RUN_FILE, MODEL_FILE) if name not in digests]
+    if missing:
+        raise NotAsMade(f"its {missing[0]} is missing")
+    link_as_made(kept, folder, digests)  # (a file changed while linking: NotAsMade)
+    problem = model_problem(folder)
+    if problem is not None:
+        raise NotAsMade(problem)
+    return digests
 
 
 def publish_run(run_dir: Path, fill: Callable[[Path], None]) -> Path:
@@ -173,8 +207,9 @@ def restore_kept_run(run_dir: Path, recorded_settings: Mapping[str, Any],
                      say: Callable[[str], None] | None = None) -> dict | None:
     """Put the kept copy of ``run_dir`` back in its place when it holds a finished run made
     with ``recorded_settings`` and today's results version, its files those that were made
-    and its arrays a run's; returns its run.json, or None (no run directory made) otherwise.
-    A copy of this run (or one whose run.json cannot say whose it is) that fails the checks is
+    and its arrays a run's (a copy kept before digests were recorded: its model.pt a state
+    dict, and its digests are recorded now); returns its run.json, or None (no run directory
+    made) otherwise. A copy of this run (or one whose run.json cannot say whose it is) that fails the checks is
     set aside, and ``say`` (default: stderr) gets one line saying so."""
     kept = kept_copy_of(run_dir)
     if not kept.is_dir() or kept.is_symlink():
@@ -187,10 +222,17 @@ def restore_kept_run(run_dir: Path, recorded_settings: Mapping[str, Any],
         return None  # another run's copy: trained, and its publication replaces it
 
     def restore(folder: Path) -> None:
-        link_as_made(kept, folder)
+        digests = recorded_digests(kept)
+        legacy = digests is None  # kept before digests were recorded
+        if legacy:
+            digests = link_legacy(kept, folder)
+        else:
+            link_as_made(kept, folder, digests)
         problem = arrays_problem(folder, info)
         if problem is not None:
             raise NotAsMade(problem)
+        if legacy:  # checked: its digests are recorded before the run directory appears
+            write_bytes_atomic(kept / DIGESTS_FILE, digests_text(digests).encode())
 
     try:
         atomic_dir(run_dir, restore)
