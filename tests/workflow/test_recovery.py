@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from askdagger_mnist.data.hashing import file_hash
+from askdagger_mnist.data.kept_runs import DIGESTS_FILE as SHA256SUMS
 from askdagger_mnist.settings import RESULTS_VERSION
 from conftest import MNIST_ROOT, REPO, assert_same_run
 
@@ -252,11 +254,18 @@ def test_a_new_wording_of_the_train_command_retrains_nothing_and_a_new_results_v
     dry = snakemake(NEWEST, workdir, "--dry-run", config=config, snakefile=reworded)
     assert dry.returncode == 0 and "Nothing to be done" in dry.output, dry.output[-3000:]
 
-    # C's kept copy claims older code: with the code trigger on, only C is trained.
-    kept_info = workdir / "results/runs/success/sag/s0.9/.kept/rep0/run.json"
+    # C's kept copy claims older code, its digest recorded to match (so that only the version
+    # differs): with the code trigger on, only C is trained, its copy not set aside as damaged
+    # but replaced as another version's.
+    kept = workdir / "results/runs/success/sag/s0.9/.kept/rep0"
+    kept_info = kept / "run.json"
     info = json.loads(kept_info.read_text())
     kept_info.unlink()  # a new file: the run directory's run.json (a hard link) stays as it was
     kept_info.write_text(json.dumps({**info, "results_version": info["results_version"] - 1}))
+    sums = (kept / SHA256SUMS).read_text()
+    (kept / SHA256SUMS).write_text(re.sub(r"^[0-9a-f]{64}(?=  run\.json$)",
+                                          file_hash(kept_info), sums, count=1, flags=re.M))
+    assert (kept / SHA256SUMS).read_text() != sums
     proc = snakemake(NEWEST, workdir, "--rerun-triggers", "code", config=config,
                      snakefile=reworded)  # fmt: skip
     assert proc.returncode == 0, proc.output[-3000:]
@@ -266,6 +275,8 @@ def test_a_new_wording_of_the_train_command_retrains_nothing_and_a_new_results_v
         assert RESTORED in train_log(workdir, run) and stamp(workdir, run) == before[run]
         assert job_seconds(workdir, run) < 2.0
     assert "run written to" in train_log(workdir, C) and stamp(workdir, C) != before[C]
+    assert "set aside" not in train_log(workdir, C)
+    assert sorted(os.listdir(kept.parent)) == ["rep0"]  # nothing .rejected
     info = json.loads((workdir / C / "run.json").read_text())
     assert info["results_version"] == json.loads(kept_info.read_text())["results_version"]
     raised = workflow_copy(tmp_path / "raised", results_version=RESULTS_VERSION + 1)
