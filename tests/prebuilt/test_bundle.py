@@ -19,7 +19,7 @@ from askdagger_mnist.prebuilt import bundle
 from askdagger_mnist.errors import UserError
 from askdagger_mnist.algorithm.metrics import whole_run_metrics
 from askdagger_mnist.experiment.naming import run_subdir
-from askdagger_mnist.settings import RunSettings
+from askdagger_mnist.settings import RESULTS_VERSION, RunSettings
 
 
 def _write_run(runs: Path, mode: str, variant: str, s_des: float, rep: int, seed: int) -> Path:
@@ -35,6 +35,7 @@ def _write_run(runs: Path, mode: str, variant: str, s_des: float, rep: int, seed
     }
     settings = RunSettings(mode=mode, s_des=s_des, rep=rep, steps=6)
     info = {"settings": {**settings.to_dict(), "variant": variant}, "source": "train",
+            "results_version": RESULTS_VERSION,  # as every run of ours records it
             "metrics": {**whole_run_metrics(c, q), "train_set_size": int(q.sum())}}
 
     def fill(tmp: Path) -> None:
