@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from askdagger_mnist.data import rundir
-from askdagger_mnist.data.invariants import InconsistentRun, check_run
+from askdagger_mnist.data.invariants import InconsistentRun, check_run, run_problem
 from askdagger_mnist.data.rundir import DamagedArrays, read_arrays, write_run_files
 
 from test_kept_runs import BATCH, INFO, run_arrays
@@ -54,6 +54,11 @@ def test_a_damaged_imported_run_is_imported_again_by_deleting_its_whole_archive(
     with pytest.raises(InconsistentRun) as caught:
         check_run(other, read_arrays(other), BATCH)
     assert str(caught.value).endswith(f"; {advice}")
+
+
+def test_a_batch_size_below_one_is_a_broken_run_not_a_division_by_zero():
+    assert run_problem(run_arrays(), 0) == "its batch size 0 is not a whole number of at least 1"
+    assert run_problem(run_arrays(), BATCH) is None
 
 
 def test_no_memory_for_the_arrays_is_no_damaged_file(tmp_path, monkeypatch):

@@ -9,9 +9,8 @@ atomically and byte-for-byte reproducibly (gzip header without a timestamp).
 from __future__ import annotations
 
 import gzip
-import zipfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -19,9 +18,11 @@ import pandas as pd
 from ..errors import UserError
 from ..algorithm.metrics import CURVE_COLUMNS, whole_run_metrics, windowed_curves
 from ..data.atomic import write_bytes_atomic
-from ..data.invariants import check_run
+from ..data.invariants import InconsistentRun, read_consistent_arrays
 from ..data.rundir import DamagedArrays, read_arrays, read_info
 from ..settings import MODES
+
+T = TypeVar("T")
 
 # Columns identifying a run (unique in runs.csv; the key of curves.csv.gz).
 KEY_COLUMNS = ("mode", "variant", "s_des", "rep")
@@ -65,22 +66,16 @@ def _mode_order(mode: str) -> int:
     return MODES.index(mode) if mode in MODES else len(MODES)
 
 
-def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray]]:
+def read_run(run_dir: Path, consistent: bool = False
+             ) -> tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray]]:
     """One run directory -> (its settings, run.json, arrays), checked: every problem is one
-    sentence naming the file and what to do."""
+    sentence naming the file and what to do. ``consistent``: the arrays also hold what every
+    run does (data/invariants.py)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UserError(f"run directory {run_dir} does not exist: run its train job first.")
-    try:
-        info = read_info(run_dir)
-        arrays = read_arrays(run_dir)
-    except DamagedArrays:
-        raise  # its own sentence
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # JSONDecodeError is a ValueError
-        raise UserError(
-            f"run directory {run_dir} is unreadable ({type(exc).__name__}: {exc}): re-run its train job."
-        ) from exc
-    settings = info.get("settings")
+    info = _unreadable_as_one_sentence(run_dir, lambda: read_info(run_dir))
+    settings = info.get("settings") if isinstance(info, dict) else None
     if not isinstance(settings, dict):
         raise UserError(f"{run_dir / 'run.json'} has no 'settings' object: re-run its train job.")
     missing = [name for name in _REQUIRED_SETTINGS if name not in settings]
@@ -89,6 +84,11 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, n
             f"{run_dir / 'run.json'} lacks the setting(s) {', '.join(missing)}: "
             "re-run its train job or re-import it."
         )
+    batch_size = int(settings["batch_size"])
+    if batch_size < 1:
+        raise UserError(f"{run_dir / 'run.json'} has batch_size {settings['batch_size']}: it must be >= 1.")
+    arrays = _unreadable_as_one_sentence(run_dir, lambda: (
+        read_consistent_arrays(run_dir, batch_size) if consistent else read_arrays(run_dir)))
     for name in ("c", "q"):
         if name not in arrays:
             raise UserError(f"{run_dir / 'arrays.npz'} lacks the array {name!r}: re-run its train job.")
@@ -98,16 +98,25 @@ def read_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, n
             f"{run_dir / 'arrays.npz'} has inconsistent arrays c {c.shape} and q {q.shape}: "
             "re-run its train job."
         )
-    if int(settings["batch_size"]) < 1:
-        raise UserError(f"{run_dir / 'run.json'} has batch_size {settings['batch_size']}: it must be >= 1.")
     return settings, info, arrays
 
 
 def read_consistent_run(run_dir: Path) -> tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray]]:
     """``read_run``, and the arrays hold what every run does (data/invariants.py)."""
-    settings, info, arrays = read_run(run_dir)
-    check_run(run_dir, arrays, int(settings["batch_size"]))
-    return settings, info, arrays
+    return read_run(run_dir, consistent=True)
+
+
+def _unreadable_as_one_sentence(run_dir: Path, read: Callable[[], T]) -> T:
+    """``read()``, its errors but a damaged or inconsistent run's (their own sentences) worded
+    as one sentence naming the run directory."""
+    try:
+        return read()
+    except (DamagedArrays, InconsistentRun):
+        raise
+    except (OSError, ValueError, EOFError) as exc:  # JSONDecodeError is a ValueError
+        raise UserError(
+            f"run directory {run_dir} is unreadable ({type(exc).__name__}: {exc}): re-run its train job."
+        ) from exc
 
 
 def load_run(run_dir: Path) -> tuple[dict[str, Any], pd.DataFrame]:

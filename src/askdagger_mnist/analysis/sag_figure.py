@@ -21,8 +21,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..errors import UserError
-from ..data.invariants import check_run
-from ..data.rundir import read_arrays, read_info
+from ..data.invariants import read_consistent_arrays
+from ..data.rundir import read_info
 from ..algorithm.sag import SagConfig, SagDetails, sag_details
 from ..settings import RunSettings
 
@@ -60,16 +60,12 @@ def recompute_call(run_dir: Path, step: int | None = None, seed: int = 0) -> Sag
     if not run_dir.is_dir():
         raise UserError(f"run directory {run_dir} does not exist: pass a finished run with --run.")
     info = read_info(run_dir)
-    arrays = read_arrays(run_dir)
     settings = info.get("settings", {})
     for name in ("mode", "s_des", "p_rand", "normalization", "imputation", "batch_size"):
         if name not in settings:
             raise UserError(f"{run_dir / 'run.json'} lacks the setting {name!r}: re-run its train job.")
-    for name in ("u", "r", "k"):
-        if name not in arrays:
-            raise UserError(f"{run_dir / 'arrays.npz'} lacks the array {name!r}: re-run its train job.")
     batch = int(settings["batch_size"])
-    check_run(run_dir, arrays, batch)
+    arrays = read_consistent_arrays(run_dir, batch)
     n_steps = -(-len(arrays["u"]) // batch)
     if step is None:
         step = n_steps - 1

@@ -3,9 +3,9 @@
 An imported run (the authors' format or a bundle) enters tables and verdicts only when
 ``run_problem`` finds nothing; otherwise its sentence names the run and the invariant, and the
 import stops with nothing imported. A run directory's arrays are checked again before anything
-downstream uses them (``check_run``: the aggregation, the SAG figure, a restore from a kept
-copy). The arrays are those of a run directory (``u k g c r q q_a`` over the stream,
-``train_idx``, ``stream_idx`` where the run has it).
+downstream uses them (``read_consistent_arrays``: the aggregation, the SAG figure, a restore
+from a kept copy, an import). The arrays are those of a run directory (``u k g c r q q_a`` over
+the stream, ``train_idx``, ``stream_idx`` where the run has it).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..settings import MNIST_TRAIN_IMAGES
-from .rundir import ARRAYS_FILE, remake_advice
+from .rundir import ARRAYS_FILE, read_arrays, remake_advice
 
 STREAM = ("u", "k", "g", "c", "r", "q", "q_a")
 
@@ -31,6 +31,14 @@ class InconsistentRun(UserError):
                          f"{remake_advice(run_dir)}")
 
 
+def read_consistent_arrays(run_dir: Path, batch_size: int) -> dict[str, np.ndarray]:
+    """The arrays of the run directory ``run_dir``: ``DamagedArrays`` when they cannot be read,
+    ``InconsistentRun`` when they break an invariant (the one way every reader checks a run)."""
+    arrays = read_arrays(run_dir)
+    check_run(run_dir, arrays, batch_size)
+    return arrays
+
+
 def check_run(run_dir: Path, arrays: Mapping[str, np.ndarray], batch_size: int) -> None:
     """``InconsistentRun`` when the arrays of the run directory ``run_dir`` break an invariant."""
     problem = run_problem(arrays, batch_size)
@@ -40,6 +48,8 @@ def check_run(run_dir: Path, arrays: Mapping[str, np.ndarray], batch_size: int) 
 
 def run_problem(arrays: Mapping[str, np.ndarray], batch_size: int) -> str | None:
     """The first invariant of §3 the arrays break, in words, or None."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        return f"its batch size {batch_size!r} is not a whole number of at least 1"
     missing = [name for name in (*STREAM, "train_idx") if name not in arrays]
     if missing:
         return f"it lacks the array(s) {', '.join(missing)}"

@@ -42,9 +42,9 @@ from ..errors import UserError
 from ..settings import RESULTS_VERSION
 from .atomic import atomic_dir, reporting_no_space, write_bytes_atomic
 from .hashing import file_hash
-from .invariants import InconsistentRun, check_run
+from .invariants import InconsistentRun, read_consistent_arrays
 from .model_file import model_problem
-from .rundir import ARRAYS_FILE, MODEL_FILE, RUN_FILE, DamagedArrays, read_arrays, read_info
+from .rundir import ARRAYS_FILE, MODEL_FILE, RUN_FILE, DamagedArrays, read_info
 
 DIGESTS_FILE = "SHA256SUMS"  # in the kept copy: "<sha256>  <file name>" a line
 REJECTED = ".rejected"  # the suffix of a kept copy set aside
@@ -128,7 +128,7 @@ def arrays_problem(folder: Path, info: Any) -> str | None:
     except (TypeError, KeyError, ValueError):
         return "its run.json names no batch size"
     try:
-        check_run(folder, read_arrays(folder), batch_size)
+        read_consistent_arrays(folder, batch_size)
     except DamagedArrays as exc:
         return f"its {ARRAYS_FILE} cannot be read ({exc.reason})"
     except InconsistentRun as exc:

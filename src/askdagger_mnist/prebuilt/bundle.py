@@ -26,7 +26,7 @@ from typing import Any
 from ..data import rundir
 from ..data.atomic import atomic_file, replace_dir
 from ..data.hashing import file_hash
-from ..data.invariants import run_problem
+from ..data.invariants import InconsistentRun, read_consistent_arrays
 from ..errors import UserError
 from .safe_extract import DEFAULT_LIMITS, Limits, check_members, open_zip, safe_extract
 from .scratch import scratch_dir
@@ -166,13 +166,14 @@ def check_structure(archive: Path, limits: Limits = DEFAULT_LIMITS) -> dict[str,
 def check_invariants(run: Path, where: str) -> None:
     """A bundled run must satisfy what every run of ours does (data.invariants)."""
     try:
-        settings = rundir.read_info(run)["settings"]
-        broken = run_problem(rundir.read_arrays(run), int(settings["batch_size"]))
-    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile) as exc:
+        read_consistent_arrays(run, int(rundir.read_info(run)["settings"]["batch_size"]))
+        return
+    except InconsistentRun as exc:
+        broken = exc.problem
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # DamagedArrays is a ValueError
         broken = f"its run.json or arrays.npz cannot be read ({type(exc).__name__})"
-    if broken:
-        raise UserError(f"{where}: the run breaks an invariant every run satisfies: {broken}; "
-                        "nothing was imported (the bundle is corrupt or was altered).")
+    raise UserError(f"{where}: the run breaks an invariant every run satisfies: {broken}; "
+                    "nothing was imported (the bundle is corrupt or was altered).")
 
 
 def unpack(archive: Path, staging: Path, provenance: dict[str, Any] | None = None,

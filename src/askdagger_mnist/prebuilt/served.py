@@ -27,7 +27,6 @@ import dataclasses
 import logging
 import math
 import shutil
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -37,7 +36,7 @@ import numpy as np
 from ..algorithm.metrics import whole_run_metrics
 from ..data import rundir
 from ..data.atomic import atomic_dir
-from ..data.invariants import STREAM, run_problem
+from ..data.invariants import STREAM, InconsistentRun, read_consistent_arrays
 from ..errors import UserError
 from ..settings import RESULTS_VERSION, RunSettings
 
@@ -118,30 +117,41 @@ def setting_problem(recorded: Mapping[str, Any], wanted: RunSettings, variant: s
     return None
 
 
-def _read(run_dir: Path, where: str) -> tuple[dict, dict, int, int]:
-    """run.json, the arrays, the batch size and the steps recorded, or one sentence."""
+def _unreadable(where: str, exc: Exception) -> UserError:
+    return UserError(f"{where} cannot be read ({type(exc).__name__}: its run.json or arrays.npz "
+                     f"is not a run's); {NOTHING_IMPORTED}: import the archive again.")
+
+
+def _read_info(run_dir: Path, where: str) -> tuple[dict, int, int]:
+    """run.json, the batch size and the steps recorded, or one sentence."""
     try:
         info = rundir.read_info(run_dir)
-        arrays = rundir.read_arrays(run_dir)
         recorded = info["settings"]
         batch_size = recorded.get("batch_size", _DEFAULTS.batch_size)
         steps = recorded.get("steps", _DEFAULTS.steps)
         if type(batch_size) is not int or type(steps) is not int or batch_size < 1:
             raise ValueError("batch_size and steps are not positive whole numbers")
-        if not set(STREAM) | {"train_idx"} <= set(arrays):
-            raise KeyError("arrays")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, EOFError,
-            zipfile.BadZipFile) as exc:
-        raise UserError(f"{where} cannot be read ({type(exc).__name__}: its run.json or arrays.npz "
-                        f"is not a run's); {NOTHING_IMPORTED}: import the archive again.") from None
-    return info, arrays, batch_size, steps
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise _unreadable(where, exc) from None
+    return info, batch_size, steps
+
+
+def _read_arrays(run_dir: Path, where: str, batch_size: int) -> dict[str, np.ndarray]:
+    """The arrays, read and checked (data.invariants), or one sentence."""
+    try:
+        return read_consistent_arrays(run_dir, batch_size)
+    except InconsistentRun as exc:
+        raise UserError(f"{where} breaks an invariant every run satisfies: {exc.problem}; "
+                        f"{NOTHING_IMPORTED} (the archive is corrupt or was altered).") from None
+    except (OSError, ValueError) as exc:  # DamagedArrays is a ValueError
+        raise _unreadable(where, exc) from None
 
 
 def check_served(run_dir: Path, archive: str, label: str, wanted: RunSettings) -> Served:
     """The staged run ``run_dir`` of ``archive``, checked as the run of ``wanted`` (``label``
     names it); a run that does not serve it is one sentence (UserError)."""
     where = f"archive {archive}: run {label}"
-    info, arrays, batch_size, steps = _read(run_dir, where)
+    info, batch_size, steps = _read_info(run_dir, where)
     authors = info.get("source") == "authors"
     made_by = info.get("results_version")
     if made_by != RESULTS_VERSION and not (authors and made_by is None):
@@ -152,10 +162,7 @@ def check_served(run_dir: Path, archive: str, label: str, wanted: RunSettings) -
             f"{RESULTS_VERSION} (settings.RESULTS_VERSION: results of unchanged settings have "
             f"changed since); {NOTHING_IMPORTED}: use a bundle made by this version, or set "
             "results_source: train.")
-    broken = run_problem(arrays, batch_size)
-    if broken:
-        raise UserError(f"{where} breaks an invariant every run satisfies: {broken}; "
-                        f"{NOTHING_IMPORTED} (the archive is corrupt or was altered).")
+    arrays = _read_arrays(run_dir, where, batch_size)
     held = len(arrays["u"]) // batch_size
     if held != steps:
         raise UserError(f"{where} holds {held} steps in its arrays where its run.json says {steps}: "
