@@ -137,16 +137,22 @@ CONFIGURATION_FIELDS = ("mode", "p_rand", "normalization", "imputation", "s_des"
                         "update_every", "mc_samples", "dropout", "n_min", "n_rep")
 
 
+def setting_float(value) -> float:
+    """A float setting as runs are compared by it: rounded to 12 digits, so that a JSON round
+    trip (or a value typed in the config) keeps it."""
+    return round(float(value), 12)
+
+
 def configuration_key(settings) -> tuple:
     """A run's configuration (CONFIGURATION_FIELDS) from its settings (run.json's, or the
     workflow's for a planned run); a setting they lack is the default (RunSettings), as in a
-    bundle of an older version. Floats rounded to 12 digits, so a JSON round trip keeps it."""
+    bundle of an older version. Floats by ``setting_float``."""
     default = RunSettings()
     value = {name: settings.get(name, getattr(default, name)) for name in CONFIGURATION_FIELDS}
-    return (str(value["mode"]), round(float(value["p_rand"]), 12), bool(value["normalization"]),
-            bool(value["imputation"]), round(float(value["s_des"]), 12),
+    return (str(value["mode"]), setting_float(value["p_rand"]), bool(value["normalization"]),
+            bool(value["imputation"]), setting_float(value["s_des"]),
             int(value["batch_size"]), int(value["update_every"]), int(value["mc_samples"]),
-            round(float(value["dropout"]), 12), int(value["n_min"]), int(value["n_rep"]))
+            setting_float(value["dropout"]), int(value["n_min"]), int(value["n_rep"]))
 
 
 # ---- the workflow config's defaults --------------------------------------------------------------

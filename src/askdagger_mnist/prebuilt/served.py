@@ -38,7 +38,7 @@ from ..data import rundir
 from ..data.atomic import atomic_dir
 from ..data.invariants import STREAM, InconsistentRun, read_consistent_arrays
 from ..errors import UserError
-from ..settings import RESULTS_VERSION, RunSettings
+from ..settings import RESULTS_VERSION, RunSettings, setting_float
 
 log = logging.getLogger(__name__)
 
@@ -80,13 +80,13 @@ def _show(value: Any) -> str:
 
 
 def _same(recorded: Any, wanted: Any) -> bool:
-    """Whether a recorded setting is the wanted one (floats to 12 digits, as
-    settings.configuration_key compares them after a JSON round trip)."""
+    """Whether a recorded setting is the wanted one (floats by settings.setting_float, as
+    settings.configuration_key compares them)."""
     if isinstance(wanted, bool):
         return recorded is wanted
     if isinstance(wanted, float):
         return (isinstance(recorded, (int, float)) and not isinstance(recorded, bool)
-                and math.isfinite(recorded) and round(float(recorded), 12) == round(wanted, 12))
+                and math.isfinite(recorded) and setting_float(recorded) == setting_float(wanted))
     if isinstance(wanted, int):
         return isinstance(recorded, (int, float)) and not isinstance(recorded, bool) and recorded == wanted
     return recorded == wanted
