@@ -156,9 +156,11 @@ def configuration_key(settings) -> tuple:
 
 
 # ---- the workflow config's defaults --------------------------------------------------------------
-# The source of the workflow config's defaults. Nothing at run time reads CONFIG_DEFAULTS itself:
-# the workflow fills missing keys from workflow/schemas/config.schema.yaml's ``default:`` keys,
-# which are copies of these (as config.yaml's values are), kept equal by tests/test_defaults.py.
+# The source of the workflow config's defaults. The workflow does not read CONFIG_DEFAULTS: it
+# fills missing keys from workflow/schemas/config.schema.yaml's ``default:`` keys, which are
+# copies of these (as config.yaml's values are), kept equal by tests/test_defaults.py. The
+# commands read it where they take config keys as JSON (prebuilt.picking.config_from_json,
+# fetch_results --config): a key left out is its default.
 SAG_VARIANT = "sag"  # the paper's S-Aware Gating, as the config's variants name it
 # The paper's variants: SAG, and four that each change one of its settings (the ablations).
 PAPER_VARIANTS = {
