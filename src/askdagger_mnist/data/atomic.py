@@ -186,11 +186,12 @@ def left_temporaries(path: Path) -> list[Path]:
                                                  lambda name: name == old or ours.fullmatch(name))]
 
 
-def remove_paths(paths: Iterable[Path]) -> None:
-    """Remove each file or folder (a link: the link) of ``paths``."""
+def remove_paths(paths: Iterable[Path], ignore_errors: bool = True) -> None:
+    """Remove each file or folder (a link: the link, never what it points to) of ``paths``;
+    a folder as well as it can, or, ``ignore_errors=False``, raising where it cannot."""
     for path in map(Path, paths):
         if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
+            shutil.rmtree(path, ignore_errors=ignore_errors)
         else:
             path.unlink(missing_ok=True)
 
@@ -284,10 +285,7 @@ def replace_dir(ready: Path, final: Path, aside: Path | None = None) -> Path:
         os.replace(ready, final)
         return final
     old = Path(aside) if aside is not None else final.with_name(f".{final.name}.old")
-    if old.is_dir() and not old.is_symlink():
-        shutil.rmtree(old)
-    elif old.exists() or old.is_symlink():
-        old.unlink()
+    remove_paths([old], ignore_errors=False)
     os.replace(final, old)
     try:
         os.replace(ready, final)
