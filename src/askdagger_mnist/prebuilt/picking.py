@@ -59,19 +59,6 @@ def offered_run(stagings: list[Path], config: dict, mode: str, variant: str, s_d
                                wanted_settings(config, mode, variant, s_des, rep))
 
 
-def first_steps_summary(runs: list[served.Served]) -> list[str]:
-    """One line per archive and stream length of which only the first steps are used."""
-    counts: dict[tuple[str, int, int], int] = {}
-    for r in runs:
-        if r.steps_used != r.steps:
-            key = (r.archive, r.steps, r.steps_used)
-            counts[key] = counts.get(key, 0) + 1
-    return [f"archive {archive}: {n} run{'s' if n > 1 else ''} of {steps} steps; the first {used} "
-            "steps of each are used (the config's max_steps), as the reproduction verdict compares "
-            "runs of different lengths (docs/prebuilt-results.md)"
-            for (archive, steps, used), n in sorted(counts.items())]
-
-
 def check_all(stagings: list[Path], config: dict, out: Path) -> list[served.Served]:
     """Check every configured run the staging folders hold against the config, and only if all
     serve, write ``out``: where each comes from and the steps used. Runs that no folder holds
@@ -81,7 +68,7 @@ def check_all(stagings: list[Path], config: dict, out: Path) -> list[served.Serv
         run = offered_run(stagings, config, *key)
         if run is not None:
             found.append(run)
-    for line in first_steps_summary(found):
+    for line in served.first_steps_lines(found):
         log.info(line)
         print(line)  # the workflow logs stderr; this line also reaches the terminal
     rundir.write_json_atomic(Path(out), {"runs": [
@@ -103,9 +90,8 @@ def pick_run(stagings: list[Path], mode: str, variant: str, s_des: float, rep: i
             f"{', '.join(str(s) for s in stagings) or 'nothing'}): add an archive with it to "
             "results_archives, leave it out of the sweep, or set results_source: train."
         )
-    notice = served.first_steps_notice(run)
-    if notice:
-        log.info(notice)
+    for line in served.first_steps_lines([run]):
+        log.info(line)
     served.publish(run, Path(out))
     log.info(f"run {run.label} taken from archive {run.archive}")
     return Path(out)

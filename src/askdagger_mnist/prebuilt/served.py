@@ -179,13 +179,23 @@ def check_served(run_dir: Path, archive: str, label: str, wanted: RunSettings) -
     return Served(Path(run_dir), archive, label, steps, wanted.steps)
 
 
-def first_steps_notice(served: Served) -> str | None:
-    """The line saying that only the first steps of a longer run are used, or None."""
-    if served.steps_used == served.steps:
-        return None
-    return (f"{served.describe()} has {served.steps} steps; its first {served.steps_used} are used "
-            "(the config's max_steps), as the reproduction verdict compares runs of different "
-            "lengths (docs/prebuilt-results.md)")
+def first_steps_lines(runs: Iterable[Served]) -> list[str]:
+    """The lines saying of which longer runs only the first steps are used: one per archive and
+    stream length, naming the run where it is one."""
+    groups: dict[tuple[str, int, int], list[Served]] = {}
+    for r in runs:
+        if r.steps_used != r.steps:
+            groups.setdefault((r.archive, r.steps, r.steps_used), []).append(r)
+    lines = []
+    for (archive, steps, used), group in sorted(groups.items()):
+        if len(group) == 1:
+            what = f"{group[0].describe()} has {steps} steps; its first {used} are used"
+        else:
+            what = (f"archive {archive}: {len(group)} runs of {steps} steps; the first {used} "
+                    "steps of each are used")
+        lines.append(f"{what} (the config's max_steps), as the reproduction verdict compares runs "
+                     "of different lengths (docs/prebuilt-results.md)")
+    return lines
 
 
 def first_steps(arrays: Mapping[str, np.ndarray], steps: int, batch_size: int) -> dict[str, np.ndarray]:
