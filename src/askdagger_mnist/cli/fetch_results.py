@@ -172,6 +172,15 @@ def _variants(text: str | None) -> dict:
     return value
 
 
+def _add_download_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--url", required=True, help="http(s):// or file:// URL, or gdrive:<file id>")
+    p.add_argument("--sha256")
+    p.add_argument("--format", choices=FORMATS, required=True)
+    p.add_argument("--attempts", type=int, default=Options.attempts)
+    p.add_argument("--max-mib", type=_positive, default=MAX_DOWNLOAD_MIB, metavar="N",
+                   help="refuse a download larger than N MiB (config key max_download_mib)")
+
+
 def _add_import_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variants", help="JSON of config['variants'] (default: the paper's five)")
     p.add_argument("--default-mode", default=ABLATION_MODE, choices=MODES,
@@ -193,13 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = sub.add_parser("download", help="download and verify one archive")
-    p.add_argument("--url", required=True, help="http(s):// or file:// URL, or gdrive:<file id>")
-    p.add_argument("--sha256")
-    p.add_argument("--format", choices=FORMATS, required=True)
+    _add_download_options(p)
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--attempts", type=int, default=Options.attempts)
-    p.add_argument("--max-mib", type=_positive, default=MAX_DOWNLOAD_MIB, metavar="N",
-                   help="refuse a download larger than N MiB (config key max_download_mib)")
 
     p = sub.add_parser("import", help="import a downloaded archive into a staging folder")
     p.add_argument("--archive", type=Path, required=True)
@@ -209,14 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_import_options(p)
 
     p = sub.add_parser("fetch", help="download + import")
-    p.add_argument("--url", required=True)
-    p.add_argument("--sha256")
-    p.add_argument("--format", choices=FORMATS, required=True)
+    _add_download_options(p)
     p.add_argument("--archive", type=Path, required=True, help="where to keep the downloaded zip")
     p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--attempts", type=int, default=Options.attempts)
-    p.add_argument("--max-mib", type=_positive, default=MAX_DOWNLOAD_MIB, metavar="N",
-                   help="refuse a download larger than N MiB (config key max_download_mib)")
     _add_import_options(p)
 
     config_help = ("the workflow config's keys as JSON (those left out: their defaults): the runs "
