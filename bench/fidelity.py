@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import hashlib
 import subprocess
 import sys
 import tempfile
@@ -97,8 +98,10 @@ def csv_verdicts(ours: Side, csv_path: Path, settings: VerdictSettings,
 def import_reference(folders: list[Path], work: Path) -> list[Path]:
     """The reference runs, imported as the workflow imports an authors' archive."""
     runs = []
-    for i, folder in enumerate(folders):
-        staging = work / f"reference{i}"
+    for folder in folders:
+        # One staging folder per reference folder (named by its path), so that a kept work
+        # folder reused with other --reference folders never serves the runs of the old ones.
+        staging = work / f"reference-{hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:12]}"
         if not staging.exists():
             staging.mkdir(parents=True)
             import_tree(folder, staging, PAPER_VARIANTS, {"url": str(folder)}, with_model=False)
