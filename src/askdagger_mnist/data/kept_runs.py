@@ -34,11 +34,10 @@ import contextlib
 import errno
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from ..errors import UserError
+from ..errors import UserError, stderr_line
 from ..settings import RESULTS_VERSION
 from .atomic import atomic_dir, reporting_no_space, write_bytes_atomic
 from .hashing import file_hash
@@ -238,7 +237,7 @@ def restore_kept_run(run_dir: Path, recorded_settings: Mapping[str, Any],
         atomic_dir(run_dir, restore)
     except NotAsMade as exc:
         aside = set_aside(kept)
-        (say or _stderr)(f"kept copy {kept} not restored: {exc}; set aside as {aside}, the run "
+        (say or stderr_line)(f"kept copy {kept} not restored: {exc}; set aside as {aside}, the run "
                          "is trained again.")
         return None
     return info
@@ -255,7 +254,3 @@ def set_aside(kept: Path) -> Path:
             os.rename(kept, aside)
             return aside
         n += 1
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
