@@ -128,6 +128,7 @@ def test_no_mnist_stops_before_any_run(tmp_path):
     assert not (tmp_path / "runs").exists() and not (tmp_path / "logs").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.needs_mnist
 def test_a_tiny_cpu_sweep_makes_complete_runs_and_the_same_command_skips_them(tmp_path):
     out = tmp_path / "results" / "runs"

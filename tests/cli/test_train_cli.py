@@ -148,6 +148,7 @@ def test_a_deleted_run_is_restored_from_its_kept_copy_without_importing_torch(tm
         assert not ckpt.exists()
 
 
+@pytest.mark.slow
 def test_beside_a_finished_run_a_leftover_checkpoint_goes_and_a_file_of_yours_stays(
     tmp_path, capsys
 ):
@@ -199,6 +200,7 @@ def _better_metrics(path: Path) -> None:
     path.write_text(json.dumps(info))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage, name", [
     (_flip_a_byte, "arrays.npz"), (_cut_in_half, "model.pt"), (_better_metrics, "run.json")])
 def test_a_kept_copy_that_is_not_what_was_made_is_set_aside_and_the_run_trained_again(

@@ -219,6 +219,7 @@ def _train(out, tmp, *extra) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300, cwd=REPO)
 
 
+@pytest.mark.slow
 @pytest.mark.needs_mnist
 def test_a_run_pinned_to_a_core_is_the_run_trained_without_slots(tmp_path):
     pinned, unpinned = tmp_path / "pinned", tmp_path / "unpinned"
