@@ -4,6 +4,7 @@ and the swap table (each fast component against its plain twin).
     python bench/full_run.py [--repeat 5] [--engine fast|plain] [--swap COMPONENT ...]
                              [--mode sensitivity] [--threads 1] [--device cpu]
     python bench/full_run.py --swap-table --repeat 5
+    (--max-steps N: shorter runs, for a quick check that it works; not for the tables)
 
 Runs the train CLI in a child process (``--repeat`` times) and prints its wall time (process
 start to exit), the loop time it recorded in run.json, CPU time and the peak resident set
@@ -56,11 +57,17 @@ def child(argv: list[str]) -> None:
 
 def one_run(args, swaps: list[str], tmp: Path, i: int) -> dict:
     """One train CLI process; its wall time, loop time, CPU time, peak RSS and metrics."""
-    out = tmp / f"run{i}"
+    # A folder per configuration: a run directory (or its kept copy) already there would be
+    # restored, not trained, and the measurement would time a restore.
+    out = tmp / ("+".join(swaps) or "as-chosen") / f"run{i}"
+    if out.exists() or (out.parent / ".kept" / out.name).exists():
+        raise SystemExit(f"{out} was made before: each measured run needs a folder of its own")
     cmd = [sys.executable, __file__, "--child", "--mode", args.mode, "--s-des", args.s_des,
            "--data-root", args.data_root, "--out", str(out), "--threads", args.threads,
            "--device", args.device, "--engine", args.engine,
            "--progress-every", "100" if args.repeat == 1 else "0"]
+    if args.max_steps:
+        cmd += ["--max-steps", str(args.max_steps)]
     for c in swaps:
         cmd += ["--swap", c]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
@@ -144,6 +151,7 @@ def main() -> int:
                    help="runs in a row (same seed); prints each and the median: timings on a "
                         "shared machine vary by 10-20%% from run to run")
     p.add_argument("--data-root", default=str(REPO.parent / "shared" / "data" / "mnist"))
+    p.add_argument("--max-steps", type=int, help="steps per run (default: the whole stream)")
     args = p.parse_args()
     if args.swap_table:
         swap_table(args)

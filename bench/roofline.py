@@ -40,8 +40,8 @@ Method (four measurements, printed as Markdown tables ready for docs/benchmarks.
 ``--snakemake-overhead`` adds the CPU that Snakemake's own process spends per job: it runs the
 smoke preset (workflow/presets/smoke.yaml) in a scratch folder and divides the Snakemake
 process's own CPU seconds (``getrusage(RUSAGE_SELF)`` inside it, its jobs excluded) by the jobs
-it ran (the method of docs/benchmarks.md, "The Snakemake head"). TODO: not yet run end to end
-(only its wrapper, on a dry run): the development VM was busy.
+it ran (the method of docs/benchmarks.md, "The Snakemake head"; measured there, "Roofline of
+the loop").
 """
 
 import time  # noqa: I001 -- first, so that a job's child process stamps its start at once
@@ -414,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bandwidth-mib", type=int, default=256, help="array size of copy and triad")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--snakemake-overhead", action="store_true",
-                   help="TODO, untested end to end: also run the smoke preset and report the "
+                   help="also run the smoke preset and report the "
                         "Snakemake process's own CPU-s per job (minutes)")
     args = p.parse_args(argv)
     return run_command(lambda: measure(args), lambda result: print(markdown(result)))
