@@ -273,29 +273,6 @@ def test_a_stale_checkpoint_beside_a_finished_run_goes(trained, tmp_path, capsys
     assert not ckpt.exists() and sorted(os.listdir(out.parent)) == [".kept", "run"]
 
 
-def test_a_lock_file_its_holder_deleted_meanwhile_is_not_the_lock_taken(tmp_path, monkeypatch):
-    """The race of deleting a lock file: this process opened it, then its holder deleted it
-    (as a holder does when done) and released it. Locking the deleted file would let a third
-    process lock a new one under the same name: the file now under the name is taken."""
-    lock = tmp_path / "run.checkpoint.pt.lock"
-    lock.write_text("pid 1 on elsewhere")
-    opened = []
-
-    def open_then_the_holder_deletes_it(path, mode):
-        fh = open(path, mode)
-        if not opened:
-            Path(path).unlink()
-        opened.append(fh)
-        return fh
-
-    monkeypatch.setattr(train, "open", open_then_the_holder_deletes_it, raising=False)
-    with train.exclusive_run_lock(tmp_path / "run.checkpoint.pt"):
-        assert len(opened) == 2 and opened[0].closed
-        assert os.stat(lock).st_ino == os.fstat(opened[1].fileno()).st_ino
-        assert lock.read_text().startswith(f"pid {os.getpid()} on ")
-    assert not lock.exists()  # deleted by its holder, as before
-
-
 def test_checkpoint_naming_a_folder_is_refused(tmp_path, capsys):
     ckpt = tmp_path / "ckpts"
     ckpt.mkdir()
