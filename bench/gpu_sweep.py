@@ -1,7 +1,7 @@
 """Benchmark: the paper's training runs (630 with config.yaml) on one machine, without Snakemake.
 
     PYTHONPATH=src python3 bench/gpu_sweep.py --data-root /path/to/mnist --device cuda \\
-        [--parallel P] [--jobs-per-gpu K] [--limit N] [--max-steps S] \\
+        [--parallel P] [--runs-per-process N] [--jobs-per-gpu K] [--limit N] [--max-steps S] \\
         [--configfile my.yaml] [--config KEY=VALUE ...] [--out results/runs] [--json sweep.json]
     PYTHONPATH=src python3 bench/gpu_sweep.py --dry-run      # the plan, nothing run
 
@@ -16,10 +16,16 @@ and its output at the rule's path, ``<out>/{mode}/{variant}/s{s_des}/rep{rep}``,
 skipped: after an interruption, run the same command again (cut-off runs resume from their
 checkpoints). --limit N keeps the first N runs of the plan (complete ones count).
 
+With --runs-per-process N, one process trains up to N consecutive runs of one configuration
+(the train CLI's ``--rep R --out DIR`` pairs), each the same run as when trained alone, sharing
+the interpreter, torch, MNIST and a GPU's CUDA context: where start-up is a large share of a run.
+Its log is ``rep<first>-<last>.log`` beside the runs' own.
+
 Up to --parallel processes run at once (default: the CPU cores this process may use; on one
 H200 with 16 cores throughput stopped growing past about one process per core,
-docs/benchmarks.md). Each process is one run, which takes its own GPU slot (--jobs-per-gpu,
-default --parallel: every process running has one) and, as the workflow's train jobs do with
+docs/benchmarks.md). Each process (its run, or each of its runs in turn) takes its own GPU
+slot (--jobs-per-gpu, default --parallel: every process running has one) and, as the
+workflow's train jobs do with
 ``cpu_slots: true`` (the config's default, kept here), one CPU core of its own, pinned: a GPU
 job's numpy work (SAG, bookkeeping) and its kernel launches run on the CPU, and with one
 process per core pinning costs nothing and keeps a starting process off the cores of running
@@ -94,8 +100,46 @@ class PlannedRun:
 
 
 @dataclass(frozen=True)
+class PlannedProcess:
+    """One train process: one run, or several consecutive runs of one configuration (the train
+    CLI's ``--rep R --out DIR`` once per run), which share its start-up."""
+
+    runs: tuple[PlannedRun, ...]
+
+    @property
+    def label(self) -> str:
+        first, last = self.runs[0], self.runs[-1]
+        return first.label if len(self.runs) == 1 else f"{first.label}-{last.key[3]}"
+
+    @property
+    def log(self) -> Path:
+        """The run's log; for several runs one log beside theirs, ``rep<first>-<last>.log``."""
+        first = self.runs[0]
+        if len(self.runs) == 1:
+            return first.log
+        return first.log.with_name(f"rep{first.key[3]}-{self.runs[-1].key[3]}.log")
+
+    @property
+    def command(self) -> list[str]:
+        more = [arg for run in self.runs[1:] for arg in ("--rep", str(run.key[3]), "--out", str(run.out))]
+        return [*self.runs[0].command, *more]
+
+
+def processes_of(runs: Iterable[PlannedRun], per_process: int) -> list[PlannedProcess]:
+    """The runs in order, consecutive runs of one configuration (mode, variant, s_des) put
+    together, at most ``per_process`` to a process."""
+    groups: list[list[PlannedRun]] = []
+    for run in runs:
+        if groups and len(groups[-1]) < per_process and groups[-1][-1].key[:3] == run.key[:3]:
+            groups[-1].append(run)
+        else:
+            groups.append([run])
+    return [PlannedProcess(tuple(group)) for group in groups]
+
+
+@dataclass(frozen=True)
 class Finished:
-    run: PlannedRun
+    process: PlannedProcess
     exit_status: int
     process_wall_s: float  # process start to exit, as seen from here
     started_at: float  # time.time() when it started
@@ -231,9 +275,9 @@ def check_mnist(root: Path) -> None:
                         f"`{download_command(root)}` where there is internet.")
 
 
-def shown(run: PlannedRun) -> str:
-    """The run's command as the train rule's shell line writes it."""
-    return f"{shlex.join(run.command)} > {shlex.quote(str(run.log))} 2>&1"
+def shown(process: PlannedProcess) -> str:
+    """The process's command as the train rule's shell line writes it."""
+    return f"{shlex.join(process.command)} > {shlex.quote(str(process.log))} 2>&1"
 
 
 # ---- running ---------------------------------------------------------------------------------
@@ -245,39 +289,39 @@ def child_environment() -> dict:
     return {**os.environ, "PYTHONPATH": str(REPO / "src") + (f":{before}" if before else "")}
 
 
-def run_all(runs: Iterable[PlannedRun], parallel: int,
+def run_all(processes: Iterable[PlannedProcess], parallel: int,
             on_finish: Callable[[Finished], None]) -> list[Finished]:
-    """Run every run as one process, up to ``parallel`` at once, in order; each process's end is
+    """Run every process, up to ``parallel`` at once, in order; each process's end is
     timed by a thread waiting on it. Interrupted (Ctrl-C, SIGTERM), the running processes are
     sent SIGTERM and waited for: each keeps its checkpoint, and the same command resumes."""
     env = child_environment()
     ended: queue.Queue[Finished] = queue.Queue()
-    live: dict[str, subprocess.Popen] = {}  # by run label: the processes not yet reported
-    pending = iter(runs)
+    live: dict[str, subprocess.Popen] = {}  # by label: the processes not yet reported
+    pending = iter(processes)
     finished = []
 
-    def start(run: PlannedRun) -> None:
-        run.log.parent.mkdir(parents=True, exist_ok=True)
-        with open(run.log, "w") as log:
+    def start(process: PlannedProcess) -> None:
+        process.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(process.log, "w") as log:
             started_at, start_s = time.time(), time.perf_counter()
-            proc = subprocess.Popen(run.command, stdin=subprocess.DEVNULL, stdout=log,
+            proc = subprocess.Popen(process.command, stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, env=env)
-        live[run.label] = proc
+        live[process.label] = proc
         threading.Thread(target=lambda: ended.put(
-            Finished(run, proc.wait(), time.perf_counter() - start_s, started_at)),
+            Finished(process, proc.wait(), time.perf_counter() - start_s, started_at)),
             daemon=True).start()
 
     try:
-        for run in itertools.islice(pending, parallel):
-            start(run)
+        for process in itertools.islice(pending, parallel):
+            start(process)
         while live:
             done = ended.get()
-            del live[done.run.label]
+            del live[done.process.label]
             finished.append(done)
             on_finish(done)
-            run = next(pending, None)
-            if run is not None:
-                start(run)
+            process = next(pending, None)
+            if process is not None:
+                start(process)
     finally:
         for proc in live.values():
             proc.terminate()
@@ -304,21 +348,34 @@ def finished_before(info: Mapping, moment: float) -> bool:
     return stamp.timestamp() < int(moment)  # finished_at has whole seconds
 
 
-def outcome(done: Finished) -> dict:
-    """One run's row of the report: how it ended and, when it trained, its times."""
-    run = done.run
-    row = {"run": run.label, "exit_status": done.exit_status, "log": str(run.log),
-           "process_wall_s": round(done.process_wall_s, 3)}
-    if done.exit_status != 0 or not is_complete_run(run.out):
-        return {**row, "how": "failed", "error": last_line(run.log)}
+def outcomes(done: Finished) -> list[dict]:
+    """The rows of the report for the runs of one process: how each ended and, for the runs
+    it trained, their times. A run's start-up is its share of the process's time outside the
+    runs' loops (the whole of it with one run a process)."""
+    rows = [outcome(run, done) for run in done.process.runs]
+    made = [row for row in rows if "in_run_s" in row]
+    if made:
+        startup = (done.process_wall_s - sum(row["in_run_s"] for row in made)) / len(made)
+        for row in made:
+            row["startup_s"] = round(startup, 3)
+    return rows
+
+
+def outcome(run: PlannedRun, done: Finished) -> dict:
+    """One run's row: how it ended and, when it trained, its time in the run and waiting."""
+    log = done.process.log
+    row = {"run": run.label, "exit_status": done.exit_status, "log": str(log),
+           "process_wall_s": round(done.process_wall_s, 3),
+           "runs_in_process": len(done.process.runs)}
+    if not is_complete_run(run.out) or (done.exit_status != 0 and len(done.process.runs) == 1):
+        return {**row, "how": "failed", "error": last_line(log)}
     info = read_info(run.out)
     if finished_before(info, done.started_at):
         return {**row, "how": "restored"}
     in_run = info["wall_time_s"]
     waited = sum((info.get(p) or {}).get("waited_s", 0) for p in ("gpu_placement", "cpu_placement"))
     return {**row, "how": "resumed" if info.get("resumed_at_steps") else "trained",
-            "in_run_s": in_run, "startup_s": round(done.process_wall_s - in_run, 3),
-            "slot_wait_s": round(waited, 3), "device": info.get("device"),
+            "in_run_s": in_run, "slot_wait_s": round(waited, 3), "device": info.get("device"),
             "engine": info.get("engine"), "torch": (info.get("versions") or {}).get("torch")}
 
 
@@ -326,10 +383,11 @@ def progress_line(row: dict, count: int, total: int) -> str:
     head = f"[{count}/{total}] {row['run']}:"
     if row["how"] == "failed":
         return f"{head} FAILED (exit status {row['exit_status']}), see {row['log']}"
+    process = (f"in {row['process_wall_s']:.1f} s" if row["runs_in_process"] == 1 else
+               f"by a process of {row['runs_in_process']} runs, {row['process_wall_s']:.1f} s")
     if row["how"] == "restored":
-        return f"{head} restored from its kept copy in {row['process_wall_s']:.1f} s"
-    return (f"{head} {row['how']} in {row['process_wall_s']:.1f} s "
-            f"(in-run {row['in_run_s']:.1f} s)")
+        return f"{head} restored from its kept copy {process}"
+    return f"{head} {row['how']} {process} (in-run {row['in_run_s']:.1f} s)"
 
 
 # ---- the report ------------------------------------------------------------------------------
@@ -378,8 +436,8 @@ def markdown(summary: Mapping) -> str:
          f"{s['trained']}; {s['resumed']}"),
         ("restored from their kept copies", s["restored"]),
         ("failed", len(s["failed"])),
-        ("processes at once (--parallel); GPU slots per GPU",
-         f"{s['parallel']}; {s['jobs_per_gpu']}"),
+        ("processes at once (--parallel); runs per process; GPU slots per GPU",
+         f"{s['parallel']}; {s['runs_per_process']}; {s['jobs_per_gpu']}"),
         ("CPU cores this process may use; CPU slots", f"{s['cores']}; {s['cpu_slots']}"),
         ("device; engine; torch", f"{', '.join(s['devices']) or s['device']}; "
                                   f"{', '.join(s['engines']) or s['engine']}; "
@@ -387,7 +445,8 @@ def markdown(summary: Mapping) -> str:
         ("wall time of the sweep", seconds(s["wall_s"])),
         ("runs per minute", "-" if s["runs_per_minute"] is None else s["runs_per_minute"]),
         ("median in-run time (run.json wall_time_s)", seconds(s["median_in_run_s"])),
-        ("median start-up overhead (process wall - in-run time)", seconds(s["median_startup_s"])),
+        ("median start-up overhead per run (process wall - in-run times, shared by its runs)",
+         seconds(s["median_startup_s"])),
         ("of which waiting for a GPU or CPU slot (median)", seconds(s["median_slot_wait_s"])),
         (f"the whole grid ({s['grid']} runs) at this rate",
          "-" if s["grid_minutes_at_this_rate"] is None
@@ -454,6 +513,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "<out>/../logs/train")
     p.add_argument("--parallel", type=positive, default=default_parallel(),
                    help="processes at once (default: the CPU cores this process may use)")
+    p.add_argument("--runs-per-process", type=positive, default=1,
+                   help="consecutive runs of one configuration trained by one process, sharing "
+                   "its start-up (the train CLI's --rep/--out pairs; default 1)")
     p.add_argument("--jobs-per-gpu", type=positive,
                    help="GPU slots per GPU passed to each run (default: --parallel)")
     p.add_argument("--limit", type=positive, help="only the first N runs of the plan")
@@ -473,14 +535,17 @@ def configured(args: argparse.Namespace) -> dict:
 
 def dry_run(args, planned: list[PlannedRun], grid: int) -> dict:
     todo = [run for run in planned if not is_done(run)]
+    processes = processes_of(todo, args.runs_per_process)
     print(f"{len(planned)} runs planned (the grid has {grid}), {len(planned) - len(todo)} "
-          f"already complete, {len(todo)} to run, {args.parallel} at once.")
-    if todo:
-        print(f"The first {min(SHOWN_COMMANDS, len(todo))} commands:")
-        for run in todo[:SHOWN_COMMANDS]:
-            print(f"  {shown(run)}")
+          f"already complete, {len(todo)} to run in {len(processes)} processes, "
+          f"{args.parallel} at once.")
+    if processes:
+        print(f"The first {min(SHOWN_COMMANDS, len(processes))} commands:")
+        for process in processes[:SHOWN_COMMANDS]:
+            print(f"  {shown(process)}")
     return {"grid": grid, "planned": len(planned), "to_run": len(todo),
-            "commands": [{"run": r.label, "command": r.command, "log": str(r.log)} for r in todo]}
+            "commands": [{"run": p.label, "command": p.command, "log": str(p.log)}
+                         for p in processes]}
 
 
 def sweep(args, config: Mapping, planned: list[PlannedRun], grid: int) -> dict:
@@ -491,17 +556,19 @@ def sweep(args, config: Mapping, planned: list[PlannedRun], grid: int) -> dict:
     rows = []
 
     def report_one(done: Finished) -> None:
-        rows.append(outcome(done))
-        print(progress_line(rows[-1], len(rows), len(todo)), file=sys.stderr, flush=True)
+        for row in outcomes(done):
+            rows.append(row)
+            print(progress_line(row, len(rows), len(todo)), file=sys.stderr, flush=True)
 
     start = time.perf_counter()
-    run_all(todo, args.parallel, report_one)
+    run_all(processes_of(todo, args.runs_per_process), args.parallel, report_one)
     wall_s = time.perf_counter() - start if todo else 0.0
     settings = {
         "command": shlex.join(["python3", "bench/gpu_sweep.py", *sys.argv[1:]]),
         "date": time.strftime("%Y-%m-%d %H:%M"), "host": os.uname().nodename,
         "commit": checkout_commit(),
-        "parallel": args.parallel, "jobs_per_gpu": args.jobs_per_gpu or args.parallel,
+        "parallel": args.parallel, "runs_per_process": args.runs_per_process,
+        "jobs_per_gpu": args.jobs_per_gpu or args.parallel,
         "cores": default_parallel(), "cpu_slots": config["cpu_slots"],
         "device": config["device"], "engine": config["engine"],
     }

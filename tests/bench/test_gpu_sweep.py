@@ -164,3 +164,43 @@ def test_a_tiny_cpu_sweep_makes_complete_runs_and_the_same_command_skips_them(tm
     again = json.loads((tmp_path / "second.json").read_text())
     assert (again["trained"], again["skipped"], again["failed"]) == (0, 2, [])
     assert {run: read_info(run)["finished_at"] for run in runs} == finished
+
+
+def test_runs_per_process_puts_consecutive_runs_of_one_configuration_together(tmp_path):
+    done = sweep("--dry-run", "--runs-per-process", "4", "--config", "repetitions=6",
+                 "--out", str(tmp_path / "runs"), "--json", str(tmp_path / "plan.json"))
+    assert done.returncode == 0, done.stderr
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    config_runs = plan["to_run"] // 6  # runs per configuration: 6 repetitions
+    assert len(plan["commands"]) == 2 * config_runs  # 4 + 2 of each configuration
+    first, second = plan["commands"][:2]
+    assert first["run"] == "sensitivity/sag/s0.1/rep0-3" and second["run"] == "sensitivity/sag/s0.1/rep4-5"
+    assert first["log"].endswith("sensitivity/sag/s0.1/rep0-3.log")
+    # The train CLI reads the pairs back as the runs it was asked for, in order.
+    from askdagger_mnist.cli.train import runs_asked
+
+    args = build_parser(several=True).parse_args(first["command"][3:])
+    runs = runs_asked(args)
+    assert [(r.rep, r.out.name) for r in runs] == [(rep, f"rep{rep}") for rep in range(4)]
+    assert {settings_from_args(r).mode for r in runs} == {"sensitivity"}
+
+
+@pytest.mark.slow
+@pytest.mark.needs_mnist
+def test_a_process_of_several_runs_reports_each_with_its_share_of_the_start_up(tmp_path):
+    out = tmp_path / "results" / "runs"
+    args = ["--device", "cpu", "--max-steps", "2", "--limit", "3", "--runs-per-process", "2",
+            "--parallel", "1", "--config", "cpu_slots=false", "--data-root", str(MNIST_ROOT),
+            "--out", str(out), "--json", str(tmp_path / "sweep.json")]
+    done = sweep(*args)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((tmp_path / "sweep.json").read_text())
+    assert (summary["trained"], summary["failed"], summary["runs_per_process"]) == (3, [], 2)
+    rows = {row["run"]: row for row in summary["runs"]}
+    pair = [rows[f"sensitivity/sag/s0.1/rep{rep}"] for rep in (0, 1)]
+    assert pair[0]["process_wall_s"] == pair[1]["process_wall_s"]
+    assert pair[0]["runs_in_process"] == 2 and rows["sensitivity/sag/s0.1/rep2"]["runs_in_process"] == 1
+    shared = (pair[0]["process_wall_s"] - pair[0]["in_run_s"] - pair[1]["in_run_s"]) / 2
+    assert pair[0]["startup_s"] == pair[1]["startup_s"] == pytest.approx(shared, abs=2e-3)
+    log = tmp_path / "results" / "logs" / "train" / "sensitivity" / "sag" / "s0.1" / "rep0-1.log"
+    assert log.read_text().count("run written to") == 2

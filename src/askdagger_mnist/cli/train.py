@@ -9,6 +9,13 @@ does nothing, and if the run directory was deleted meanwhile (as Snakemake delet
 of a job it reruns) it is put back from its kept copy (``.kept/<name>``, beside it) in well
 under a second, without training. Every flag and path is checked before any work starts.
 Torch is imported only to train.
+
+Several runs of one configuration in one process: give ``--rep`` and ``--out`` once per run
+(``--rep 0 --out .../rep0 --rep 1 --out .../rep1``). They run one after another, each exactly
+as alone (its lock, checkpoint, kept copy, run.json and seed: the same run, bit for bit), while
+the interpreter, torch, MNIST and a GPU's CUDA context are paid once: for where start-up is a
+large share of a run (a GPU). Each run's line says which it is; the first error stops the
+command, and running it again goes on where it stopped (finished runs are kept).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from pathlib import Path
 from ..data.kept_runs import kept_copy_of, restore_kept_run
 from ..data.atomic import left_temporaries, remove_paths
 from ..data.rundir import check_creatable, holds_run, read_info
-from ..errors import UserError
+from ..errors import UserError, stderr_line
 from ..runner.cpu_slots import cpu_slots
 from .common import run_command
 from .run_lock import exclusive_run_lock
@@ -33,7 +40,10 @@ from ..settings import (
 DEFAULTS = RunSettings()
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(several: bool = False) -> argparse.ArgumentParser:
+    """The train command's flags; ``several``: --rep and --out may be given once per run (each a
+    list then, ``runs_asked`` pairs them), as the command line takes them."""
+    per_run = {"action": "append"} if several else {}
     p = argparse.ArgumentParser(
         prog="python -m askdagger_mnist.cli.train", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -41,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("experiment")
     g.add_argument("--mode", choices=MODES, required=True, help="what SAG tracks")
     g.add_argument("--s-des", type=float, required=True, help="desired value, in (0, 1)")
-    g.add_argument("--rep", type=int, default=DEFAULTS.rep, help="repetition (seeds the run)")
+    g.add_argument("--rep", type=int, help=f"repetition (seeds the run; default {DEFAULTS.rep}); "
+                   "with --out, once per run to train several", **per_run)
     g.add_argument("--variant", default=SAG_VARIANT, help="variant name recorded in run.json")
     g.add_argument("--p-rand", type=float, default=DEFAULTS.p_rand, help="random query rate")
     g.add_argument("--no-normalization", action="store_true", help="SAG without normalization")
@@ -59,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("input, output, execution")
     g.add_argument("--data-root", type=Path, required=True,
                    help="folder holding MNIST/raw/*.gz")
-    g.add_argument("--out", type=Path, required=True, help="run directory to create")
+    g.add_argument("--out", type=Path, required=True, help="run directory to create (once per "
+                   "--rep)", **per_run)
     g.add_argument("--checkpoint", type=Path, help="checkpoint file (default <out>.checkpoint.pt)")
     g.add_argument("--checkpoint-every", type=int, default=EXECUTION_DEFAULTS["checkpoint_every"],
                    help="steps between checkpoints (0: none)")
@@ -87,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
 def settings_from_args(args: argparse.Namespace) -> RunSettings:
     try:
         return RunSettings(
-            mode=args.mode, s_des=args.s_des, rep=args.rep, p_rand=args.p_rand,
+            mode=args.mode, s_des=args.s_des, rep=DEFAULTS.rep if args.rep is None else args.rep,
+            p_rand=args.p_rand,
             normalization=not args.no_normalization, imputation=not args.no_imputation,
             batch_size=args.batch_size, update_every=args.update_every,
             mc_samples=args.mc_samples, dropout=args.dropout, n_min=args.n_min,
@@ -194,9 +207,43 @@ def remove_left_checkpoint(out: Path, checkpoint: Path, settings: RunSettings) -
         Path(checkpoint).unlink()
 
 
+def runs_asked(args: argparse.Namespace) -> list[argparse.Namespace]:
+    """The command's runs, one namespace each (its --rep and --out single values), from the
+    lists of a ``build_parser(several=True)`` command line; each run's flags and paths checked
+    before any of them starts."""
+    reps, outs = args.rep or [None], args.out
+    if len(reps) != len(outs):
+        raise UserError(f"give --rep and --out once per run, in pairs: got {len(reps)} --rep "
+                        f"and {len(outs)} --out.")
+    if len(outs) > 1:
+        if args.checkpoint is not None:
+            raise UserError("--checkpoint names the checkpoint of one run: with several runs "
+                            "leave it out (each run's is <out>.checkpoint.pt, beside it).")
+        for what, values in (("--out", [o.absolute() for o in outs]), ("--rep", reps)):
+            if twice := next((v for i, v in enumerate(values) if v in values[:i]), None):
+                raise UserError(f"{what} {twice} is asked for twice: give each run once.")
+    runs = [argparse.Namespace(**{**vars(args), "rep": rep, "out": out})
+            for rep, out in zip(reps, outs)]
+    for one in runs:
+        check_args(one, settings_from_args(one))
+    return runs
+
+
+def run_each(runs: list[argparse.Namespace]) -> list[tuple[Path, str]]:
+    """``run`` each of ``runs`` in turn, saying which run each line is about when there are
+    several, and what became of each as soon as it is done."""
+    made = []
+    for i, one in enumerate(runs, start=1):
+        if len(runs) > 1:
+            stderr_line(f"run {i} of {len(runs)}: {one.out}")
+        made.append(run(one))
+        report(made[-1])
+    return made
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_command(lambda: run(args), report, stopped=resumable)
+    args = build_parser(several=True).parse_args(argv)
+    return run_command(lambda: run_each(runs_asked(args)), stopped=resumable)
 
 
 def resumable(by: str) -> str:

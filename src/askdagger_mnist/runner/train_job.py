@@ -5,6 +5,7 @@ kept copy never pays torch's ~1.5 s import)."""
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import socket
@@ -64,6 +65,13 @@ def tune_malloc() -> None:
             pass
 
 
+@functools.lru_cache(maxsize=1)
+def mnist_train(root: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """MNIST's training set, read once per process: the runs of one train command share it
+    (nothing writes into these tensors)."""
+    return load_mnist_train(root)
+
+
 def train_and_publish(args: argparse.Namespace, settings: RunSettings, checkpoint: Path,
                       cores: CorePlacement | None = None) -> Path:
     """Train the run of ``settings`` (resuming from ``checkpoint`` when it exists) with the
@@ -76,7 +84,7 @@ def train_and_publish(args: argparse.Namespace, settings: RunSettings, checkpoin
     # (No torch.use_deterministic_algorithms: it imports torch._inductor, ~2 s per job, and
     # the CPU kernels used here are deterministic anyway; tests/algorithm/test_loop.py checks
     # that a resumed run is bit-identical.)
-    images, labels = load_mnist_train(args.data_root)
+    images, labels = mnist_train(args.data_root)
     # A GPU slot (gpu_slots.py) for the rest of the run; waits while all are taken.
     with placed_device(args.device, args.jobs_per_gpu, args.gpu_slot_dir) as (device, placement):
         engine = engine_for(args.engine, device)  # auto: the fast engine
