@@ -40,8 +40,11 @@ RESULTS_VERSION = 2
 # training jobs that may share one GPU of a workstation (docs/cluster.md, gpu_slots.py).
 # cpu_slots: each training job holds `threads` CPU cores of its own, pinned, and waits while
 # none is free, so that more jobs than cores never time-share one (cpu_slots.py).
+# runs_per_job: the runs of a configuration that one train job trains in one process, paying
+# start-up once (experiment/batches.py); 1: one process per run, the shape asked for.
 EXECUTION_DEFAULTS = {"engine": "auto", "device": "auto", "jobs_per_gpu": 1, "threads": 1,
-                      "cpu_slots": True, "checkpoint_every": 50, "matmul_precision": "highest"}
+                      "cpu_slots": True, "checkpoint_every": 50, "matmul_precision": "highest",
+                      "runs_per_job": 1}
 # torch.set_float32_matmul_precision's choices. highest: float32 throughout (ours, on every
 # device). medium: what the authors' train.py sets; on hardware with a faster format (TF32 on
 # NVIDIA Ampere and later, bfloat16 on CPUs with AMX/AVX-512 BF16) it computes float32 matrix

@@ -152,3 +152,26 @@ def test_one_run_is_the_command_it_always_was(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.strip() == f"run written to {tmp_path / 'r'}"
     assert json.loads((tmp_path / "r" / "run.json").read_text())["settings"]["rep"] == 0
+
+
+def test_and_next_trains_the_next_repetitions_beside_the_first(tmp_path, capsys):
+    assert train.main([*CONFIG, "--max-steps", "2", "--rep", "7", "--out", str(tmp_path / "rep7"),
+                       "--and-next", "2"]) == 0  # fmt: skip
+    for rep in (7, 8, 9):
+        assert json.loads((tmp_path / f"rep{rep}" / "run.json").read_text())["settings"]["rep"] == rep
+    assert "run 3 of 3: " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["--rep", "1", "--out", "{d}/run", "--and-next", "1"],
+     "--and-next names the next runs' directories after --out, which must then end in rep1"),
+    (["--rep", "1", "--out", "{d}/rep1", "--rep", "2", "--out", "{d}/rep2", "--and-next", "1"],
+     "--and-next adds the next repetitions to one run: give --rep and --out once."),
+    (["--rep", "1", "--out", "{d}/rep1", "--and-next", "-1"], "--and-next must be >= 0, not -1."),
+])  # fmt: skip
+def test_and_next_that_cannot_work_is_refused(tmp_path, capsys, argv, says):
+    argv = [a.replace("{d}", str(tmp_path)) for a in argv]
+    assert train.main([*CONFIG, *argv]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and says in err, err
+    assert list(tmp_path.iterdir()) == []

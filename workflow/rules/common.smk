@@ -8,6 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from askdagger_mnist.experiment.batches import leader, led_by
 from askdagger_mnist.experiment.config import ABLATIONS, train_conda_env, train_gpu_tag
 from askdagger_mnist.experiment.flags import (
     mirror_flags,
@@ -42,3 +43,22 @@ shell.prefix(
 
 if warning := mnist_root_warning(config, MNIST_MANIFEST):
     print(warning, file=sys.stderr)
+
+
+def batch_reps(config, w):
+    """The repetitions the train job of ``w`` trains (runs_per_job; experiment/batches.py)."""
+    return led_by(int(w.rep), config["repetitions"], config["runs_per_job"])
+
+
+def train_runtime(config, w):
+    """Minutes for the train job of ``w``: train_resources.runtime for each run it trains."""
+    return config["train_resources"]["runtime"] * len(batch_reps(config, w))
+
+
+def trained_by(config, w):
+    """The run directory of the job that trains ``w``'s run with its batch, or none."""
+    first = leader(int(w.rep), config["repetitions"], config["runs_per_job"])
+    # The train rule's output pattern, filled in with the batch's first repetition.
+    if first == int(w.rep):
+        return []
+    return [f"{RUNS}/{w.mode}/{w.variant}/s{w.s_des}/rep{first}"]

@@ -1,5 +1,7 @@
 # One interactive SAG training run per mode x variant x s_des x repetition.
 # With results_source: download the run directories come from results.smk instead.
+# With runs_per_job N > 1 the job of repetition 0 trains repetitions 0..N-1 in one process, and
+# the jobs of 1..N-1 wait for it and restore their runs (experiment/batches.py).
 
 
 if config["results_source"] == "train":
@@ -9,6 +11,9 @@ if config["results_source"] == "train":
             # The manifest of the MD5-verified files (not the files: they are the user's).
             # Their content never changes: a re-download must not retrain anything.
             mnist=ancient(MNIST_MANIFEST),
+            # runs_per_job > 1: the run of the job that trains this one with its batch (none
+            # for the batch's first repetition, whose job trains them all).
+            trained_by=lambda w: trained_by(config, w),
         output:
             # Created atomically by the script. Beside it, outside the output, so that
             # Snakemake never deletes them: the mid-run checkpoint (<run dir>.checkpoint.pt),
@@ -28,7 +33,7 @@ if config["results_source"] == "train":
             # at once; the script itself places each on a GPU slot (docs/cluster.md).
             gpu=train_gpu_tag(config["train_resources"], config["device"]),
             mem_mb=config["train_resources"]["mem_mb"],
-            runtime=config["train_resources"]["runtime"],
+            runtime=lambda w: train_runtime(config, w),
             # Execution choices, not settings: changing them re-runs nothing (resources are no
             # rerun trigger). So is where MNIST lies: moving it retrains nothing.
             device=config["device"],
@@ -38,6 +43,8 @@ if config["results_source"] == "train":
             matmul_precision=config["matmul_precision"],
             checkpoint_every=config["checkpoint_every"],
             mnist_root=config["mnist_root"],
+            # The next repetitions this job trains too (runs_per_job; 0: its own run only).
+            and_next=lambda w: len(batch_reps(config, w)) - 1,
         params:
             # Every setting but mode, s_des and rep (the wildcards pass those).
             settings=lambda w: settings_flags(
@@ -54,4 +61,5 @@ if config["results_source"] == "train":
             " --device {resources.device:q} --jobs-per-gpu {resources.jobs_per_gpu:q}"
             " --engine {resources.engine:q} --threads {threads:q} {resources.cpu_slots:q}"
             " --matmul-precision {resources.matmul_precision:q}"
-            " --checkpoint-every {resources.checkpoint_every:q} > {log:q} 2>&1"
+            " --checkpoint-every {resources.checkpoint_every:q} --and-next {resources.and_next:q}"
+            " > {log:q} 2>&1"

@@ -10,12 +10,11 @@ of a job it reruns) it is put back from its kept copy (``.kept/<name>``, beside 
 under a second, without training. Every flag and path is checked before any work starts.
 Torch is imported only to train.
 
-Several runs of one configuration in one process: give ``--rep`` and ``--out`` once per run
-(``--rep 0 --out .../rep0 --rep 1 --out .../rep1``). They run one after another, each exactly
-as alone (its lock, checkpoint, kept copy, run.json and seed: the same run, bit for bit), while
-the interpreter, torch, MNIST and a GPU's CUDA context are paid once: for where start-up is a
-large share of a run (a GPU). Each run's line says which it is; the first error stops the
-command, and running it again goes on where it stopped (finished runs are kept).
+Several runs of one configuration in one process: ``--rep`` and ``--out`` once per run, or
+``--and-next K`` (the next K repetitions too, in ``rep<R>`` beside --out: config key
+runs_per_job, experiment/batches.py). Each runs as alone, bit for bit (its lock, checkpoint,
+kept copy, run.json, seed); interpreter, torch, MNIST and a CUDA context are paid once. The first
+error stops the command; run it again to go on (finished runs are kept).
 """
 
 from __future__ import annotations
@@ -44,6 +43,7 @@ def build_parser(several: bool = False) -> argparse.ArgumentParser:
     """The train command's flags; ``several``: --rep and --out may be given once per run (each a
     list then, ``runs_asked`` pairs them), as the command line takes them."""
     per_run = {"action": "append"} if several else {}
+    rep_default = {} if several else {"default": DEFAULTS.rep}  # several: None until given
     p = argparse.ArgumentParser(
         prog="python -m askdagger_mnist.cli.train", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -52,7 +52,7 @@ def build_parser(several: bool = False) -> argparse.ArgumentParser:
     g.add_argument("--mode", choices=MODES, required=True, help="what SAG tracks")
     g.add_argument("--s-des", type=float, required=True, help="desired value, in (0, 1)")
     g.add_argument("--rep", type=int, help=f"repetition (seeds the run; default {DEFAULTS.rep}); "
-                   "with --out, once per run to train several", **per_run)
+                   "with --out, once per run to train several", **per_run, **rep_default)
     g.add_argument("--variant", default=SAG_VARIANT, help="variant name recorded in run.json")
     g.add_argument("--p-rand", type=float, default=DEFAULTS.p_rand, help="random query rate")
     g.add_argument("--no-normalization", action="store_true", help="SAG without normalization")
@@ -72,6 +72,8 @@ def build_parser(several: bool = False) -> argparse.ArgumentParser:
                    help="folder holding MNIST/raw/*.gz")
     g.add_argument("--out", type=Path, required=True, help="run directory to create (once per "
                    "--rep)", **per_run)
+    g.add_argument("--and-next", type=int, default=0, metavar="K",
+                   help="also train repetitions rep+1..rep+K, each into rep<R> beside --out")
     g.add_argument("--checkpoint", type=Path, help="checkpoint file (default <out>.checkpoint.pt)")
     g.add_argument("--checkpoint-every", type=int, default=EXECUTION_DEFAULTS["checkpoint_every"],
                    help="steps between checkpoints (0: none)")
@@ -212,6 +214,8 @@ def runs_asked(args: argparse.Namespace) -> list[argparse.Namespace]:
     lists of a ``build_parser(several=True)`` command line; each run's flags and paths checked
     before any of them starts."""
     reps, outs = args.rep or [None], args.out
+    if args.and_next:
+        reps, outs = with_next(reps, outs, args.and_next)
     if len(reps) != len(outs):
         raise UserError(f"give --rep and --out once per run, in pairs: got {len(reps)} --rep "
                         f"and {len(outs)} --out.")
@@ -227,6 +231,23 @@ def runs_asked(args: argparse.Namespace) -> list[argparse.Namespace]:
     for one in runs:
         check_args(one, settings_from_args(one))
     return runs
+
+
+def with_next(reps: list, outs: list[Path], more: int) -> tuple[list[int], list[Path]]:
+    """One run and the next ``more`` repetitions, in directories named as the workflow names
+    them (``rep<R>``, beside the first)."""
+    if more < 0:
+        raise UserError(f"--and-next must be >= 0, not {more}.")
+    if len(reps) != 1 or len(outs) != 1:
+        raise UserError("--and-next adds the next repetitions to one run: give --rep and --out "
+                        "once.")
+    first = DEFAULTS.rep if reps[0] is None else reps[0]
+    if outs[0].name != f"rep{first}":
+        raise UserError(f"--and-next names the next runs' directories after --out, which must "
+                        f"then end in rep{first} (the run directory of --rep {first}), not "
+                        f"{outs[0].name}.")
+    reps = list(range(first, first + more + 1))
+    return reps, [outs[0].with_name(f"rep{rep}") for rep in reps]
 
 
 def run_each(runs: list[argparse.Namespace]) -> list[tuple[Path, str]]:
