@@ -12,6 +12,7 @@
    checkpoint).
 4. ``scancel`` of a submission of two runs: the rerun keeps the finished one and resumes the
    other.
+5. ``runs_per_job``: a batch's jobs in one submission, its first job training all its runs.
 
 The cluster has no accounting database, so the site profile uses ``slurm-status-command:
 squeue``; ``cluster`` is module-scoped (started once, stopped by PID also on failure).
@@ -362,3 +363,31 @@ def test_scancel_of_a_grouped_submission_keeps_its_finished_run_and_resumes_the_
     info = json.loads((workdir / killed / "run.json").read_text())
     assert info["resumed_at_steps"] and info["n_steps"] == 150, info["resumed_at_steps"]
     assert info["slurm"]["job_id"] not in (submitted[0],) and info["slurm"]["job_id"] in jobs
+
+
+@pytest.mark.slow
+def test_a_batch_of_runs_per_job_is_one_submission_whose_first_job_trains_them_all(
+    cluster, slurm_workdir
+):
+    """runs_per_job 3 (docs/workflow.md, "Runs per job"): the three runs of a configuration are
+    trained by the first one's job, one process under SLURM in the gpu partition; the other two
+    jobs, connected to it, go into the same submission and restore their runs; its time limit
+    is the profile's per-job runtime for each of the three jobs."""
+    workdir, profile, config = slurm_workdir
+    runs = [f"results/runs/sensitivity/sag/s0.9/rep{rep}" for rep in range(3)]
+    args = ["--config", *config, "s_des=0.9", "repetitions=3", "runs_per_job=3", "--", *runs]
+    before = set(train_jobs(cluster))
+    proc = subprocess.run(snakemake_cmd(workdir, profile, *args), env=cluster.env(), cwd=workdir,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:] + "\n" + cluster.log_tail()
+    jobs = {k: v for k, v in train_jobs(cluster).items() if k not in before}
+    assert len(jobs) == 1, jobs  # one batch: one submission (group size 3)
+    (job_id, job), = jobs.items()
+    assert job["Partition"] == "gpu" and job["TresPerJob"] == "gres:gpu:1", job
+    assert job["TimeLimit"] == "00:15:00" and job["JobState"] == "COMPLETED", job
+    infos = [json.loads((workdir / run / "run.json").read_text()) for run in runs]
+    assert {info["slurm"]["job_id"] for info in infos} == {job_id}
+    logs = workdir / "results" / "logs" / "train" / "sensitivity" / "sag" / "s0.9"
+    assert "run 3 of 3: " in (logs / "rep0.log").read_text()
+    for rep in (1, 2):
+        assert "restored from its kept copy" in (logs / f"rep{rep}.log").read_text()
