@@ -3,6 +3,11 @@ recover as the docs say, and check that nothing finished is redone, that a kille
 resumes from its checkpoint, and that the final results equal an uninterrupted sweep.
 
     python bench/resume_drills.py [--cores 2] [--points train-start,train-mid,...] [--json F]
+                                  [--config KEY=VALUE ...]
+
+``--config`` values go to every Snakemake command of the drills and of the baseline, after the
+smoke preset: e.g. ``--config repetitions=2 runs_per_job=2`` drills batches of two runs trained
+by one job (docs/workflow.md, "Runs per job").
 
 Each drill runs in its own fresh work directory (MNIST copied in, so nothing is downloaded):
 1. start ``snakemake --cores N --configfile workflow/presets/smoke.yaml`` (the head),
@@ -50,6 +55,7 @@ DEFAULT_MNIST = HERE.parent / "shared" / "data" / "mnist"
 # The workflow the drills run: a snapshot of the committed checkout (set in main), so that
 # edits to the working tree while the drills run cannot change the code between sweeps.
 REPO = HERE
+CONFIG: list[str] = []  # --config values for every Snakemake command (set in main)
 RUNS = Path("results/runs")
 FINAL_FILES = (
     "results/metrics/runs.csv",
@@ -198,6 +204,7 @@ def snakemake_args(wd: Path, cores: int, extra: list[str]) -> list[str]:
         sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"),
         "--directory", str(wd), "--cores", str(cores),
         "--configfile", str(REPO / "workflow" / "presets" / "smoke.yaml"), *extra,
+        *(["--config", *CONFIG] if CONFIG else []),  # last: --config takes the words after it
     ]
 
 
@@ -408,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", type=Path, help="keep the work directories here (default: a temp dir, removed)")
     p.add_argument("--timeout", type=float, default=900, help="seconds a sweep may take to reach its point")
     p.add_argument("--json", type=Path, help="also write the results as JSON")
+    p.add_argument("--config", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="config values for every Snakemake command (after the smoke preset)")
     p.add_argument("--live-tree", action="store_true",
                    help="run the working tree as it is instead of a snapshot of git HEAD")
     args = p.parse_args(argv)
@@ -416,6 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: unknown point(s) {', '.join(unknown)}: choose from {', '.join(POINTS)}.", file=sys.stderr)
         return 1
+    CONFIG[:] = args.config
     root = args.workdir or Path(tempfile.mkdtemp(prefix="resume-drills-"))
     root.mkdir(parents=True, exist_ok=True)
     global REPO
