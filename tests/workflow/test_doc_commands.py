@@ -99,6 +99,12 @@ EXPECT = {
     "snakemake --cores 2 --configfile workflow/presets/smoke.yaml my.yaml":
         {"train": 2 * 3 * 7, "_shell": ["--max-steps 40 "]},
     "snakemake --cores 8 results/runs/success/sag/s0.9/rep0": {"train": 1, "total": 2},
+    # workflow.md "Runs per job": still one train job per run, a batch's first training it
+    "snakemake --cores 8 figures/mnist.pdf --config runs_per_job=10":
+        {"train": MAIN_RUNS},
+    # ... and one run of a batch plans its batch's first job and its own
+    "snakemake --cores 2 results/runs/sensitivity/sag/s0.9/rep3 --config runs_per_job=5":
+        {"train": 2, "total": 3},  # (which flags each gets: tests/workflow/test_runs_per_job.py)
     "snakemake --cores 8 figures/mnist.pdf --config engine=plain":
         {"train": MAIN_RUNS, "_shell": ["--engine plain "]},
     "snakemake -n figures/mnist.pdf": {"train": MAIN_RUNS},
