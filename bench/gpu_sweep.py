@@ -16,7 +16,8 @@ and its output at the rule's path, ``<out>/{mode}/{variant}/s{s_des}/rep{rep}``,
 skipped: after an interruption, run the same command again (cut-off runs resume from their
 checkpoints). --limit N keeps the first N runs of the plan (complete ones count).
 
-With --runs-per-process N, one process trains up to N consecutive runs of one configuration
+With --runs-per-process N (default: the config's runs_per_job, as the workflow's batches), one
+process trains up to N consecutive runs of one configuration
 (the train CLI's ``--rep R --out DIR`` pairs), each the same run as when trained alone, sharing
 the interpreter, torch, MNIST and a GPU's CUDA context: where start-up is a large share of a run.
 Its log is ``rep<first>-<last>.log`` beside the runs' own.
@@ -513,9 +514,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "<out>/../logs/train")
     p.add_argument("--parallel", type=positive, default=default_parallel(),
                    help="processes at once (default: the CPU cores this process may use)")
-    p.add_argument("--runs-per-process", type=positive, default=1,
+    p.add_argument("--runs-per-process", type=positive,
                    help="consecutive runs of one configuration trained by one process, sharing "
-                   "its start-up (the train CLI's --rep/--out pairs; default 1)")
+                   "its start-up (the train CLI's --rep/--out pairs; default: the config's "
+                   "runs_per_job, 1)")
     p.add_argument("--jobs-per-gpu", type=positive,
                    help="GPU slots per GPU passed to each run (default: --parallel)")
     p.add_argument("--limit", type=positive, help="only the first N runs of the plan")
@@ -581,6 +583,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def work() -> None:
         config = configured(args)
+        args.runs_per_process = args.runs_per_process or config["runs_per_job"]
         keys = all_run_keys(config)
         planned = plan_runs(config, keys[:args.limit], args.out, args.jobs_per_gpu or args.parallel)
         if args.dry_run:

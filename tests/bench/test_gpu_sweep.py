@@ -183,6 +183,11 @@ def test_runs_per_process_puts_consecutive_runs_of_one_configuration_together(tm
     runs = runs_asked(args)
     assert [(r.rep, r.out.name) for r in runs] == [(rep, f"rep{rep}") for rep in range(4)]
     assert {settings_from_args(r).mode for r in runs} == {"sensitivity"}
+    # The config's runs_per_job is the default, as the workflow's batches.
+    done = sweep("--dry-run", "--config", "repetitions=6", "runs_per_job=4", "--out",
+                 str(tmp_path / "runs"), "--json", str(tmp_path / "plan2.json"))
+    assert done.returncode == 0, done.stderr
+    assert json.loads((tmp_path / "plan2.json").read_text())["commands"] == plan["commands"]
 
 
 @pytest.mark.slow
