@@ -22,7 +22,7 @@ from conftest import MNIST_ROOT, assert_same_run
 
 pytestmark = pytest.mark.needs_mnist
 
-STEPS = "24"  # four updates; a checkpoint every 5 steps
+STEPS = "60"  # twelve updates; a checkpoint every 5 steps (a wide window for the kill test)
 CONFIG = ["--mode", "success", "--s-des", "0.5", "--max-steps", STEPS, "--checkpoint-every", "5",
           "--data-root", str(MNIST_ROOT), "--device", "cpu", "--threads", "1",
           "--progress-every", "0"]  # fmt: skip
@@ -126,8 +126,10 @@ def tree(root: Path) -> list[str]:
      "give --rep and --out once per run, in pairs: got 1 --rep and 2 --out."),
     (["--rep", "1", "--out", "{d}/a", "--rep", "1", "--out", "{d}/b"],
      "--rep 1 is asked for twice: give each run once."),
-    (["--rep", "1", "--out", "{d}/a", "--rep", "2", "--out", "{d}/./a"],
+    (["--rep", "1", "--out", "{d}/a", "--rep", "2", "--out", "{d}/b/../a"],
      "is asked for twice: give each run once."),
+    (["--rep", "0", "--out", "{d}/a", "--rep", "0", "--out", "{d}/b"],
+     "--rep 0 is asked for twice: give each run once."),
     (["--rep", "1", "--out", "{d}/a", "--rep", "2", "--out", "{d}/b", "--checkpoint", "{d}/c.pt"],
      "--checkpoint names the checkpoint of one run: with several runs leave it out"),
     # Every run's paths are checked before the first starts: nothing trained for run a.
@@ -154,12 +156,25 @@ def test_one_run_is_the_command_it_always_was(tmp_path, capsys):
     assert json.loads((tmp_path / "r" / "run.json").read_text())["settings"]["rep"] == 0
 
 
-def test_and_next_trains_the_next_repetitions_beside_the_first(tmp_path, capsys):
-    assert train.main([*CONFIG, "--max-steps", "2", "--rep", "7", "--out", str(tmp_path / "rep7"),
-                       "--and-next", "2"]) == 0  # fmt: skip
-    for rep in (7, 8, 9):
-        assert json.loads((tmp_path / f"rep{rep}" / "run.json").read_text())["settings"]["rep"] == rep
-    assert "run 3 of 3: " in capsys.readouterr().err
+def test_and_next_trains_the_next_repetitions_into_their_kept_copies(tmp_path, capsys):
+    """The runs --and-next adds go into their kept copies only: their run directories are the
+    outputs of their own train jobs, which restore them (whatever an older run left there)."""
+    (tmp_path / "rep8").mkdir()
+    (tmp_path / "rep8" / "run.json").write_text('{"an": "older run, its job not rerun yet"}')
+    argv = [*CONFIG, "--max-steps", "2", "--rep", "7", "--out", str(tmp_path / "rep7"),
+            "--and-next", "2"]  # fmt: skip
+    assert train.main(argv) == 0
+    assert json.loads((tmp_path / "rep7" / "run.json").read_text())["settings"]["rep"] == 7
+    for rep in (8, 9):
+        kept = json.loads((tmp_path / ".kept" / f"rep{rep}" / "run.json").read_text())
+        assert kept["settings"]["rep"] == rep
+    assert not (tmp_path / "rep9").exists()
+    assert json.loads((tmp_path / "rep8" / "run.json").read_text()) == {
+        "an": "older run, its job not rerun yet"}
+    err = capsys.readouterr().err
+    assert f"run kept in {tmp_path / '.kept' / 'rep9'}, for the train job of " in err
+    assert train.main(argv) == 0  # again: nothing to do, nothing trained
+    assert "step " not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, says", [

@@ -6,6 +6,7 @@ same command again trains only what was cut off, from its checkpoint."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -22,8 +23,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.needs_mnist]
 
 SMOKE = REPO / "workflow" / "presets" / "smoke.yaml"
 RUNS = [f"results/runs/sensitivity/sag/s0.9/rep{rep}" for rep in range(3)]
-CONFIG = [f"mnist_root={MNIST_ROOT}", "s_des=[0.9]", "repetitions=3", "max_steps=40",
-          "checkpoint_every=10"]  # fmt: skip
+CONFIG = [f"mnist_root={MNIST_ROOT}", "s_des=[0.9]", "repetitions=3", "max_steps=80",
+          "checkpoint_every=10"]  # fmt: skip (80 steps: a wide window for the kill test)
 
 
 @pytest.fixture(params=["newest", pytest.param("floor", marks=pytest.mark.system)])
@@ -76,6 +77,15 @@ def test_a_batch_is_trained_by_its_first_job_and_restored_by_the_others(tmp_path
     assert "run written to" in log(tmp_path, 2) and "run 1 of" not in log(tmp_path, 2)
     again = snakemake(head, tmp_path, "--dry-run", config=["runs_per_job=2"])
     assert again.returncode == 0 and "Nothing to be done" in again.output, again.output
+    # A changed setting re-runs the three jobs: the first retrains its batch into the kept
+    # copies, never into the others' run directories (which hold the older runs until
+    # Snakemake deletes them), and their jobs restore the new runs.
+    changed = snakemake(head, tmp_path, config=["runs_per_job=2", "max_steps=60"])
+    assert changed.returncode == 0, changed.output
+    for run in RUNS:
+        assert json.loads((tmp_path / run / "run.json").read_text())["n_steps"] == 60
+    assert "run kept in results/runs/sensitivity/sag/s0.9/.kept/rep1" in log(tmp_path, 0)
+    assert "restored from its kept copy" in log(tmp_path, 1)
 
 
 def test_asking_for_one_run_of_a_batch_builds_its_batch(tmp_path):

@@ -11,8 +11,8 @@ under a second, without training. Every flag and path is checked before any work
 Torch is imported only to train.
 
 Several runs of one configuration in one process: ``--rep`` and ``--out`` once per run, or
-``--and-next K`` (the next K repetitions too, in ``rep<R>`` beside --out: config key
-runs_per_job, experiment/batches.py). Each runs as alone, bit for bit (its lock, checkpoint,
+``--and-next K`` (the next K repetitions too, into the kept copies of ``rep<R>`` beside --out,
+which their own jobs restore: config key runs_per_job, experiment/batches.py). Each runs as alone, bit for bit (its lock, checkpoint,
 kept copy, run.json, seed); interpreter, torch, MNIST and a CUDA context are paid once. The first
 error stops the command; run it again to go on (finished runs are kept).
 """
@@ -24,16 +24,19 @@ import os
 import sys
 from pathlib import Path
 
-from ..data.kept_runs import kept_copy_of, restore_kept_run
-from ..data.atomic import left_temporaries, remove_paths
-from ..data.rundir import check_creatable, holds_run, read_info
+from ..data.kept_runs import kept_copy_holds, kept_copy_of, restore_kept_run
+from ..data.atomic import remove_paths
+from ..data.rundir import check_creatable
 from ..errors import UserError, stderr_line
 from ..runner.cpu_slots import cpu_slots
 from .common import run_command
 from .run_lock import exclusive_run_lock
+from .run_state import (
+    default_checkpoint, holds_current_run, remove_left_checkpoint, run_temporaries,
+)
 from ..settings import (
     ENGINE_CHOICES, EXECUTION_DEFAULTS, MATMUL_PRECISIONS, MNIST_TRAIN_IMAGES, MODES,
-    RESULTS_VERSION, SAG_VARIANT, STREAM_STEPS, RunSettings,
+    SAG_VARIANT, STREAM_STEPS, RunSettings,
 )
 
 DEFAULTS = RunSettings()
@@ -73,7 +76,8 @@ def build_parser(several: bool = False) -> argparse.ArgumentParser:
     g.add_argument("--out", type=Path, required=True, help="run directory to create (once per "
                    "--rep)", **per_run)
     g.add_argument("--and-next", type=int, default=0, metavar="K",
-                   help="also train repetitions rep+1..rep+K, each into rep<R> beside --out")
+                   help="also train repetitions rep+1..rep+K into the kept copies of rep<R> "
+                   "beside --out, for their own train jobs to restore (runs_per_job)")
     g.add_argument("--checkpoint", type=Path, help="checkpoint file (default <out>.checkpoint.pt)")
     g.add_argument("--checkpoint-every", type=int, default=EXECUTION_DEFAULTS["checkpoint_every"],
                    help="steps between checkpoints (0: none)")
@@ -143,16 +147,14 @@ def check_args(args: argparse.Namespace, settings: RunSettings) -> Path:
     return checkpoint
 
 
-def default_checkpoint(out: Path) -> Path:
-    return out.with_name(out.name + ".checkpoint.pt")
-
-
 def run(args: argparse.Namespace) -> tuple[Path, str]:
     """Make the run args.out; returns (out, how): "trained"; "restored" from its kept copy
     (data/kept_runs.py) without training; "present" when out already held it."""
     settings = settings_from_args(args)
     checkpoint = check_args(args, settings)
     recorded = {**settings.to_dict(), "variant": args.variant}  # run.json's "settings"
+    if getattr(args, "kept_only", False):
+        return keep_for_its_job(args, settings, checkpoint, recorded)
     if holds_current_run(args.out, recorded):
         if Path(checkpoint).is_file() or run_temporaries(args.out, checkpoint):
             with exclusive_run_lock(checkpoint):
@@ -173,40 +175,20 @@ def run(args: argparse.Namespace) -> tuple[Path, str]:
             return train_and_publish(args, settings, checkpoint, cores), "trained"
 
 
-def holds_current_run(out: Path, recorded: dict) -> bool:
-    """Whether ``out`` already holds this run, finished (``rundir.holds_run``), made by code of
-    today's results version; a finished run of another version is refused in one sentence."""
-    if not holds_run(out, recorded):
-        return False
-    made_by = read_info(out).get("results_version")
-    if made_by != RESULTS_VERSION:
-        raise UserError(
-            f"--out {out} holds a finished run made by code whose results differ from this "
-            f"version's (results_version {made_by}, now {RESULTS_VERSION}): delete it to train "
-            "it again."
-        )
-    return True
+def keep_for_its_job(args, settings: RunSettings, checkpoint: Path,
+                     recorded: dict) -> tuple[Path, str]:
+    """A run of --and-next: trained into its kept copy only, which the run directory's own
+    train job restores (experiment/batches.py); that directory is that job's output, and
+    whatever it holds (an older run, before Snakemake deletes it) is not touched here."""
+    with exclusive_run_lock(checkpoint):
+        remove_paths(run_temporaries(args.out, checkpoint))
+        if kept_copy_holds(args.out, recorded):
+            remove_left_checkpoint(args.out, checkpoint, settings)
+            return args.out, "kept"
+        with cpu_slots(args.threads, args.cpu_slots) as cores:  # before torch's import
+            from ..runner.train_job import train_and_publish  # torch: only to train
 
-
-def run_temporaries(out: Path, checkpoint: Path) -> list[Path]:
-    """What processes of this run killed outright left: data/atomic.py's temporaries of its run
-    directory, its kept copy and its checkpoint; no other run's. Removed only under the run's
-    lock, which every process writing this run holds."""
-    return [p for path in (out, kept_copy_of(out), checkpoint) for p in left_temporaries(path)]
-
-
-def remove_left_checkpoint(out: Path, checkpoint: Path, settings: RunSettings) -> None:
-    """The checkpoint beside this run, finished (left by a process killed after publishing it,
-    or by code whose checkpoints cannot resume it): under its own name ``<out>.checkpoint.pt``
-    whatever it holds; named with --checkpoint (it may be a file of yours) only when it is this
-    run's. The caller holds the run's lock."""
-    if Path(checkpoint).is_file():
-        if Path(checkpoint) != default_checkpoint(out):
-            from ..data.checkpoint import is_checkpoint_of  # torch: only for a file named by hand
-
-            if not is_checkpoint_of(checkpoint, settings):
-                return
-        Path(checkpoint).unlink()
+            return train_and_publish(args, settings, checkpoint, cores), "trained-kept"
 
 
 def runs_asked(args: argparse.Namespace) -> list[argparse.Namespace]:
@@ -223,11 +205,14 @@ def runs_asked(args: argparse.Namespace) -> list[argparse.Namespace]:
         if args.checkpoint is not None:
             raise UserError("--checkpoint names the checkpoint of one run: with several runs "
                             "leave it out (each run's is <out>.checkpoint.pt, beside it).")
-        for what, values in (("--out", [o.absolute() for o in outs]), ("--rep", reps)):
-            if twice := next((v for i, v in enumerate(values) if v in values[:i]), None):
-                raise UserError(f"{what} {twice} is asked for twice: give each run once.")
-    runs = [argparse.Namespace(**{**vars(args), "rep": rep, "out": out})
-            for rep, out in zip(reps, outs)]
+        for what, values in (("--out", [os.path.normpath(o.absolute()) for o in outs]),
+                             ("--rep", reps)):
+            if twice := [v for i, v in enumerate(values) if v in values[:i]]:
+                raise UserError(f"{what} {twice[0]} is asked for twice: give each run once.")
+    # The runs --and-next adds go into their kept copies only (keep_for_its_job).
+    runs = [argparse.Namespace(**{**vars(args), "rep": rep, "out": out,
+                                  "kept_only": bool(args.and_next) and i > 0})
+            for i, (rep, out) in enumerate(zip(reps, outs))]
     for one in runs:
         check_args(one, settings_from_args(one))
     return runs
@@ -284,6 +269,9 @@ def report(made: tuple[Path, str]) -> None:
                     "results version): nothing trained. Delete both to train it again.",
         "present": f"{out} already holds this run, finished: nothing to do (delete it and {kept} "
                    "to train it again).",
+        "trained-kept": f"run kept in {kept}, for the train job of {out} to restore",
+        "kept": f"{kept} already holds this run, for the train job of {out} to restore: "
+                "nothing to do",
     }[how], file=sys.stderr)
 
 

@@ -174,11 +174,12 @@ def link_legacy(kept: Path, folder: Path) -> dict[str, str]:
     return digests
 
 
-def publish_run(run_dir: Path, fill: Callable[[Path], None]) -> Path:
+def publish_run(run_dir: Path, fill: Callable[[Path], None], kept_only: bool = False) -> Path:
     """Write a finished run: ``fill(folder)`` writes its files into the kept copy, created
     atomically with the digests of those files; then the run directory appears, atomically,
     as links to them, checked against the digests. A run directory therefore never exists
-    without its kept copy."""
+    without its kept copy. ``kept_only``: the kept copy alone, for the run directory's own
+    train job to restore (a run trained with its batch: experiment/batches.py)."""
     kept = kept_copy_of(run_dir)
     made_folder = not kept.parent.exists()
 
@@ -194,12 +195,26 @@ def publish_run(run_dir: Path, fill: Callable[[Path], None]) -> Path:
             with contextlib.suppress(OSError):
                 kept.parent.rmdir()
         raise
+    if kept_only:
+        return kept
     try:
         with reporting_no_space(run_dir):
             return atomic_dir(run_dir, lambda folder: link_as_made(kept, folder))
     except NotAsMade as exc:  # the files changed between writing and linking: a failing disk
         raise UserError(f"{run_dir} was not published: {exc}; check the disk, then run the "
                         "same command again (it trains the run again).") from exc
+
+
+def kept_copy_holds(run_dir: Path, recorded_settings: Mapping[str, Any]) -> bool:
+    """Whether the kept copy of ``run_dir`` says it holds the run of ``recorded_settings`` made by
+    today's code (its files are checked when it is restored, ``restore_kept_run``)."""
+    kept = kept_copy_of(run_dir)
+    if not kept.is_dir() or kept.is_symlink():
+        return False
+    try:
+        return made_with(read_info(kept), recorded_settings)
+    except (OSError, ValueError):
+        return False
 
 
 def restore_kept_run(run_dir: Path, recorded_settings: Mapping[str, Any],

@@ -4,9 +4,10 @@ With ``runs_per_job`` N > 1 the repetitions 0..R-1 of each configuration (R: ``r
 form batches of N consecutive ones (0..N-1, N..2N-1, ...; the last may be shorter). The train
 job of a batch's first repetition, its *leader*, trains every run of the batch, one after
 another in one process (the train script's ``--and-next``), so that start-up is paid once per
-batch. The job of each other repetition of the batch has the leader's run directory as an input,
-so it starts once the leader's job has finished, and finds its run made: the train script
-restores it from its kept copy in well under a second, without importing torch. So the DAG
+batch: its own run into its run directory, the others into their kept copies only (their run
+directories are their own jobs' outputs). The job of each other repetition of the batch has the
+leader's run directory as an input, so it starts once the leader's job has finished, and the
+train script restores its run from the kept copy in well under a second, without torch. So the DAG
 keeps one job per run: every run has its own job, log, benchmark and provenance, and asking for
 one run directory builds its batch. A repetition at or beyond R (asked for by name) runs alone.
 
