@@ -122,7 +122,8 @@ class PlannedProcess:
 
     @property
     def command(self) -> list[str]:
-        more = [arg for run in self.runs[1:] for arg in ("--rep", str(run.key[3]), "--out", str(run.out))]
+        more = [arg for run in self.runs[1:]
+                for arg in ("--rep", str(run.key[3]), "--out", str(run.out))]
         return [*self.runs[0].command, *more]
 
 

@@ -18,7 +18,7 @@ from askdagger_mnist.experiment.flags import (
 from askdagger_mnist.experiment.grid import (
     ARCHIVE_DIR, BENCHMARKS, COMPARE, FIGURE_GROUPS, IMPORTED, LOGS, METRICS, MNIST_MANIFEST,
     REPRODUCTION, RUNS,
-    all_runs, comparable_runs, final_targets, group_runs, planned_configurations,
+    all_runs, run_dir, comparable_runs, final_targets, group_runs, planned_configurations,
     results_archive, sag_figure_run,
 )  # fmt: skip
 from askdagger_mnist.experiment.mnist_check import mnist_root_warning
@@ -58,7 +58,6 @@ def train_runtime(config, w):
 def trained_by(config, w):
     """The run directory of the job that trains ``w``'s run with its batch, or none."""
     first = leader(int(w.rep), config["repetitions"], config["runs_per_job"])
-    # The train rule's output pattern, filled in with the batch's first repetition.
     if first == int(w.rep):
         return []
-    return [f"{RUNS}/{w.mode}/{w.variant}/s{w.s_des}/rep{first}"]
+    return [run_dir(w.mode, w.variant, w.s_des, first)]

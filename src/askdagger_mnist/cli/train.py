@@ -28,6 +28,7 @@ from ..data.kept_runs import kept_copy_holds, kept_copy_of, restore_kept_run
 from ..data.atomic import remove_paths
 from ..data.rundir import check_creatable
 from ..errors import UserError, stderr_line
+from ..experiment.naming import rep_dir_name
 from ..runner.cpu_slots import cpu_slots
 from .common import run_command
 from .run_lock import exclusive_run_lock
@@ -99,14 +100,14 @@ def build_parser(several: bool = False) -> argparse.ArgumentParser:
                    "the authors' code sets, medium (docs/spec.md §8)")
     g.add_argument("--progress-every", type=int, default=50, help="steps between progress lines")
     g.add_argument("--halt-after", type=int, help=argparse.SUPPRESS)  # tests: simulated crash
+    p.set_defaults(kept_only=False)  # True for the runs --and-next adds (runs_asked)
     return p
 
 
 def settings_from_args(args: argparse.Namespace) -> RunSettings:
     try:
         return RunSettings(
-            mode=args.mode, s_des=args.s_des, rep=DEFAULTS.rep if args.rep is None else args.rep,
-            p_rand=args.p_rand,
+            mode=args.mode, s_des=args.s_des, rep=args.rep, p_rand=args.p_rand,
             normalization=not args.no_normalization, imputation=not args.no_imputation,
             batch_size=args.batch_size, update_every=args.update_every,
             mc_samples=args.mc_samples, dropout=args.dropout, n_min=args.n_min,
@@ -153,7 +154,7 @@ def run(args: argparse.Namespace) -> tuple[Path, str]:
     settings = settings_from_args(args)
     checkpoint = check_args(args, settings)
     recorded = {**settings.to_dict(), "variant": args.variant}  # run.json's "settings"
-    if getattr(args, "kept_only", False):
+    if args.kept_only:
         return keep_for_its_job(args, settings, checkpoint, recorded)
     if holds_current_run(args.out, recorded):
         if Path(checkpoint).is_file() or run_temporaries(args.out, checkpoint):
@@ -169,10 +170,7 @@ def run(args: argparse.Namespace) -> tuple[Path, str]:
         if restore_kept_run(args.out, recorded):
             remove_left_checkpoint(args.out, checkpoint, settings)
             return args.out, "restored"
-        with cpu_slots(args.threads, args.cpu_slots) as cores:  # before torch's import
-            from ..runner.train_job import train_and_publish  # torch: only to train
-
-            return train_and_publish(args, settings, checkpoint, cores), "trained"
+        return train_run(args, settings, checkpoint), "trained"
 
 
 def keep_for_its_job(args, settings: RunSettings, checkpoint: Path,
@@ -185,17 +183,23 @@ def keep_for_its_job(args, settings: RunSettings, checkpoint: Path,
         if kept_copy_holds(args.out, recorded):
             remove_left_checkpoint(args.out, checkpoint, settings)
             return args.out, "kept"
-        with cpu_slots(args.threads, args.cpu_slots) as cores:  # before torch's import
-            from ..runner.train_job import train_and_publish  # torch: only to train
+        return train_run(args, settings, checkpoint), "trained-kept"
 
-            return train_and_publish(args, settings, checkpoint, cores), "trained-kept"
+
+def train_run(args, settings: RunSettings, checkpoint: Path) -> Path:
+    """Train the run (the caller holds its lock) on CPU cores of its own, taken before torch's
+    import; torch is imported only here."""
+    with cpu_slots(args.threads, args.cpu_slots) as cores:
+        from ..runner.train_job import train_and_publish
+
+        return train_and_publish(args, settings, checkpoint, cores)
 
 
 def runs_asked(args: argparse.Namespace) -> list[argparse.Namespace]:
     """The command's runs, one namespace each (its --rep and --out single values), from the
     lists of a ``build_parser(several=True)`` command line; each run's flags and paths checked
     before any of them starts."""
-    reps, outs = args.rep or [None], args.out
+    reps, outs = args.rep or [DEFAULTS.rep], args.out
     if args.and_next:
         reps, outs = with_next(reps, outs, args.and_next)
     if len(reps) != len(outs):
@@ -226,13 +230,13 @@ def with_next(reps: list, outs: list[Path], more: int) -> tuple[list[int], list[
     if len(reps) != 1 or len(outs) != 1:
         raise UserError("--and-next adds the next repetitions to one run: give --rep and --out "
                         "once.")
-    first = DEFAULTS.rep if reps[0] is None else reps[0]
-    if outs[0].name != f"rep{first}":
+    first = reps[0]
+    if outs[0].name != rep_dir_name(first):
         raise UserError(f"--and-next names the next runs' directories after --out, which must "
-                        f"then end in rep{first} (the run directory of --rep {first}), not "
-                        f"{outs[0].name}.")
+                        f"then end in {rep_dir_name(first)} (the run directory of --rep {first}), "
+                        f"not {outs[0].name}.")
     reps = list(range(first, first + more + 1))
-    return reps, [outs[0].with_name(f"rep{rep}") for rep in reps]
+    return reps, [outs[0].with_name(rep_dir_name(rep)) for rep in reps]
 
 
 def run_each(runs: list[argparse.Namespace]) -> list[tuple[Path, str]]:

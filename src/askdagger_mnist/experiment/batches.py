@@ -28,6 +28,6 @@ def leader(rep: int, repetitions: int, runs_per_job: int) -> int:
 def led_by(rep: int, repetitions: int, runs_per_job: int) -> list[int]:
     """The repetitions that the job of ``rep`` trains: its whole batch when it leads one, else
     ``rep`` alone (a follower's job only restores its run, made by its leader's job)."""
-    if leader(rep, repetitions, runs_per_job) != rep or runs_per_job <= 1 or rep >= repetitions:
+    if rep >= repetitions or leader(rep, repetitions, runs_per_job) != rep:
         return [rep]
     return list(range(rep, min(rep + runs_per_job, repetitions)))

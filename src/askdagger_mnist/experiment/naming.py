@@ -26,9 +26,14 @@ def format_s_des(s_des: float) -> str:
     return f"{float(s_des):g}"
 
 
+def rep_dir_name(rep: int) -> str:
+    """The last part of a run's directory: ``rep{rep}``."""
+    return f"rep{int(rep)}"
+
+
 def run_subdir(mode: str, variant: str, s_des: float, rep: int) -> PurePosixPath:
     """Relative path of a run inside the runs folder: ``{mode}/{variant}/s{s_des}/rep{rep}``."""
-    return PurePosixPath(mode) / variant / f"s{format_s_des(s_des)}" / f"rep{int(rep)}"
+    return PurePosixPath(mode) / variant / f"s{format_s_des(s_des)}" / rep_dir_name(rep)
 
 
 def run_label(mode: str, variant: str, s_des: float, rep: int) -> str:

@@ -123,6 +123,6 @@ def train_and_publish(args: argparse.Namespace, settings: RunSettings, checkpoin
         with open(folder / MODEL_FILE, "wb") as fh:  # a full disk: an OSError with its errno
             torch.save({k: v.cpu() for k, v in model.state_dict().items()}, fh)
 
-    publish_run(args.out, fill, kept_only=getattr(args, "kept_only", False))
+    publish_run(args.out, fill, kept_only=args.kept_only)
     Path(checkpoint).unlink(missing_ok=True)
     return args.out
