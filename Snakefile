@@ -45,7 +45,7 @@ wildcard_constraints:
     mode=wildcard_alternatives(MODES),
     variant=wildcard_alternatives(config["variants"]),
     s_des=wildcard_alternatives(fmt_s(s) for s in config["s_des"]),
-    rep=r"\d+",
+    rep=REP_NUMBER_PATTERN,
     group=wildcard_alternatives(FIGURE_GROUPS),
     ablation=wildcard_alternatives(ABLATIONS),
 

@@ -236,6 +236,20 @@ def test_each_figure_requires_only_its_own_runs(tmp_path, target, train_jobs, ex
     assert "aggregate:" not in out  # the all-runs tables are not needed for one figure
 
 
+def test_a_run_directory_is_named_by_its_repetition_without_leading_zeros(tmp_path):
+    """rep01 would be a second copy of rep 1 (the train command reads --rep 01 as 1): with
+    runs_per_job > 1 its batch would train rep 1's run again. Only rep_dir_name's form is a run."""
+    run = str(Path("results/runs") / run_subdir("sensitivity", "sag", 0.9, 1))
+    proc = snakemake(tmp_path, "--dry-run", run)
+    assert proc.returncode == 0, proc.stderr
+    assert planned_outputs(proc.stdout + proc.stderr, "train") == {run}
+    padded = run.replace("/rep1", "/rep01")
+    proc = snakemake(tmp_path, "--dry-run", padded)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert f"No rule to produce {padded}" in out and "train:" not in out
+
+
 def test_smoke_preset_is_small_and_short(tmp_path):
     proc = snakemake(
         tmp_path,

@@ -23,7 +23,7 @@ from askdagger_mnist.experiment.grid import (
 )  # fmt: skip
 from askdagger_mnist.experiment.mnist_check import mnist_root_warning
 from askdagger_mnist.experiment.naming import format_s_des as fmt_s  # 0.9 -> '0.9'
-from askdagger_mnist.experiment.naming import wildcard_alternatives
+from askdagger_mnist.experiment.naming import REP_NUMBER_PATTERN, wildcard_alternatives
 from askdagger_mnist.experiment.run_settings import run_settings
 from askdagger_mnist.settings import MODES, RESULTS_VERSION
 

@@ -26,6 +26,11 @@ def format_s_des(s_des: float) -> str:
     return f"{float(s_des):g}"
 
 
+# A repetition as rep_dir_name writes it: decimal without leading zeros. The workflow's rep
+# wildcard takes only these, so that ``rep01`` names no run (it would be a second copy of rep 1).
+REP_NUMBER_PATTERN = r"0|[1-9][0-9]*"
+
+
 def rep_dir_name(rep: int) -> str:
     """The last part of a run's directory: ``rep{rep}``."""
     return f"rep{int(rep)}"
