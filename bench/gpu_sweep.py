@@ -353,10 +353,11 @@ def finished_before(info: Mapping, moment: float) -> bool:
 def outcomes(done: Finished) -> list[dict]:
     """The rows of the report for the runs of one process: how each ended and, for the runs
     it trained, their times. A run's start-up is its share of the process's time outside the
-    runs' loops (the whole of it with one run a process)."""
+    runs' loops (the whole of it with one run a process), given only where the process trained
+    every one of its runs: a failed or restored run's time is no start-up."""
     rows = [outcome(run, done) for run in done.process.runs]
     made = [row for row in rows if "in_run_s" in row]
-    if made:
+    if made and len(made) == len(rows):
         startup = (done.process_wall_s - sum(row["in_run_s"] for row in made)) / len(made)
         for row in made:
             row["startup_s"] = round(startup, 3)
@@ -415,7 +416,8 @@ def summarize(rows: list[dict], wall_s: float, planned: int, grid: int, skipped:
                    for row in rows if row["how"] == "failed"],
         "wall_s": round(wall_s, 3), "runs_per_minute": per_minute,
         "median_in_run_s": median_of(trained, "in_run_s"),
-        "median_startup_s": median_of(trained, "startup_s"),
+        "median_startup_s": median_of([row for row in trained if "startup_s" in row],
+                                      "startup_s"),
         "median_slot_wait_s": median_of(trained, "slot_wait_s"),
         "grid_minutes_at_this_rate": round(grid / per_minute, 1) if per_minute else None,
         "devices": sorted({row["device"] for row in made}),

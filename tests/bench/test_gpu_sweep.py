@@ -18,6 +18,7 @@ from askdagger_mnist.experiment import config as cfg
 from askdagger_mnist.experiment.grid import all_run_keys, run_dir
 from askdagger_mnist.experiment.run_settings import run_settings
 from conftest import MNIST_ROOT, REPO
+from test_lockstep import bench_module
 
 SCRIPT = REPO / "bench" / "gpu_sweep.py"
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -209,3 +210,34 @@ def test_a_process_of_several_runs_reports_each_with_its_share_of_the_start_up(t
     assert pair[0]["startup_s"] == pair[1]["startup_s"] == pytest.approx(shared, abs=2e-3)
     log = tmp_path / "results" / "logs" / "train" / "sensitivity" / "sag" / "s0.1" / "rep0-1.log"
     assert log.read_text().count("run written to") == 2
+
+
+def test_a_process_with_a_run_it_did_not_train_gives_no_start_up_share(monkeypatch):
+    """A failed or restored run's time in a process is no start-up: such a process gives its
+    trained runs no share, and the summary's median is over the processes that trained all."""
+    gpu_sweep = bench_module("gpu_sweep")
+    ending = {}  # run label -> what outcome() reports for it
+
+    def fake_outcome(run, done):
+        return {"run": run.label, "how": ending[run.label], "in_run_s": 4.0,
+                "slot_wait_s": 0.0, "device": "cpu", "engine": "fast", "torch": "x"} \
+            if ending[run.label] == "trained" else {"run": run.label, "how": ending[run.label]}
+
+    monkeypatch.setattr(gpu_sweep, "outcome", fake_outcome)
+
+    def planned(rep):
+        return gpu_sweep.PlannedRun(("sensitivity", "sag", 0.9, rep), None, None, [], {})
+
+    def finished(*reps):
+        process = gpu_sweep.PlannedProcess(tuple(planned(rep) for rep in reps))
+        return gpu_sweep.Finished(process, 0, 20.0, 0.0)
+
+    ending.update({"sensitivity/sag/s0.9/rep0": "trained", "sensitivity/sag/s0.9/rep1": "trained"})
+    both = gpu_sweep.outcomes(finished(0, 1))
+    assert [row["startup_s"] for row in both] == [6.0, 6.0]  # (20 - 4 - 4) / 2
+    for how in ("failed", "restored"):
+        ending.update({"sensitivity/sag/s0.9/rep2": "trained", "sensitivity/sag/s0.9/rep3": how})
+        rows = gpu_sweep.outcomes(finished(2, 3))
+        assert not any("startup_s" in row for row in rows), how
+    summary = gpu_sweep.summarize(both + rows, 40.0, 4, 630, 0, {})
+    assert summary["median_startup_s"] == 6.0 and summary["trained"] == 3
