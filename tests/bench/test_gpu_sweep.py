@@ -6,6 +6,7 @@ skips them, and a run that fails is listed with its log and its error."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -241,3 +242,31 @@ def test_a_process_with_a_run_it_did_not_train_gives_no_start_up_share(monkeypat
         assert not any("startup_s" in row for row in rows), how
     summary = gpu_sweep.summarize(both + rows, 40.0, 4, 630, 0, {})
     assert summary["median_startup_s"] == 6.0 and summary["trained"] == 3
+
+
+@pytest.mark.slow
+@pytest.mark.needs_mnist
+def test_the_gpu_session_script_keeps_a_report_per_setting(tmp_path):
+    """bench/gpu_session.sh, the one call for a lent GPU, tried on the CPU: a report per runs-per-
+    process setting under $OUT, the runs themselves not kept."""
+    out = tmp_path / "out"
+    env = {**os.environ, "OUT": str(out), "DEVICE": "cpu", "MAX_STEPS": "2",
+           "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(REPO / "bench" / "gpu_session.sh"), str(MNIST_ROOT), "3",
+                           "1", "2"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (out / "summary.txt").read_text().splitlines() == [
+        "runs per process 1: exit 0", "runs per process 2: exit 0"]
+    for n in (1, 2):
+        report = json.loads((out / f"sweep-runs-per-process-{n}.json").read_text())
+        assert (report["trained"], report["failed"], report["runs_per_process"]) == (3, [], n)
+    assert "torch" in (out / "torch.txt").read_text()
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["nvidia-smi.txt", "torch.txt", "summary.txt"]
+        + [f"sweep-runs-per-process-{n}.{ext}" for n in (1, 2) for ext in ("json", "txt")])
+
+
+def test_the_gpu_session_script_says_how_to_call_it():
+    done = subprocess.run(["bash", str(REPO / "bench" / "gpu_session.sh")], cwd=REPO,
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.startswith("usage: bash bench/gpu_session.sh")
