@@ -177,6 +177,21 @@ def test_and_next_trains_the_next_repetitions_into_their_kept_copies(tmp_path, c
     assert "step " not in capsys.readouterr().err
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("torn", [None, "", "[]"], ids=["missing", "empty", "not-an-object"])
+def test_and_next_trains_again_over_a_kept_copy_whose_run_json_is_torn(tmp_path, torn):
+    """A kept copy whose run.json (missing, empty, not an object) says nothing of whose run it is
+    holds no run: the batch trains that run into it again, as the run's own job would, instead
+    of stopping there on every rerun."""
+    (tmp_path / ".kept" / "rep8").mkdir(parents=True)
+    if torn is not None:
+        (tmp_path / ".kept" / "rep8" / "run.json").write_text(torn)
+    argv = [*CONFIG, "--max-steps", "2", "--rep", "7", "--out", str(tmp_path / "rep7"),
+            "--and-next", "1"]  # fmt: skip
+    assert train.main(argv) == 0
+    assert read_info(kept_copy_of(tmp_path / "rep8"))["settings"]["rep"] == 8
+
+
 @pytest.mark.parametrize("argv, says", [
     (["--rep", "1", "--out", "{d}/run", "--and-next", "1"],
      "--and-next names the next runs' directories after --out, which must then end in rep1"),

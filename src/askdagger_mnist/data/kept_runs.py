@@ -205,16 +205,22 @@ def publish_run(run_dir: Path, fill: Callable[[Path], None], kept_only: bool = F
                         "same command again (it trains the run again).") from exc
 
 
+def kept_info(kept: Path) -> Any:
+    """What the run.json of the kept copy ``kept`` holds, or None where it is missing or torn."""
+    try:
+        return read_info(kept)
+    except (OSError, ValueError, UserError):
+        return None
+
+
 def kept_copy_holds(run_dir: Path, recorded_settings: Mapping[str, Any]) -> bool:
     """Whether the kept copy of ``run_dir`` says it holds the run of ``recorded_settings`` made by
     today's code (its files are checked when it is restored, ``restore_kept_run``)."""
     kept = kept_copy_of(run_dir)
     if not kept.is_dir() or kept.is_symlink():
         return False
-    try:
-        return made_with(read_info(kept), recorded_settings)
-    except (OSError, ValueError):
-        return False
+    info = kept_info(kept)
+    return isinstance(info, dict) and made_with(info, recorded_settings)
 
 
 def restore_kept_run(run_dir: Path, recorded_settings: Mapping[str, Any],
@@ -228,10 +234,7 @@ def restore_kept_run(run_dir: Path, recorded_settings: Mapping[str, Any],
     kept = kept_copy_of(run_dir)
     if not kept.is_dir() or kept.is_symlink():
         return None
-    try:
-        info = read_info(kept)
-    except (OSError, ValueError, UserError):
-        info = None  # missing or torn: the digests tell which
+    info = kept_info(kept)  # None where missing or torn: the digests tell which
     if isinstance(info, dict) and not made_with(info, recorded_settings):
         return None  # another run's copy: trained, and its publication replaces it
 
