@@ -29,14 +29,33 @@ def opened(monkeypatch):
 
 
 def test_a_lock_that_fails_for_another_reason_closes_the_file(tmp_path, monkeypatch, opened):
-    def no_locks(fh, how):
-        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+    def io_error(fh, how):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
 
-    monkeypatch.setattr(run_lock.fcntl, "flock", no_locks)
+    monkeypatch.setattr(run_lock.fcntl, "flock", io_error)
     with pytest.raises(OSError):
         with run_lock.exclusive_run_lock(tmp_path / "run.checkpoint.pt"):
             pass
     assert len(opened) == 1 and opened[0].closed
+
+
+@pytest.mark.parametrize("code", [errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP])
+def test_on_a_file_system_without_locks_the_run_goes_on_and_says_so(tmp_path, monkeypatch,
+                                                                      opened, capsys, code):
+    """Some NFS and Lustre mounts have no flock: the run is trained without its lock (as
+    data/atomic.py writes without one there), with one line in the job's log, not a
+    traceback; the lock file is gone afterwards as always."""
+    def no_locks(fh, how):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(run_lock.fcntl, "flock", no_locks)
+    with run_lock.exclusive_run_lock(tmp_path / "run.checkpoint.pt"):
+        assert (tmp_path / "run.checkpoint.pt.lock").read_text().startswith(f"pid {os.getpid()}")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"warning: {tmp_path} is on a file system "
+                                                   f"without locks ({os.strerror(code)})")
+    assert "no other process trains it at the same time" in err
+    assert not (tmp_path / "run.checkpoint.pt.lock").exists() and opened[0].closed
 
 
 def test_a_holder_s_unreadable_note_closes_the_file_and_still_names_the_lock(tmp_path, opened):

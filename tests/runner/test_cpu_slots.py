@@ -9,6 +9,7 @@ trained without slots."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import select
@@ -205,6 +206,27 @@ def test_a_slot_folder_that_is_a_file_is_one_sentence(tmp_path):
                                          r"--no-cpu-slots.*\.$"),
           cpu_slots(1, True, tmp_path / "file")):
         pass
+
+
+@pytest.mark.skipif(not ALLOWED, reason="needs CPU affinity (Linux)")
+@pytest.mark.parametrize("code", [errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP])
+def test_a_slot_folder_without_locks_is_one_sentence_and_leaks_no_descriptor(tmp_path,
+                                                                              monkeypatch, code):
+    """TMPDIR on a file system without flock (some NFS and Lustre mounts): one sentence
+    naming the lock and the ways out, not a traceback; every descriptor opened is closed."""
+    from askdagger_mnist.runner import slots
+
+    def no_locks(fd, how):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(slots.fcntl, "flock", no_locks)
+    before = set(os.listdir("/proc/self/fd"))
+    with (pytest.raises(UserError, match=r"^the CPU core slot lock .*choose\.lock cannot be taken: "
+                                         r"its file system does not support locks \(.*\); set "
+                                         r"TMPDIR to another folder.*--no-cpu-slots.*\.$"),
+          cpu_slots(1, True, tmp_path / "slots")):
+        pass
+    assert set(os.listdir("/proc/self/fd")) == before
 
 
 # ---- a whole run: pinned or not, the same run -------------------------------------------------

@@ -11,7 +11,8 @@ import socket
 from pathlib import Path
 
 from ..data.atomic import reporting_no_space
-from ..errors import UserError
+from ..errors import UserError, stderr_line
+from ..runner.slots import NO_LOCKS
 
 
 @contextlib.contextmanager
@@ -54,6 +55,14 @@ def _take_run_lock(lock_path: Path):
                     f"another training process ({_holder(fh)}) is still writing this run "
                     f"({lock_path} is locked): wait for it to finish or kill it, then rerun."
                 ) from None
+            except OSError as exc:
+                if exc.errno not in NO_LOCKS:
+                    raise
+                # As data/atomic.py does on such a file system: go on, and say so.
+                stderr_line(f"warning: {lock_path.parent} is on a file system without locks "
+                            f"({exc.strerror}): this run is written without its run lock, so "
+                            "make sure no other process trains it at the same time.")
+                return fh
             if _still_named_by(lock_path, fh):
                 return fh
         except BaseException:

@@ -23,6 +23,7 @@ Standard library only.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import os
@@ -74,7 +75,7 @@ def try_lock(path: Path, what: str, elsewhere: str) -> int | None:
     """An open descriptor holding the lock of ``path``, or None when another process holds it."""
     fd = open_lock(path, what, elsewhere)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, path, what, elsewhere)
     except BlockingIOError:
         os.close(fd)
         return None
@@ -85,8 +86,28 @@ def _locked(path: Path, what: str, elsewhere: str) -> int:
     """An open descriptor holding the lock of ``path``, once no other process holds it
     (asleep meanwhile)."""
     fd = open_lock(path, what, elsewhere)
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    flock(fd, fcntl.LOCK_EX, path, what, elsewhere)
     return fd
+
+
+def flock(fd: int, operation: int, path: Path, what: str, elsewhere: str) -> None:
+    """``fcntl.flock(fd, operation)``; on a file system without locks (some NFS and Lustre
+    mounts), one sentence naming the folder, and ``fd`` closed. BlockingIOError (the lock is
+    held) passes as it is."""
+    try:
+        fcntl.flock(fd, operation)
+    except BlockingIOError:
+        raise
+    except OSError as exc:
+        if exc.errno not in NO_LOCKS:
+            raise
+        os.close(fd)
+        raise UserError(f"the {what} lock {path} cannot be taken: its file system does not "
+                        f"support locks ({exc.strerror}); {elsewhere}.") from None
+
+
+# flock's errors on a file system that has no locks (rather than a lock held by another process)
+NO_LOCKS = frozenset({errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP})
 
 
 def _choosing(folder: Path, take: Callable[[], Taken | None], what: str, elsewhere: str):
