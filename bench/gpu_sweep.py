@@ -127,12 +127,16 @@ class PlannedProcess:
         return [*self.runs[0].command, *more]
 
 
-def processes_of(runs: Iterable[PlannedRun], per_process: int) -> list[PlannedProcess]:
+def processes_of(runs: Iterable[PlannedRun], per_process: int,
+                 alone: Callable[[PlannedRun], bool] = lambda run: False) -> list[PlannedProcess]:
     """The runs in order, consecutive runs of one configuration (mode, variant, s_des) put
-    together, at most ``per_process`` to a process."""
+    together, at most ``per_process`` to a process; a run for which ``alone`` is true (one the
+    train CLI will refuse: ``refused``) gets a process of its own, so that its refusal, which
+    stops the CLI before its first run, stops no other run."""
     groups: list[list[PlannedRun]] = []
     for run in runs:
-        if groups and len(groups[-1]) < per_process and groups[-1][-1].key[:3] == run.key[:3]:
+        if (groups and len(groups[-1]) < per_process and groups[-1][-1].key[:3] == run.key[:3]
+                and not alone(run) and not alone(groups[-1][-1])):
             groups[-1].append(run)
         else:
             groups.append([run])
@@ -268,6 +272,16 @@ def is_done(run: PlannedRun) -> bool:
         return False
 
 
+def refused(run: PlannedRun) -> bool:
+    """Whether the run directory holds something the train CLI refuses (another run, a run of
+    another results version, a file): the CLI says so in one sentence, in the run's log."""
+    try:
+        holds_current_run(run.out, run.recorded)
+    except UserError:
+        return True
+    return False
+
+
 def check_mnist(root: Path) -> None:
     """Stop before any run when the two files training reads are not under ``root``."""
     missing = missing_files(root, TRAIN_FILES)  # a corrupt one: its own sentence
@@ -354,9 +368,10 @@ def outcomes(done: Finished) -> list[dict]:
     """The rows of the report for the runs of one process: how each ended and, for the runs
     it trained, their times. A run's start-up is its share of the process's time outside the
     runs' loops (the whole of it with one run a process), given only where the process trained
-    every one of its runs: a failed or restored run's time is no start-up."""
+    every one of its runs from the start: a failed or restored run's time is no start-up, and a
+    resumed run's in-run time includes the earlier process's."""
     rows = [outcome(run, done) for run in done.process.runs]
-    made = [row for row in rows if "in_run_s" in row]
+    made = [row for row in rows if row["how"] == "trained"]
     if made and len(made) == len(rows):
         startup = (done.process_wall_s - sum(row["in_run_s"] for row in made)) / len(made)
         for row in made:
@@ -374,6 +389,10 @@ def outcome(run: PlannedRun, done: Finished) -> dict:
         return {**row, "how": "failed", "error": last_line(log)}
     info = read_info(run.out)
     if finished_before(info, done.started_at):
+        # Put back from its kept copy; or, where the process failed, possibly never touched by
+        # it (a run there before, which the CLI refused): not made here, as far as one can tell.
+        if done.exit_status != 0:
+            return {**row, "how": "failed", "error": last_line(log)}
         return {**row, "how": "restored"}
     in_run = info["wall_time_s"]
     waited = sum((info.get(p) or {}).get("waited_s", 0) for p in ("gpu_placement", "cpu_placement"))
@@ -442,6 +461,8 @@ def markdown(summary: Mapping) -> str:
         ("failed", len(s["failed"])),
         ("processes at once (--parallel); runs per process; GPU slots per GPU",
          f"{s['parallel']}; {s['runs_per_process']}; {s['jobs_per_gpu']}"),
+        ("processes run; the most that ran at once", f"{s['processes']}; "
+                                                    f"{s['processes_at_once']}"),
         ("CPU cores this process may use; CPU slots", f"{s['cores']}; {s['cpu_slots']}"),
         ("device; engine; torch", f"{', '.join(s['devices']) or s['device']}; "
                                   f"{', '.join(s['engines']) or s['engine']}; "
@@ -460,6 +481,11 @@ def markdown(summary: Mapping) -> str:
     lines = [f"## Sweep without Snakemake, {s['date']} on {s['host']}{commit}", "",
              f"`{s['command']}`", "", "| measure | value |", "|---|---|",
              *(f"| {name} | {value} |" for name, value in rows)]
+    if s["processes_at_once"] < s["parallel"]:
+        lines += ["", f"Only {s['processes']} processes for {s['parallel']} at once: the "
+                  f"others' lanes stayed idle, so this rate understates the setting. To compare "
+                  f"runs-per-process settings, give each --parallel x its runs per process runs "
+                  f"(bench/gpu_session.sh does)."]
     if s["failed"]:
         lines += ["", "Failed runs (their logs):", ""]
         lines += [f"- {f['run']} (exit status {f['exit_status']}): {f['log']}: {f['error']}"
@@ -540,7 +566,7 @@ def configured(args: argparse.Namespace) -> dict:
 
 def dry_run(args, planned: list[PlannedRun], grid: int) -> dict:
     todo = [run for run in planned if not is_done(run)]
-    processes = processes_of(todo, args.runs_per_process)
+    processes = processes_of(todo, args.runs_per_process, refused)
     print(f"{len(planned)} runs planned (the grid has {grid}), {len(planned) - len(todo)} "
           f"already complete, {len(todo)} to run in {len(processes)} processes, "
           f"{args.parallel} at once.")
@@ -565,14 +591,16 @@ def sweep(args, config: Mapping, planned: list[PlannedRun], grid: int) -> dict:
             rows.append(row)
             print(progress_line(row, len(rows), len(todo)), file=sys.stderr, flush=True)
 
+    processes = processes_of(todo, args.runs_per_process, refused)
     start = time.perf_counter()
-    run_all(processes_of(todo, args.runs_per_process), args.parallel, report_one)
+    run_all(processes, args.parallel, report_one)
     wall_s = time.perf_counter() - start if todo else 0.0
     settings = {
         "command": shlex.join(["python3", "bench/gpu_sweep.py", *sys.argv[1:]]),
         "date": time.strftime("%Y-%m-%d %H:%M"), "host": os.uname().nodename,
         "commit": checkout_commit(),
         "parallel": args.parallel, "runs_per_process": args.runs_per_process,
+        "processes": len(processes), "processes_at_once": min(args.parallel, len(processes)),
         "jobs_per_gpu": args.jobs_per_gpu or args.parallel,
         "cores": default_parallel(), "cpu_slots": config["cpu_slots"],
         "device": config["device"], "engine": config["engine"],

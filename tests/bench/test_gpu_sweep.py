@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -222,7 +223,8 @@ def test_a_process_with_a_run_it_did_not_train_gives_no_start_up_share(monkeypat
     def fake_outcome(run, done):
         return {"run": run.label, "how": ending[run.label], "in_run_s": 4.0,
                 "slot_wait_s": 0.0, "device": "cpu", "engine": "fast", "torch": "x"} \
-            if ending[run.label] == "trained" else {"run": run.label, "how": ending[run.label]}
+            if ending[run.label] in ("trained", "resumed") \
+            else {"run": run.label, "how": ending[run.label]}
 
     monkeypatch.setattr(gpu_sweep, "outcome", fake_outcome)
 
@@ -236,12 +238,42 @@ def test_a_process_with_a_run_it_did_not_train_gives_no_start_up_share(monkeypat
     ending.update({"sensitivity/sag/s0.9/rep0": "trained", "sensitivity/sag/s0.9/rep1": "trained"})
     both = gpu_sweep.outcomes(finished(0, 1))
     assert [row["startup_s"] for row in both] == [6.0, 6.0]  # (20 - 4 - 4) / 2
-    for how in ("failed", "restored"):
+    for how in ("failed", "restored", "resumed"):  # resumed: its in-run time holds another's
         ending.update({"sensitivity/sag/s0.9/rep2": "trained", "sensitivity/sag/s0.9/rep3": how})
         rows = gpu_sweep.outcomes(finished(2, 3))
         assert not any("startup_s" in row for row in rows), how
     summary = gpu_sweep.summarize(both + rows, 40.0, 4, 630, 0, {})
     assert summary["median_startup_s"] == 6.0 and summary["trained"] == 3
+
+
+@pytest.mark.needs_mnist
+def test_a_run_the_cli_refuses_gets_a_process_of_its_own_and_is_reported_failed(tmp_path):
+    """A run directory holding what the train CLI refuses (here another run's) stops the CLI
+    before its first run: planned with the next runs of its configuration, it would take them
+    down on every rerun, and its old run.json read as "restored". It runs alone and fails with
+    the CLI's sentence; the others of its configuration are trained."""
+    out = tmp_path / "results" / "runs"
+    args = ["--device", "cpu", "--max-steps", "2", "--limit", "2", "--runs-per-process", "2",
+            "--parallel", "1", "--config", "cpu_slots=false", "--data-root", str(MNIST_ROOT),
+            "--out", str(out)]
+    assert sweep(*args, "--json", str(tmp_path / "first.json")).returncode == 0
+    rep0, rep1 = (out / "sensitivity" / "sag" / "s0.1" / f"rep{rep}" for rep in (0, 1))
+    info = json.loads((rep0 / "run.json").read_text())
+    info["settings"]["s_des"] = 0.2  # now the run of another configuration
+    (rep0 / "run.json").write_text(json.dumps(info))
+    shutil.rmtree(rep1)  # and its kept copy: rep1 must be trained again
+    shutil.rmtree(rep1.parent / ".kept" / "rep1")
+    plan = sweep(*args, "--dry-run", "--json", str(tmp_path / "plan.json"))
+    assert [c["run"] for c in json.loads((tmp_path / "plan.json").read_text())["commands"]] == [
+        "sensitivity/sag/s0.1/rep0", "sensitivity/sag/s0.1/rep1"], plan.stderr
+    done = sweep(*args, "--json", str(tmp_path / "second.json"))
+    assert done.returncode == 1, done.stderr
+    summary = json.loads((tmp_path / "second.json").read_text())
+    rows = {row["run"]: row for row in summary["runs"]}
+    assert rows["sensitivity/sag/s0.1/rep0"]["how"] == "failed"
+    assert "holds a finished run with other settings" in rows["sensitivity/sag/s0.1/rep0"]["error"]
+    assert rows["sensitivity/sag/s0.1/rep1"]["how"] == "trained" and is_complete_run(rep1)
+    assert (summary["processes"], summary["processes_at_once"]) == (2, 1)
 
 
 @pytest.mark.slow
@@ -252,21 +284,26 @@ def test_the_gpu_session_script_keeps_a_report_per_setting(tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "OUT": str(out), "DEVICE": "cpu", "MAX_STEPS": "2",
            "PYTHON": sys.executable}
-    done = subprocess.run(["bash", str(REPO / "bench" / "gpu_session.sh"), str(MNIST_ROOT), "3",
+    done = subprocess.run(["bash", str(REPO / "bench" / "gpu_session.sh"), str(MNIST_ROOT), "2",
                            "1", "2"], cwd=REPO, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert (out / "summary.txt").read_text().splitlines() == [
         "runs per process 1: exit 0", "runs per process 2: exit 0"]
-    for n in (1, 2):
+    for n in (1, 2):  # PROCESSES x n runs: two processes of n runs each, both at once
         report = json.loads((out / f"sweep-runs-per-process-{n}.json").read_text())
-        assert (report["trained"], report["failed"], report["runs_per_process"]) == (3, [], n)
+        assert (report["trained"], report["failed"], report["runs_per_process"]) == (2 * n, [], n)
+        assert (report["parallel"], report["processes"], report["processes_at_once"]) == (2, 2, 2)
     assert "torch" in (out / "torch.txt").read_text()
     assert sorted(p.name for p in out.iterdir()) == sorted(
         ["nvidia-smi.txt", "torch.txt", "summary.txt"]
         + [f"sweep-runs-per-process-{n}.{ext}" for n in (1, 2) for ext in ("json", "txt")])
 
 
-def test_the_gpu_session_script_says_how_to_call_it():
+def test_the_gpu_session_script_says_how_to_call_it(tmp_path):
     done = subprocess.run(["bash", str(REPO / "bench" / "gpu_session.sh")], cwd=REPO,
                           capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.startswith("usage: bash bench/gpu_session.sh")
+    (tmp_path / "MNIST" / "raw").mkdir(parents=True)
+    done = subprocess.run(["bash", str(REPO / "bench" / "gpu_session.sh"), str(tmp_path), "4",
+                           "1", "x5"], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 2 and "'x5' is not a positive whole number" in done.stderr

@@ -67,7 +67,7 @@ SKIP = {
     "snakemake --report": "a fragment of reproduction.md; needs a verdict already built "
                           "(tests/workflow/test_reproduction_workflow.py builds its report)",
     # the authors' original code: downloads their pinned environment and their repository
-    "bash bench/gpu_session.sh /path/to/mnist 96 1 4 10":
+    "bash bench/gpu_session.sh /path/to/mnist 16 1 5 10":
         "needs a GPU (tests/bench/test_gpu_sweep.py runs the script on the CPU)",
     "bash bench/original/make_env.sh /path/to/original-venv":
         "installs the authors' pinned environment from the package index",
