@@ -200,6 +200,30 @@ def test_in_process_the_slot_pins_and_the_affinity_comes_back(tmp_path):
 
 
 @pytest.mark.skipif(not ALLOWED, reason="needs CPU affinity (Linux)")
+def test_cores_lost_during_the_run_do_not_fail_it_at_the_end(tmp_path, monkeypatch):
+    """Giving the job back all its allowed cores at the end is best effort: where a cgroup took
+    some away meanwhile, the kernel refuses them, and a run already made must not fail for it."""
+    real = os.sched_setaffinity
+    shrunk, refused = [], []
+
+    def setaffinity(tid, cores):
+        if shrunk:  # the cgroup lost cores while the job ran: the old set is refused
+            refused.append(set(cores))
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        real(tid, cores)
+
+    before = os.sched_getaffinity(0)
+    monkeypatch.setattr(os, "sched_setaffinity", setaffinity)
+    try:
+        with cpu_slots(1, True, tmp_path) as placement:
+            assert os.sched_getaffinity(0) == set(placement.cores)
+            shrunk.append(True)
+        assert refused and refused[0] == before  # it tried to give them back, and went on
+    finally:
+        real(0, before)
+
+
+@pytest.mark.skipif(not ALLOWED, reason="needs CPU affinity (Linux)")
 def test_a_slot_folder_that_is_a_file_is_one_sentence(tmp_path):
     (tmp_path / "file").write_text("x")
     with (pytest.raises(UserError, match=r"^the CPU core slot folder .* cannot be used .*TMPDIR.*"

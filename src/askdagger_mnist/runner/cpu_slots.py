@@ -124,7 +124,8 @@ def cpu_slots(threads: int, enabled: bool = True, lock_dir: Path | None = None,
         try:
             yield CorePlacement(cores, allowed, str(folder), waited_s)
         finally:
-            pin(allowed)
+            with contextlib.suppress(UserError):  # best effort: the run is made (or failed)
+                pin(allowed)  # already; cores the job lost meanwhile (a cgroup shrunk) refuse
     finally:
         for fd in fds:
             os.close(fd)
