@@ -3,7 +3,8 @@ machine starts eight), no two share a CPU core; the jobs beyond the cores wait, 
 (docs/cluster.md, "CPU cores").
 
 Each core a job may use (its CPU affinity, ``os.sched_getaffinity``, as SLURM or a cgroup sets
-it) is a slot: ``core-<id>.lock`` in ``<temp dir>/askdagger-mnist-cpu-slots-<uid>``, held and
+it; under a CPU quota of N CPUs, as ``docker --cpus`` sets, only the first N: cpu_quota.py) is a
+slot: ``core-<id>.lock`` in ``<temp dir>/askdagger-mnist-cpu-slots-<uid>``, held and
 waited for as slots.py says (a killed job's cores free themselves). A job takes as many cores
 as it has threads (all it may use when it has more threads than that), the lowest free ones,
 holds them for its whole run and pins every thread it has to them. Slots are named by core id,
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError, stderr_line
-from . import slots
+from . import cpu_quota, slots
 
 WHAT = "CPU core slot"  # how errors name them, and how to name another folder:
 ELSEWHERE = ("set TMPDIR to another folder, or run without CPU core slots (--no-cpu-slots, "
@@ -53,10 +54,13 @@ def default_lock_dir() -> Path:
 
 
 def allowed_cores() -> list[int] | None:
-    """The cores this process may run on, or None where the platform cannot say or set it."""
+    """The cores this process may run on, or None where the platform cannot say or set it:
+    its CPU affinity, of which only the first N under a CPU quota of N CPUs (cpu_quota.py)."""
     if not (hasattr(os, "sched_getaffinity") and hasattr(os, "sched_setaffinity")):
         return None
-    return sorted(os.sched_getaffinity(0))
+    cores = sorted(os.sched_getaffinity(0))
+    quota = cpu_quota.quota_cpus()
+    return cores[:quota] if quota is not None else cores
 
 
 def cores_to_take(free: Sequence[int], need: int) -> list[int] | None:
@@ -119,13 +123,14 @@ def cpu_slots(threads: int, enabled: bool = True, lock_dir: Path | None = None,
     (fds, cores), waited_s = slots.wait_for_slots(
         folder, lambda: _take_cores(folder, allowed, need), waited_for(allowed, need),
         waiting_line(allowed, need, folder), WHAT, ELSEWHERE, poll_s, log)
+    before = sorted(os.sched_getaffinity(0))  # all of it, beyond a quota's share
     try:
         pin(cores)
         try:
             yield CorePlacement(cores, allowed, str(folder), waited_s)
         finally:
             with contextlib.suppress(UserError):  # best effort: the run is made (or failed)
-                pin(allowed)  # already; cores the job lost meanwhile (a cgroup shrunk) refuse
+                pin(before)  # already; cores the job lost meanwhile (a cgroup shrunk) refuse
     finally:
         for fd in fds:
             os.close(fd)
