@@ -21,10 +21,11 @@ import time
 import pytest
 
 from askdagger_mnist.errors import UserError
-from askdagger_mnist.runner.cpu_slots import cores_to_take, cpu_slots, default_lock_dir
+from askdagger_mnist.runner.cpu_slots import (allowed_cores, cores_to_take, cpu_slots,
+                                              default_lock_dir)
 from conftest import MNIST_ROOT, REPO, assert_same_run
 
-ALLOWED = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+ALLOWED = allowed_cores() or []  # the affinity; under a CPU quota of N CPUs its first N
 TWO_CORES = ALLOWED[:2]  # the allocation every holder below is given
 needs_two_cores = pytest.mark.skipif(
     len(TWO_CORES) < 2, reason="needs CPU affinity (Linux) and at least two allowed cores")

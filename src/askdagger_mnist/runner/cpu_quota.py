@@ -35,7 +35,8 @@ def quota_cpus(cgroup_root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP)
         if controllers == "":  # cgroup v2, the unified hierarchy
             limits += _limits(cgroup_root, path, _v2_limit)
         elif "cpu" in controllers.split(","):  # cgroup v1, the cpu controller
-            for mount in (cgroup_root / controllers, cgroup_root / "cpu", cgroup_root / "cpu,cpuacct"):
+            for name in (controllers, "cpu", "cpu,cpuacct"):  # where distributions mount it
+                mount = cgroup_root / name
                 if mount.is_dir():
                     limits += _limits(mount, path, _v1_limit)
                     break
