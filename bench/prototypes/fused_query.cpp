@@ -1,8 +1,8 @@
 // PROTOTYPE, not used by the package or the workflow: evidence for issue 23's open decision
 // (a compiled extension as a dependency?). The fast engine's Monte-Carlo query pass,
 // askdagger_mnist.fast.query.mc_probs_shared, as one hand-fused single-thread CPU kernel with
-// AVX-512 intrinsics; built and measured against it by bench/fused_query.py (agreement: float32
-// rounding, about 2e-8 in a probability; bound by tests/bench/test_fused_query.py).
+// AVX-512 intrinsics; built and measured against it by bench/fused_kernels.py (agreement: float32
+// rounding, about 2e-8 in a probability; bound by tests/bench/test_fused_kernels.py).
 // Limits of a prototype: AVX-512 CPUs only, one thread (static buffers), contiguous float32 CPU
 // tensors, C (passes) even, and a multiple of 8 for the hand-written FC modes.
 //
