@@ -25,6 +25,7 @@ import os
 import shutil
 import statistics
 import sys
+import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +44,8 @@ def missing_tools() -> str | None:
         return "a C++ compiler (c++ or g++ on PATH)"
     if not shutil.which("ninja"):
         return "ninja (pip install ninja, or the system's package)"
+    if not (Path(sysconfig.get_paths()["include"]) / "Python.h").is_file():
+        return "Python's C headers (Python.h; e.g. the python3-dev package)"
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError:
