@@ -23,7 +23,9 @@ fi
 DATA_ROOT=$1
 PYTHON=${PYTHON:-python3}
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
-PROCESSES=${2:-$("$PYTHON" -c 'import os; print(len(os.sched_getaffinity(0)))')}
+# gpu_sweep's own default --parallel: the CPU cores it may use (a CPU quota counted)
+PROCESSES=${2:-$("$PYTHON" -c 'import sys; sys.path.insert(0, "bench"); import gpu_sweep
+print(gpu_sweep.default_parallel())')}
 shift $(( $# < 2 ? $# : 2 ))
 SETTINGS=${*:-1 5 10}
 for number in $PROCESSES $SETTINGS; do

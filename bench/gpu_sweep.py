@@ -131,7 +131,7 @@ def processes_of(runs: Iterable[PlannedRun], per_process: int,
                  alone: Callable[[PlannedRun], bool] = lambda run: False) -> list[PlannedProcess]:
     """The runs in order, consecutive runs of one configuration (mode, variant, s_des) put
     together, at most ``per_process`` to a process; a run for which ``alone`` is true (one the
-    train CLI will refuse: ``refused``) gets a process of its own, so that its refusal, which
+    train CLI will refuse: ``run_state``) gets a process of its own, so that its refusal, which
     stops the CLI before its first run, stops no other run."""
     groups: list[list[PlannedRun]] = []
     for run in runs:
@@ -263,23 +263,24 @@ def plan_runs(config: Mapping, keys, runs_root: Path, jobs_per_gpu: int) -> list
     return planned
 
 
-def is_done(run: PlannedRun) -> bool:
-    """Whether the run directory already holds this run, finished by today's code; anything
-    else there (which the train CLI refuses in one sentence) is left for it to report."""
+def run_state(run: PlannedRun) -> str:
+    """"done" where the run directory already holds this run, finished by today's code;
+    "refused" where it holds something the train CLI refuses (another run, a run of another
+    results version, a file), which the CLI reports in one sentence in the run's log; else
+    "to train"."""
     try:
-        return holds_current_run(run.out, run.recorded)
+        return "done" if holds_current_run(run.out, run.recorded) else "to train"
     except UserError:
-        return False
+        return "refused"
 
 
-def refused(run: PlannedRun) -> bool:
-    """Whether the run directory holds something the train CLI refuses (another run, a run of
-    another results version, a file): the CLI says so in one sentence, in the run's log."""
-    try:
-        holds_current_run(run.out, run.recorded)
-    except UserError:
-        return True
-    return False
+def plan_processes(planned: list[PlannedRun],
+                   per_process: int) -> tuple[list[PlannedRun], list[PlannedProcess]]:
+    """The runs not yet done, and the processes that train them (``processes_of``, a refused
+    run alone); each run directory looked at once."""
+    states = {run.out: run_state(run) for run in planned}
+    todo = [run for run in planned if states[run.out] != "done"]
+    return todo, processes_of(todo, per_process, lambda run: states[run.out] == "refused")
 
 
 def check_mnist(root: Path) -> None:
@@ -565,8 +566,7 @@ def configured(args: argparse.Namespace) -> dict:
 
 
 def dry_run(args, planned: list[PlannedRun], grid: int) -> dict:
-    todo = [run for run in planned if not is_done(run)]
-    processes = processes_of(todo, args.runs_per_process, refused)
+    todo, processes = plan_processes(planned, args.runs_per_process)
     print(f"{len(planned)} runs planned (the grid has {grid}), {len(planned) - len(todo)} "
           f"already complete, {len(todo)} to run in {len(processes)} processes, "
           f"{args.parallel} at once.")
@@ -581,7 +581,7 @@ def dry_run(args, planned: list[PlannedRun], grid: int) -> dict:
 
 def sweep(args, config: Mapping, planned: list[PlannedRun], grid: int) -> dict:
     check_mnist(Path(config["mnist_root"]))
-    todo = [run for run in planned if not is_done(run)]
+    todo, processes = plan_processes(planned, args.runs_per_process)
     print(f"{len(planned)} runs planned, {len(planned) - len(todo)} already complete: "
           f"running {len(todo)}, {args.parallel} at once.", file=sys.stderr)
     rows = []
@@ -591,7 +591,6 @@ def sweep(args, config: Mapping, planned: list[PlannedRun], grid: int) -> dict:
             rows.append(row)
             print(progress_line(row, len(rows), len(todo)), file=sys.stderr, flush=True)
 
-    processes = processes_of(todo, args.runs_per_process, refused)
     start = time.perf_counter()
     run_all(processes, args.parallel, report_one)
     wall_s = time.perf_counter() - start if todo else 0.0
